@@ -1,0 +1,317 @@
+"""Tiny, randomly initialised SD 1.5 / SDXL / SD 1.5-inpainting pipelines in diffusers format.
+
+They stand in for real weights in tests and the offline demo: same classes, same folder layout,
+same `from_pretrained` path, same 8x VAE down-sampling, a real CLIP tokenizer; but a few channels
+and random weights, so the images they make are noise. Component shapes follow the
+`get_dummy_components()` of diffusers' own pipeline tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import diffusers
+import torch
+import transformers
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from packshot.errors import PackshotError, UsageError
+
+# Bump when a change here changes what gets built: cached stand-ins with another number are rebuilt.
+BUILDER_VERSION = 1
+STAND_IN_KIND = "packshot-tiny-stand-in"  # `kind` in packshot.json, how runtime recognises one
+
+# Built-in alias -> model family name (see packshot.families).
+TINY_ALIASES: dict[str, str] = {
+    "tiny": "sd15",
+    "tiny-sdxl": "sdxl",
+    "tiny-inpaint": "sd15-inpaint",
+}
+
+# CLIP's BPE vocabulary: 256 byte symbols, the same with '</w>', 48,894 merges, 2 specials.
+CLIP_VOCAB_SIZE = 49408
+CLIP_MAX_LENGTH = 77  # CLIP's context length; SD pads/truncates every prompt to it
+_CLIP_NUM_MERGES = 49152 - 256 - 2  # as in OpenAI CLIP's SimpleTokenizer
+_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
+
+# Tiny sizes. The text encoders' width is the UNet's cross-attention width (SDXL: both of them).
+_TEXT_HIDDEN = 32
+_UNET_CHANNELS = (8, 16)  # SD: (320, 640, 1280, 1280)
+_VAE_CHANNELS = (8, 8, 16, 16)  # SD: (128, 256, 512, 512); 4 blocks = 3 halvings = 8x, as real SD
+_LATENT_SIZE = 8  # UNet sample_size: 8x8 latents, so the pipelines' default size is 64 px
+
+
+# -- the CLIP tokenizer, built offline -------------------------------------------------------
+
+
+def _clip_bpe_path() -> Path:
+    """The real CLIP BPE vocabulary that ships inside the open_clip_torch wheel.
+
+    Found without importing open_clip: importing it needs torchvision, which packshot avoids.
+    """
+    spec = importlib.util.find_spec("open_clip")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        path = Path(folder) / "bpe_simple_vocab_16e6.txt.gz"
+        if path.is_file():
+            return path
+    raise PackshotError(
+        "The tiny stand-in models need the CLIP vocabulary file that ships with open_clip_torch, "
+        "and it is not installed. Install it without its dependencies (they would replace torch): "
+        "`pip install --no-deps open_clip_torch==3.3.0`."
+    )
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """Byte -> printable character map of GPT-2/CLIP byte-level BPE (from OpenAI CLIP, MIT)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    n = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + n)
+            n += 1
+    return dict(zip(printable, (chr(c) for c in codes), strict=True))
+
+
+@lru_cache(maxsize=1)
+def _clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
+    """CLIP's vocabulary (token -> id) and merge rules ("a b"), as SimpleTokenizer builds them."""
+    lines = gzip.decompress(_clip_bpe_path().read_bytes()).decode("utf-8").split("\n")
+    merges = lines[1 : _CLIP_NUM_MERGES + 1]  # line 0 is a "#version" header
+    symbols = list(_bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + [m.replace(" ", "") for m in merges]
+    tokens += [_BOS, _EOS]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    if len(vocab) != CLIP_VOCAB_SIZE:
+        raise PackshotError(
+            f"The CLIP vocabulary file {_clip_bpe_path()} gave {len(vocab)} tokens, "
+            f"not {CLIP_VOCAB_SIZE}: not the file OpenAI CLIP ships. Reinstall open_clip_torch."
+        )
+    return vocab, merges
+
+
+def _write_vocab_and_merges(out_dir: Path) -> tuple[Path, Path]:
+    vocab, merges = _clip_vocab_and_merges()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_file, merges_file = out_dir / "vocab.json", out_dir / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return vocab_file, merges_file
+
+
+def clip_tokenizer_files(out_dir: Path) -> tuple[Path, Path]:
+    """Write CLIP's `vocab.json`, `merges.txt` and `tokenizer_config.json` into `out_dir`.
+
+    The folder then loads with `CLIPTokenizer.from_pretrained(out_dir)`, as the tokenizer
+    folder of a real SD checkpoint does. Returns the paths of the vocabulary and the merges.
+    """
+    vocab_file, merges_file = _write_vocab_and_merges(out_dir)
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": CLIP_MAX_LENGTH,
+        "bos_token": _BOS,
+        "eos_token": _EOS,
+        "unk_token": _EOS,
+        "pad_token": _EOS,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return vocab_file, merges_file
+
+
+def build_clip_tokenizer(pad_token: str = _EOS) -> CLIPTokenizer:
+    """A real CLIP tokenizer (the one SD 1.5 and SDXL use), built offline.
+
+    SDXL's second tokenizer pads with "!" instead of "<|endoftext|>"; pass `pad_token="!"` for it.
+    """
+    # Through files and from_pretrained: the one constructor transformers 4 and 5 share.
+    with tempfile.TemporaryDirectory(prefix="packshot-clip-") as folder:
+        clip_tokenizer_files(Path(folder))
+        return CLIPTokenizer.from_pretrained(folder, pad_token=pad_token)
+
+
+# -- the tiny components ---------------------------------------------------------------------
+
+
+def _text_encoder_config(hidden_act: str, projection_dim: int | None = None) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE,  # the real vocabulary, so every token id is valid
+        max_position_embeddings=CLIP_MAX_LENGTH,
+        hidden_size=_TEXT_HIDDEN,
+        intermediate_size=37,  # an odd size on purpose, as in diffusers' tests
+        num_attention_heads=4,
+        num_hidden_layers=2,  # >= 2: SDXL reads the penultimate layer
+        hidden_act=hidden_act,
+        projection_dim=projection_dim or _TEXT_HIDDEN,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+
+
+def _vae(scaling_factor: float) -> AutoencoderKL:
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(_VAE_CHANNELS),
+        up_block_types=("UpDecoderBlock2D",) * len(_VAE_CHANNELS),
+        block_out_channels=_VAE_CHANNELS,
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=4,  # must divide every block's channels (SD: 32)
+        sample_size=_LATENT_SIZE * 8,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _unet(in_channels: int, cross_attention_dim: int, **extra: object) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=_LATENT_SIZE,
+        in_channels=in_channels,  # 4 latents; inpainting adds 4 masked-image latents + 1 mask = 9
+        out_channels=4,
+        block_out_channels=_UNET_CHANNELS,
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=2,
+        norm_num_groups=4,  # must divide every block's channels (SD: 32)
+        **extra,
+    )
+
+
+def _sd15_scheduler() -> PNDMScheduler:
+    # The scheduler config of runwayml/stable-diffusion-v1-5.
+    return PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+
+
+def _sd15(in_channels: int) -> dict[str, object]:
+    """SD 1.5 components; `in_channels=9` makes the inpainting variant."""
+    return {
+        "vae": _vae(scaling_factor=0.18215),  # SD 1.5's latent scale
+        "text_encoder": CLIPTextModel(_text_encoder_config("quick_gelu")),
+        "tokenizer": build_clip_tokenizer(),
+        "unet": _unet(in_channels, cross_attention_dim=_TEXT_HIDDEN),
+        "scheduler": _sd15_scheduler(),
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+
+
+def _sdxl() -> dict[str, object]:
+    """SDXL components: two text encoders whose outputs are concatenated, and time conditioning."""
+    time_embed_dim = 8  # SDXL: 256
+    return {
+        "vae": _vae(scaling_factor=0.13025),  # SDXL's latent scale
+        "text_encoder": CLIPTextModel(_text_encoder_config("quick_gelu")),
+        "text_encoder_2": CLIPTextModelWithProjection(_text_encoder_config("gelu")),
+        "tokenizer": build_clip_tokenizer(),
+        "tokenizer_2": build_clip_tokenizer(pad_token="!"),  # as SDXL's tokenizer_2
+        "unet": _unet(
+            4,
+            cross_attention_dim=2 * _TEXT_HIDDEN,  # both encoders' hidden states, concatenated
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=time_embed_dim,
+            # 6 time ids (original size, crop corner, target size) + the pooled text embedding
+            projection_class_embeddings_input_dim=6 * time_embed_dim + _TEXT_HIDDEN,
+            transformer_layers_per_block=(1, 2),
+        ),
+        "scheduler": EulerDiscreteScheduler(
+            # The scheduler config of stabilityai/stable-diffusion-xl-base-1.0.
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            num_train_timesteps=1000,
+            steps_offset=1,
+            timestep_spacing="leading",
+        ),
+        "image_encoder": None,
+        "feature_extractor": None,
+    }
+
+
+def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
+    """Build the tiny stand-in `alias` and `save_pretrained` it into `out_dir`; return `out_dir`.
+
+    The weights are random but deterministic: the same `alias` and `seed` give the same files.
+    `out_dir` gets `model_index.json`, one folder per component (safetensors) and a
+    `packshot.json` saying what it is. Written last, `packshot.json` marks a finished build.
+    """
+    if alias not in TINY_ALIASES:
+        raise UsageError(
+            f"`{alias}` is not a tiny stand-in model. Choose one of: {', '.join(TINY_ALIASES)}."
+        )
+
+    # 1. Components, each from the same seed, without disturbing the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if alias == "tiny":
+            pipe = StableDiffusionPipeline(**_sd15(in_channels=4))
+        elif alias == "tiny-sdxl":
+            pipe = StableDiffusionXLPipeline(**_sdxl())
+        else:
+            pipe = StableDiffusionInpaintPipeline(**_sd15(in_channels=9))
+
+    # 2. The diffusers folder, then the note that says what it is.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bars_on = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar
+    try:
+        pipe.save_pretrained(out_dir, safe_serialization=True)
+    finally:
+        if bars_on:
+            transformers.utils.logging.enable_progress_bar()
+    for name in ("tokenizer", "tokenizer_2"):
+        if (out_dir / name).is_dir():  # vocab.json and merges.txt too, as real checkpoints have
+            _write_vocab_and_merges(out_dir / name)
+    note = {
+        "kind": STAND_IN_KIND,
+        "alias": alias,
+        "family": TINY_ALIASES[alias],
+        "seed": seed,
+        "builder_version": BUILDER_VERSION,
+        "note": "A packshot tiny stand-in: random weights, the images it makes are noise. "
+        "For tests and the offline demo only.",
+        "diffusers_version": diffusers.__version__,
+        "transformers_version": transformers.__version__,
+    }
+    (out_dir / "packshot.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def read_stand_in_note(model_dir: Path) -> dict[str, object] | None:
+    """The `packshot.json` of a tiny stand-in folder, or None for any other folder."""
+    try:
+        note = json.loads((model_dir / "packshot.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) and note.get("kind") == STAND_IN_KIND else None
