@@ -1,0 +1,175 @@
+"""The command line: help everywhere, exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from packshot.cli import app
+
+runner = CliRunner()
+
+
+def _all_commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            found += _all_commands(sub, (*path, name))
+    return found
+
+
+COMMANDS = _all_commands(get_command(app))
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "packshot")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    command = get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    assert command.help, f"`packshot {' '.join(path)}` has no help text"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    leaves = [p for p in COMMANDS if p and not hasattr(_lookup(p), "commands")]
+    for path in leaves:
+        assert f"packshot {' '.join(path)}" in readme, f"README lacks `packshot {' '.join(path)}`"
+
+
+def _lookup(path: tuple[str, ...]) -> Any:
+    command = get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    return command
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("packshot ")
+
+
+def test_unknown_flag_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["photos", "check", ".", "--no-such-flag"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_bad_value_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["photos", "check", str(tmp_path), "--min-side", "0"])
+    assert result.exit_code == 2
+    assert "--min-side" in result.output
+
+
+def test_missing_folder_is_one_line_exit_1(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    result = runner.invoke(app, ["photos", "check", str(missing)])
+    assert result.exit_code == 1
+    assert str(missing) in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0, result.output
+
+
+def _packshot() -> list[str]:
+    script = Path(sys.executable).parent / "packshot"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "packshot.cli"]
+
+
+def test_script_exit_codes_and_debug(tmp_path: Path) -> None:
+    """The installed script: exit 1 with one line, and a traceback only with --debug."""
+    missing = str(tmp_path / "nope")
+    env = {**os.environ, "PACKSHOT_DEBUG": ""}
+    plain = subprocess.run(
+        [*_packshot(), "photos", "check", missing], capture_output=True, text=True, env=env
+    )
+    assert plain.returncode == 1
+    assert plain.stderr.startswith("Error:") and "Traceback" not in plain.stderr
+    debug = subprocess.run(
+        [*_packshot(), "--debug", "photos", "check", missing],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    usage = subprocess.run([*_packshot(), "photos", "check"], capture_output=True, text=True)
+    assert usage.returncode == 2
+
+
+def test_photos_check_json(tmp_path: Path, dreambench: Path) -> None:
+    photos = tmp_path / "photos"
+    shutil.copytree(dreambench / "can", photos)
+    (photos / "notes.jpg").write_text("<html><body>not a photo</body></html>")
+    result = runner.invoke(app, ["photos", "check", str(photos), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"accepted", "rejected", "duplicates", "verdict", "advice"} <= report.keys()
+    assert len(report["accepted"]) == len(list((dreambench / "can").glob("*.jpg")))
+    assert [r["file"] for r in report["rejected"]] == ["notes.jpg"]
+    assert report["verdict"] in {"ready", "usable"}
+
+
+def test_photos_check_human(tmp_path: Path, dreambench: Path) -> None:
+    result = runner.invoke(app, ["photos", "check", str(dreambench / "teapot")])
+    assert result.exit_code == 0, result.output
+    assert "Verdict:" in result.output
+
+
+def test_photos_prepare(tmp_path: Path, dreambench: Path) -> None:
+    out = tmp_path / "set"
+    result = runner.invoke(
+        app,
+        [
+            "photos",
+            "prepare",
+            str(dreambench / "clock"),
+            "--class",
+            "clock",
+            "--resolution",
+            "64",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    assert manifest
+    assert (out / "packshot.json").exists()
+    assert len(list(out.rglob("*.png"))) >= len(list((dreambench / "clock").glob("*.jpg")))
+
+
+def test_models_info_tiny(cache_dir: Path) -> None:
+    result = runner.invoke(app, ["models", "info", "tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["family"] == "sd15"
+
+
+def test_models_info_missing_folder(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["models", "info", str(tmp_path / "no-model")])
+    assert result.exit_code == 1
+    assert "no-model" in result.output and "Traceback" not in result.output
+
+
+def test_demo_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "tiny model" in result.output  # says plainly that the images are noise
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["verdict"] in {"ready", "usable"}
+    assert summary["training_images"] == 6
+    assert json.loads((out / "report.json").read_text())["counts"]["accepted"] == 6
