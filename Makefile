@@ -12,6 +12,7 @@ TORCH := torch==2.13.0
 # Only for its copy of the real CLIP BPE vocabulary (the offline tiny tokenizer).
 # --no-deps: its own requirements (torchvision, timm) would replace torch.
 OPEN_CLIP := open_clip_torch==3.3.0
+LINTED := src tests $(wildcard benchmarks)
 
 .PHONY: demo test lint format clean
 
@@ -27,16 +28,16 @@ demo: $(STAMP)
 	$(VENV)/bin/packshot demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -6,4 +6,3 @@ functions that need them, so `import packshot` stays fast.
 """
 
 __version__ = "0.1.0"
-
