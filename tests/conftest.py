@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    # The suite runs tiny models, whose time goes to per-op overhead, not maths: one thread
+    # is faster, and on a busy 2-core machine several threads spin against each other
+    # (measured here: 0.13 it/s against 14.8 it/s for the same tiny training run).
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,3 +55,29 @@ def dreambench() -> Path:
     if not DREAMBENCH.is_dir():
         pytest.skip(f"DreamBench photos not found at {DREAMBENCH}")
     return DREAMBENCH
+
+
+@pytest.fixture(scope="session")
+def training_set(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample product, prepared by intake at 64 px (the tiny models' size)."""
+    from packshot.intake import check_photos, prepare_training_set
+
+    out = tmp_path_factory.mktemp("training-set") / "backpack"
+    report = check_photos(EXAMPLE_PHOTOS)
+    prepare_training_set(report, out, resolution=64, token="sks", class_word="backpack")
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Run a module's tiny-model work on one thread, then restore the thread count.
+
+    Tiny models spend their time in per-op overhead, not in maths: more threads only add
+    synchronisation, and on a busy 2-core machine they get in each other's way (3-5x slower).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -48,6 +48,11 @@ def run_demo(
     if model is None:
         model = DEFAULT_MODEL if device == "cuda" else "tiny"
     if model.startswith("tiny"):
+        import torch
+
+        # Tiny models spend their time in per-op overhead: one thread is fastest, and on a
+        # busy machine several threads spin against each other (100x slower measured here).
+        torch.set_num_threads(1)
         console.print(
             f"[bold yellow]No GPU here ({device}):[/] using packshot's built-in tiny model "
             f"`{model}`. It has random weights, so its images are noise, but every step of "

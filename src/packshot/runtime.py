@@ -52,6 +52,12 @@ from packshot.testing.pipelines import (
     read_stand_in_note,
 )
 
+# packshot reports progress through its own events (bars in the CLI, job events in the
+# service); the libraries' own tqdm bars ("Loading weights", "Loading pipeline components")
+# would interleave with them, so they are off for every model packshot loads.
+diffusers.utils.logging.disable_progress_bar()
+transformers.utils.logging.disable_progress_bar()
+
 ModelSource = Literal["alias", "local", "hub"]
 T = TypeVar("T")
 

@@ -1,0 +1,276 @@
+"""Training on the tiny SD 1.5 stand-in: the files, the metadata, the LoRA's effect, the formats."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from packshot.progress import ProgressEvent
+from packshot.train import TrainConfig, load_model_metadata, train
+from packshot.train.loop import TrainResult, work_dir_for
+
+STEPS = 12
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _config(**overrides: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "model": "tiny",
+        "class_word": "backpack",
+        "resolution": 64,
+        "max_train_steps": STEPS,
+        "learning_rate": 1e-3,  # tiny random models need a large step to move in 12 steps
+        "checkpointing_steps": 5,
+        "validation_steps": 6,
+        "validation_inference_steps": 2,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def sd15_run(
+    cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainResult, list[ProgressEvent]]:
+    out = tmp_path_factory.mktemp("sd15") / "model"
+    events: list[ProgressEvent] = []
+    result = train(_config(), training_set, out, progress=events.append, cache_dir=cache_dir)
+    return result, events
+
+
+def _images(pipe: object, prompt: str = "a photo of sks backpack") -> np.ndarray:
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
+    generator = torch.Generator("cpu").manual_seed(0)
+    return pipe(  # type: ignore[operator]
+        prompt, num_inference_steps=2, generator=generator, output_type="np"
+    ).images
+
+
+def _pipeline(alias: str, cache_dir: Path) -> object:
+    import diffusers
+
+    from packshot.runtime import resolve_model
+
+    resolved = resolve_model(alias, cache_dir=cache_dir)
+    cls = getattr(diffusers, resolved.family.pipeline_class_name("text2img"))
+    return cls.from_pretrained(resolved.path)
+
+
+def test_writes_the_model_folder(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> None:
+    result, _ = sd15_run
+    out = result.model_dir
+    for name in (
+        "pytorch_lora_weights.safetensors",
+        "pytorch_lora_weights_kohya.safetensors",
+        "packshot.json",
+        "README.md",
+    ):
+        assert (out / name).is_file(), name
+    assert not work_dir_for(out).exists(), "the work folder must be renamed into place"
+    assert not (out / "run.json").exists()
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert checkpoints == ["step-000005", "step-000010"]  # every 5 steps, the last 2 kept
+    samples = sorted(p.name for p in (out / "samples").iterdir())
+    assert samples == [f"step-{s:06d}-seed{seed}.png" for s in (6, 12) for seed in (0, 1)]
+    assert result.final_step == STEPS and math.isfinite(result.final_loss)
+
+
+def test_metadata_says_how_the_model_was_made(
+    sd15_run: tuple[TrainResult, list[ProgressEvent]], training_set: Path
+) -> None:
+    result, _ = sd15_run
+    meta = load_model_metadata(result.model_dir)
+    assert meta == json.loads(result.metadata_path.read_text())
+    assert meta["base_model"] == "tiny" and meta["family"] == "sd15"
+    assert (meta["token"], meta["class_word"]) == ("sks", "backpack")
+    assert TrainConfig(**meta["config"]) == _config()
+    assert meta["packshot_version"]
+    assert meta["num_photos"] == len(meta["photos"]) >= 3
+    assert all(len(photo["sha256"]) == 64 for photo in meta["photos"])
+    assert meta["final_step"] == STEPS and meta["final_loss"] == result.final_loss
+    assert meta["resumed_from"] is None and meta["nan_rollbacks"] == 0
+    assert {"prepare_s", "cache_s", "train_s", "total_s"} <= set(meta["timings"])
+    assert meta["device"] == "cpu" and meta["dtype"] == "float32"
+
+
+def test_model_card_has_hub_metadata(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> None:
+    result, _ = sd15_run
+    card = (result.model_dir / "README.md").read_text()
+    front = card.split("---\n")[1]
+    assert 'base_model: "tiny"' in front
+    assert 'instance_prompt: "a photo of sks backpack"' in front
+    assert "- lora" in front and "- stable-diffusion" in front
+    assert "url: samples/step-000012-seed0.png" in front  # the final samples as widgets
+
+
+def test_progress_events(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> None:
+    _, events = sd15_run
+    train_events = [e for e in events if e.stage == "train"]
+    steps = [e for e in train_events if e.data.get("event") == "step"]
+    assert [e.data["step"] for e in steps] == list(range(1, STEPS + 1))
+    assert all({"loss", "lr", "it_s", "eta_s"} <= set(e.data) for e in steps)
+    assert all(e.total == STEPS for e in train_events)
+    kinds = [
+        (e.data["event"], e.data.get("step")) for e in train_events if e.data["event"] != "step"
+    ]
+    assert ("checkpoint", 5) in kinds and ("checkpoint", 10) in kinds
+    assert ("sample", 6) in kinds and ("sample", STEPS) in kinds
+    assert kinds[-1] == ("done", STEPS)
+    sample = next(e for e in train_events if e.data["event"] == "sample")
+    assert all(Path(p).name.startswith("step-000006") for p in sample.data["paths"])
+
+
+def test_lora_changes_the_output_and_round_trips(
+    sd15_run: tuple[TrainResult, list[ProgressEvent]], cache_dir: Path
+) -> None:
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import get_peft_model_state_dict
+
+    result, _ = sd15_run
+    base = _images(_pipeline("tiny", cache_dir))
+    pipe = _pipeline("tiny", cache_dir)
+    pipe.load_lora_weights(result.model_dir)  # type: ignore[attr-defined]  # no extra arguments
+    tuned = _images(pipe)
+    assert np.abs(tuned - base).max() > 1e-3
+
+    # Round trip: the weights inside the pipeline are the ones in the file.
+    saved = load_file(result.lora_path)
+    unet_saved = {k.removeprefix("unet."): v for k, v in saved.items() if k.startswith("unet.")}
+    unet_saved = convert_unet_state_dict_to_peft(unet_saved)
+    adapter = pipe.unet.active_adapters()[0]  # type: ignore[attr-defined]
+    loaded = get_peft_model_state_dict(pipe.unet, adapter_name=adapter)  # type: ignore[attr-defined]
+    assert set(loaded) == set(unet_saved)
+    for key, value in unet_saved.items():
+        torch.testing.assert_close(loaded[key], value)
+
+
+def test_kohya_file_is_equivalent_to_the_diffusers_file(
+    sd15_run: tuple[TrainResult, list[ProgressEvent]], cache_dir: Path
+) -> None:
+    result, _ = sd15_run
+    keys = list(load_file(result.kohya_path))
+    assert keys and all(k.startswith("lora_unet_") for k in keys)
+    assert any(k.endswith(".lora_down.weight") for k in keys)
+    assert any(k.endswith(".lora_up.weight") for k in keys)
+    assert sum(k.endswith(".alpha") for k in keys) * 3 == len(keys)
+
+    with_diffusers = _pipeline("tiny", cache_dir)
+    with_diffusers.load_lora_weights(result.model_dir)  # type: ignore[attr-defined]
+    with_kohya = _pipeline("tiny", cache_dir)
+    with_kohya.load_lora_weights(  # type: ignore[attr-defined]
+        result.model_dir, weight_name=result.kohya_path.name
+    )
+    np.testing.assert_allclose(_images(with_kohya), _images(with_diffusers), atol=1e-5)
+
+
+def test_kohya_alpha_gives_exactly_the_trained_scale(cache_dir: Path, tmp_path: Path) -> None:
+    """alpha ≠ rank: the kohya file's alphas must reproduce the diffusers file's scale (2×)."""
+    import diffusers
+    from peft import LoraConfig
+
+    from packshot.runtime import resolve_model
+    from packshot.train.lora_io import (
+        UNET_TARGET_MODULES,
+        add_lora,
+        save_diffusers_lora,
+        save_kohya_lora,
+    )
+
+    resolved = resolve_model("tiny", cache_dir=cache_dir)
+    unet = diffusers.UNet2DConditionModel.from_pretrained(resolved.path, subfolder="unet")
+    add_lora(unet, LoraConfig(r=4, lora_alpha=8, target_modules=UNET_TARGET_MODULES))
+    torch.manual_seed(0)
+    with torch.no_grad():  # lora_B starts at zero: give it values so the LoRA does something
+        for name, param in unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    save_diffusers_lora(tmp_path, diffusers.StableDiffusionPipeline, unet, [])
+    kohya = save_kohya_lora(tmp_path / "kohya.safetensors", unet, [], num_text_encoders=1)
+    alphas = {k: v for k, v in load_file(kohya).items() if k.endswith(".alpha")}
+    assert alphas and all(float(v) == 8.0 for v in alphas.values())
+    with safe_open(str(kohya), "pt") as fh:
+        assert fh.metadata()["format"] == "pt"
+
+    base = _images(_pipeline("tiny", cache_dir))
+    a = _pipeline("tiny", cache_dir)
+    a.load_lora_weights(tmp_path)  # type: ignore[attr-defined]
+    b = _pipeline("tiny", cache_dir)
+    b.load_lora_weights(tmp_path, weight_name="kohya.safetensors")  # type: ignore[attr-defined]
+    out_a, out_b = _images(a), _images(b)
+    assert np.abs(out_a - base).max() > 1e-2
+    np.testing.assert_allclose(out_b, out_a, atol=1e-5)
+
+
+def test_loss_on_a_fixed_batch_goes_down(cache_dir: Path, training_set: Path) -> None:
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from packshot.runtime import resolve_model
+    from packshot.train.data import encode_examples
+    from packshot.train.loop import _load_encoders, _load_unet, _prepared_examples
+    from packshot.train.step import LoraTrainer, make_batch
+
+    config = _config(max_train_steps=20, learning_rate=1e-2, lr_warmup_steps=0)
+    path = resolve_model("tiny", cache_dir=cache_dir).path
+    parts = _load_encoders(path, is_sdxl=False, weight_dtype=torch.float32)
+    unet, noise_scheduler = _load_unet(path, torch.float32)
+    examples, _ = _prepared_examples(training_set, training_set, config, False, lambda e: None)
+    encoded = encode_examples(
+        examples[:2],
+        vae=parts["vae"],
+        tokenizers=parts["tokenizers"],
+        text_encoders=parts["text_encoders"],
+        resolution=64,
+        random_flip=False,
+        background_weight=config.background_weight,
+        prior_loss_weight=1.0,
+        is_sdxl=False,
+    )
+    assert isinstance(unet, UNet2DConditionModel)
+    assert isinstance(noise_scheduler, DDPMScheduler)
+    trainer = LoraTrainer(unet, noise_scheduler, config)
+    index = torch.arange(2)
+    batch = make_batch([(encoded, index, torch.zeros(2, dtype=torch.bool))], "cpu", 64, False)
+    before = trainer.probe_loss(batch, seed=7)
+    for _ in range(config.max_train_steps):
+        # the same noise and timesteps every step: the batch is fixed, so its loss must fall
+        trainer.train_step(batch, torch.Generator().manual_seed(7))
+    after = trainer.probe_loss(batch, seed=7)
+    assert after < 0.9 * before, (before, after)
+
+
+def test_frozen_convolutions_give_the_same_gradients() -> None:
+    from packshot.train.step import save_memory_on_frozen_convs
+
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(4, 2, 3, stride=2)
+    ).requires_grad_(False)
+    patched = torch.nn.Sequential(*[m for m in reference])  # the same layers, same weights
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    expected = reference(x)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    assert save_memory_on_frozen_convs(patched) == 2
+    got = patched(x)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), x)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_got, grad_expected)
+
+
+def test_mask_becomes_latent_loss_weights() -> None:
+    from packshot.train.data import mask_to_loss_weights
+
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 20:48] = 1.0  # the product; its left edge falls inside latent column 2
+    weights = mask_to_loss_weights(mask, 8, background_weight=0.25)
+    assert weights.shape == (1, 1, 8, 8)
+    assert weights[0, 0, 3, 4] == 1.0  # on the product
+    assert weights[0, 0, 0, 0] == 0.25  # background
+    assert weights[0, 0, 3, 2] == pytest.approx(0.25 + 0.75 * 0.5)  # half covered

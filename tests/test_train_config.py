@@ -1,0 +1,68 @@
+"""The training config and its presets: typed, validated, every preset value sourced."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from packshot.errors import UsageError
+from packshot.train import PRESET_NAMES, TrainConfig, load_presets
+from packshot.train.config import PRESETS_FILE, TRAINABLE_FAMILIES
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_every_preset_value_says_where_it_comes_from() -> None:
+    data = json.loads(PRESETS_FILE.read_text())
+    assert data["_comment"]
+    for family in TRAINABLE_FAMILIES:
+        assert set(data[family]) == set(PRESET_NAMES)
+        for name, preset in data[family].items():
+            values = {k for k in preset if not k.startswith("_")}
+            comments = preset["_comment"]
+            assert set(comments) == values, f"{family}/{name}: uncommented {values - set(comments)}"
+            assert all(isinstance(c, str) and len(c) > 10 for c in comments.values())
+            assert values <= set(TrainConfig.model_fields), f"{family}/{name}: unknown fields"
+
+
+@pytest.mark.parametrize("family", TRAINABLE_FAMILIES)
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_presets_make_valid_configs(family: str, preset: str) -> None:
+    config = TrainConfig.from_preset(family, preset, model="m", class_word="headphones")  # type: ignore[arg-type]
+    values = load_presets(family)[preset]
+    assert {k: getattr(config, k) for k in values} == values
+    assert config.preset == preset
+    assert config.resolution == (1024 if family == "sdxl" else 512)
+
+
+def test_options_override_a_preset_and_none_keeps_it() -> None:
+    config = TrainConfig.from_preset(
+        "sd15", "quick", model="m", class_word="mug", max_train_steps=42, rank=None
+    )
+    assert config.max_train_steps == 42
+    assert config.rank == load_presets("sd15")["quick"]["rank"]
+    assert config.instance_prompt == "a photo of sks mug"
+
+
+def test_bad_values_name_the_field() -> None:
+    with pytest.raises(UsageError, match="resolution"):
+        TrainConfig.from_preset("sd15", "quick", model="m", class_word="mug", resolution=500)
+    with pytest.raises(UsageError, match="background_weight"):
+        TrainConfig.from_preset("sd15", "quick", model="m", class_word="mug", background_weight=2)
+    with pytest.raises(UsageError, match="sd15-inpaint"):
+        load_presets("sd15-inpaint")
+
+
+def test_config_round_trips_through_json() -> None:
+    config = TrainConfig(model="tiny", class_word="mug", validation_seeds=[3, 4])
+    assert TrainConfig.model_validate_json(config.model_dump_json()) == config
+
+
+def test_inpainting_models_are_refused(tmp_path, cache_dir, training_set) -> None:  # type: ignore[no-untyped-def]
+    from packshot.train import train
+
+    config = TrainConfig(model="tiny-inpaint", class_word="backpack", resolution=64)
+    with pytest.raises(UsageError, match="Train on the plain base model"):
+        train(config, training_set, tmp_path / "out", cache_dir=cache_dir)
+    assert not (tmp_path / "out").exists()
