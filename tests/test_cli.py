@@ -173,3 +173,27 @@ def test_demo_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert summary["verdict"] in {"ready", "usable"}
     assert summary["training_images"] == 6
     assert json.loads((out / "report.json").read_text())["counts"]["accepted"] == 6
+
+
+def test_train_cli_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "model"
+    args = ["train", str(Path(__file__).resolve().parents[1] / "examples" / "backpack")]
+    args += ["--class", "backpack", "--model", "tiny", "--out", str(out), "--steps", "2"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["final_step"] == 2
+    assert (out / "pytorch_lora_weights.safetensors").exists()
+    assert (out / "pytorch_lora_weights_kohya.safetensors").exists()
+    # A second run into the same folder is refused without --force: one line, exit 2.
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2
+    assert "--force" in again.output and "Traceback" not in again.output
+
+
+def test_train_cli_bad_preset(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["train", str(tmp_path), "--class", "x", "--out", str(tmp_path / "m"), "--preset", "x"]
+    )
+    assert result.exit_code == 2
+    assert "--preset" in result.output

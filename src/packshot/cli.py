@@ -15,7 +15,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from packshot import __version__
@@ -99,17 +106,39 @@ def _root(
     ctx.obj = {"debug": debug}
 
 
+# Events worth a line of their own even when the bar is drawn (see train's events).
+NOTABLE_EVENTS = {"resume", "checkpoint", "sample", "rollback", "failed", "done"}
+
+
+def _describe(event: ProgressEvent) -> str:
+    """The event's message plus its speed, e.g. "loss 0.1234 · 1.52 it/s"."""
+    text = event.message
+    rate = event.data.get("it_s")
+    if isinstance(rate, int | float) and rate > 0:
+        text += f" · {rate:.2f} it/s" if rate >= 0.1 else f" · {1 / rate:.1f} s/it"
+    return text
+
+
 @contextmanager
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr, driven by core ProgressEvents."""
-    if not enabled or not err.is_terminal:
-        # No terminal (CI, pipes): one line per stage instead of a redrawn bar.
-        seen: set[str] = set()
+    """A rich progress bar on stderr, driven by core ProgressEvents.
+
+    Without a terminal (CI, pipes, log files) it prints plain lines instead: one per stage,
+    one per notable event, and one per tenth of the work.
+    """
+    if not enabled:
+        yield lambda event: None
+        return
+    if not err.is_terminal:
+        last_tenth: dict[str, int] = {}
 
         def plain(event: ProgressEvent) -> None:
-            if event.stage not in seen:
-                seen.add(event.stage)
-                err.print(f"{description}: {event.stage}…")
+            tenth = 10 * event.done // event.total if event.total else 0
+            notable = event.data.get("event") in NOTABLE_EVENTS
+            if event.stage not in last_tenth or tenth > last_tenth[event.stage] or notable:
+                last_tenth[event.stage] = tenth
+                count = f" {event.done}/{event.total}" if event.total else ""
+                err.print(f"{description} · {event.stage}{count} {_describe(event)}".rstrip())
 
         yield plain
         return
@@ -119,6 +148,8 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[message]}"),
     )
     with Progress(*columns, console=err, transient=False) as bar:
@@ -129,11 +160,13 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
                 tasks[event.stage] = bar.add_task(
                     f"{description} · {event.stage}", total=event.total, message=""
                 )
+            if event.data.get("event") in NOTABLE_EVENTS - {"done"}:
+                bar.console.print(f"  {event.message}")
             bar.update(
                 tasks[event.stage],
                 completed=event.done,
                 total=event.total,
-                message=event.message[:60],
+                message=_describe(event)[:60],
             )
 
         yield update
@@ -271,6 +304,373 @@ def models_info(
     else:
         for key, value in info.items():
             out.print(f"{key}: {value}")
+
+
+# ---------------------------------------------------------------------------------------
+# packshot train
+
+
+@app.command("train")
+def train_command(
+    photos: Path = typer.Argument(
+        ..., help="Folder of product photos, or a training set from `packshot photos prepare`."
+    ),
+    class_word: str = typer.Option(..., "--class", help='The kind of product, e.g. "headphones".'),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the model folder."),
+    model: str = typer.Option(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        help="Base model: Hub id, local diffusers folder, or tiny / tiny-sdxl.",
+    ),
+    product: str | None = typer.Option(None, help='The product\'s name, e.g. "bose headphones".'),
+    preset: str = typer.Option("standard", help="quick, standard or best."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps (max_train_steps)."),
+    resolution: int | None = typer.Option(None, help="Training resolution (px, multiple of 8)."),
+    rank: int | None = typer.Option(None, help="LoRA rank."),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Learning rate."),
+    seed: int | None = typer.Option(None, help="Random seed."),
+    token: str | None = typer.Option(None, help="The rare token bound to the product (sks)."),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", help="Write a resumable checkpoint every N steps (0: never)."
+    ),
+    sample_every: int | None = typer.Option(
+        None, "--sample-every", help="Render sample shots every N steps (0: only at the end)."
+    ),
+    prior_preservation: bool | None = typer.Option(
+        None,
+        "--prior-preservation/--no-prior-preservation",
+        help="Regularise with class images generated by the base model.",
+    ),
+    train_text_encoder: bool | None = typer.Option(
+        None, "--train-text-encoder/--no-train-text-encoder", help="LoRA on the text encoder(s)."
+    ),
+    background_weight: float | None = typer.Option(
+        None, help="Loss weight outside the product mask (1: no masking)."
+    ),
+    precision: str | None = typer.Option(None, help="auto, no, fp16 or bf16."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing model folder; train on a thin photo set."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a product model: DreamBooth-LoRA of the base model on the product's photos.
+
+    Checks the photos first and refuses a set judged "not enough" unless --force. Writes
+    checkpoints as it goes (resume an interrupted run with --resume), sample shots, the LoRA
+    in diffusers and kohya/A1111 formats, packshot.json and a model card.
+    """
+    from packshot.runtime import describe_model, resolve_model
+    from packshot.train import TrainConfig, train
+
+    if preset not in ("quick", "standard", "best"):
+        raise typer.BadParameter(
+            f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
+        )
+    resolved = resolve_model(model)
+    if resolution is None and resolved.source == "alias":
+        # The tiny stand-ins are built for their own small size, not the family's 512/1024.
+        resolution = int(describe_model(resolved)["resolution"])
+    config = TrainConfig.from_preset(
+        resolved.family.name,
+        preset,  # type: ignore[arg-type]
+        model=model,
+        class_word=class_word,
+        product=product,
+        token=token,
+        max_train_steps=steps,
+        resolution=resolution,
+        rank=rank,
+        learning_rate=learning_rate,
+        seed=seed,
+        checkpointing_steps=checkpoint_every,
+        validation_steps=sample_every,
+        with_prior_preservation=prior_preservation,
+        train_text_encoder=train_text_encoder,
+        background_weight=background_weight,
+        mixed_precision=precision,
+    )
+    with progress_bar("Training", enabled=not as_json) as progress:
+        result = train(config, photos, out_dir, progress=progress, resume=resume, force=force)
+    summary = {
+        "model_dir": str(result.model_dir),
+        "lora": str(result.lora_path),
+        "kohya_lora": str(result.kohya_path),
+        "final_step": result.final_step,
+        "final_loss": result.final_loss,
+        "resumed_from": result.resumed_from,
+        "samples": [str(p) for p in result.samples],
+        "nan_rollbacks": result.nan_rollbacks,
+    }
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(
+            f"Trained {result.final_step} steps (final loss {result.final_loss:.4f})"
+            + (f", resumed from step {result.resumed_from}" if result.resumed_from else "")
+            + f". Model: {result.model_dir}"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# packshot shoot · packshot presets
+
+
+@app.command("shoot")
+def shoot_command(
+    model_dir: Path | None = typer.Argument(
+        None, help="A model folder written by `packshot train` (omit with --base)."
+    ),
+    descriptions: list[str] = typer.Argument(
+        None, help='What to shoot, e.g. "a female model wearing {product}, walking in the park".'
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the shots."),
+    prompts_file: Path | None = typer.Option(
+        None, "--prompts-file", help="A text file with one description per line."
+    ),
+    preset: list[str] = typer.Option(
+        [], "--preset", help="A shot preset (repeatable); see `packshot presets`."
+    ),
+    presets_file: Path | None = typer.Option(
+        None, "--presets-file", help="Your own shot presets (JSON), merged on top."
+    ),
+    count: int | None = typer.Option(None, "-n", "--count", help="Shots per description."),
+    aspect: str | None = typer.Option(None, help="1:1, 4:5, 3:4, 16:9 or 9:16."),
+    seed: int | None = typer.Option(None, help="First seed; shot i gets seed + i."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampling steps (default 25)."),
+    guidance: float | None = typer.Option(None, "--guidance", help="CFG scale (default 7)."),
+    negative_prompt: str | None = typer.Option(None, help="Things to keep out of the shots."),
+    lora_scale: float = typer.Option(1.0, "--lora-scale", help="Strength of the product LoRA."),
+    scheduler: str | None = typer.Option(None, help="Sampler (default DPM++ 2M Karras)."),
+    fast: bool = typer.Option(False, "--fast", help="Few-step previews (LCM-LoRA or turbo)."),
+    fast_lora: str | None = typer.Option(None, "--fast-lora", help="The LCM-LoRA to use."),
+    base: str | None = typer.Option(
+        None, "--base", help="Shoot with this base model alone, for comparison."
+    ),
+    product: str | None = typer.Option(
+        None, help="What {product} means without a model folder (with --base)."
+    ),
+    gpu_price: float | None = typer.Option(
+        None, "--gpu-price", help="GPU price per hour (GBP) for the cost estimate."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the shoot summary as JSON."),
+) -> None:
+    """Shoot product photos from descriptions with a trained product model.
+
+    `{product}` in a description stands for the product (its token and class word); a
+    description that doesn't mention it gets it added. Every PNG carries its recipe in the
+    AUTOMATIC1111 `parameters` format and a JSON sidecar; a contact sheet and shoot.json
+    (with the cost per image) are written beside them.
+    """
+    from packshot.shoot import ShootRequest, shoot
+
+    values: dict[str, Any] = {
+        "model_dir": model_dir,
+        "descriptions": list(descriptions or []),
+        "prompts_file": prompts_file,
+        "presets": list(preset),
+        "presets_file": presets_file,
+        "count": count,
+        "aspect": aspect,
+        "seed": seed,
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        "negative_prompt": negative_prompt,
+        "lora_scale": lora_scale,
+        "scheduler": scheduler,
+        "fast": fast,
+        "fast_lora": fast_lora,
+        "base": base,
+        "product": product,
+    }
+    if gpu_price is not None:
+        values["gpu_price_per_hour"] = gpu_price
+    if model_dir is not None and base is not None and not descriptions:
+        # `packshot shoot --base MODEL "description"`: the one positional is a description.
+        values["descriptions"], values["model_dir"] = [str(model_dir)], None
+    with progress_bar("Shooting", enabled=not as_json) as progress:
+        result = shoot(ShootRequest(**values), out_dir, progress=progress)
+    if as_json:
+        _print_json(json.loads(result.summary_path.read_text()))
+        return
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(
+        f"{len(result.shots)} shots in {result.out_dir}; contact sheet {result.contact_sheet}"
+    )
+    cost = result.cost
+    if cost:
+        out.print(", ".join(f"{k}: {v}" for k, v in cost.items()))
+
+
+@app.command("presets")
+def presets_command(
+    presets_file: Path | None = typer.Option(
+        None, "--presets-file", help="Your own shot presets (JSON), merged on top."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the presets as JSON."),
+) -> None:
+    """List the shot presets: studio on white, lifestyle, on a model, flat lay, …"""
+    from packshot.shoot import load_presets
+
+    presets = load_presets(presets_file)
+    if as_json:
+        _print_json({name: p.to_dict() for name, p in presets.items()})
+        return
+    table = Table()
+    for column in ("preset", "what it is", "aspect", "count"):
+        table.add_column(column)
+    for name, p in presets.items():
+        table.add_row(name, f"{p.label}: {p.description}", p.aspect, str(p.count))
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------------------
+# packshot score · packshot bench …
+
+bench_app = typer.Typer(
+    cls=PackshotGroup, no_args_is_help=True, help="Measure packshot on standard benchmarks."
+)
+app.add_typer(bench_app, name="bench")
+
+DINO_HELP = "DINO backbone: Hub id, local folder, or tiny (default facebook/dino-vits16)."
+CLIP_HELP = "CLIP backbone: Hub id, local folder, or tiny (default openai/clip-vit-base-patch32)."
+
+
+def _judge_config(
+    dino_model: str | None,
+    clip_model: str | None,
+    threshold: float | None = None,
+    token: str | None = None,
+    class_word: str | None = None,
+) -> Any:
+    from packshot.judge import JudgeConfig
+
+    values = {
+        "dino_model": dino_model,
+        "clip_model": clip_model,
+        "present_threshold": threshold,
+        "token": token,
+        "class_word": class_word,
+    }
+    return JudgeConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+@app.command("score")
+def score_command(
+    shots: Path = typer.Argument(..., help="Folder of shots (PNG files with their metadata)."),
+    reference: Path = typer.Option(..., "--reference", help="Folder of the product's photos."),
+    others: list[Path] = typer.Option(
+        [], "--other", help="Photos of another product of the same class (repeatable)."
+    ),
+    dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
+    clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    threshold: float | None = typer.Option(
+        None, help="DINO score under which a shot is flagged 'product missing'."
+    ),
+    token: str | None = typer.Option(None, help="The product token in the prompts (sks)."),
+    class_word: str | None = typer.Option(
+        None, "--class", help="The class word that replaces the token for CLIP-T."
+    ),
+    html: bool = typer.Option(True, "--html/--no-html", help="Write report/index.html."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
+) -> None:
+    """Score shots against the product's photos: DINO, CLIP-I, CLIP-T and product present.
+
+    The scores are those of the DreamBooth paper. A shot whose product fidelity is below the
+    threshold is flagged "product missing". The prompt of each shot is read from its JSON
+    sidecar or its PNG metadata.
+    """
+    from packshot.judge import score_shots, write_report
+
+    config = _judge_config(dino_model, clip_model, threshold, token, class_word)
+    with progress_bar("Scoring", enabled=not as_json) as progress:
+        report = score_shots(
+            shots, reference, config=config, progress=progress, other_reference_dirs=others
+        )
+    report.save(shots / "scores.json")
+    files = write_report(report) if html else None
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    table = Table(title=f"{len(report.shots)} shots", title_justify="left")
+    for column in ("shot", "DINO", "CLIP-I", "CLIP-T", "present", "flags"):
+        table.add_column(column)
+    for shot in report.shots:
+        table.add_row(
+            shot.file,
+            _fmt(shot.dino),
+            _fmt(shot.clip_i),
+            _fmt(shot.clip_t),
+            "yes" if shot.present else "[red]NO[/]",
+            ", ".join(shot.flags),
+        )
+    means = report.means
+    table.add_row(
+        "[bold]mean[/]",
+        _fmt(means.get("dino")),
+        _fmt(means.get("clip_i")),
+        _fmt(means.get("clip_t")),
+        _fmt(means.get("present_share")),
+        "",
+    )
+    out.print(table)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+    if files is not None:
+        out.print(f"Report: {files.html}")
+
+
+@bench_app.command("dreambench")
+def bench_dreambench(
+    data_dir: Path = typer.Argument(..., help="The DreamBench folder (prompts_and_classes.txt)."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write results (resumable)."),
+    model: str = typer.Option(..., help="Base model: Hub id, local folder, or tiny."),
+    subjects: str | None = typer.Option(None, help="Comma-separated subjects (default: all)."),
+    prompts_per_subject: int = typer.Option(25, help="Prompts per subject (the paper: 25)."),
+    images_per_prompt: int = typer.Option(4, help="Images per prompt (the paper: 4)."),
+    steps: int = typer.Option(500, help="Training steps per subject."),
+    resolution: int = typer.Option(512, help="Training and shooting resolution (px)."),
+    inference_steps: int | None = typer.Option(None, "--inference-steps", help="Sampling steps."),
+    dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
+    clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    keep_models: bool = typer.Option(False, help="Keep each subject's trained model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run the DreamBench protocol: train per subject, shoot its prompts, score, tabulate.
+
+    Writes results.csv, summary.json, results.md (the paper's table format, with the
+    real-images row computed from the data and the paper's SD row beside ours) and plots.
+    Subjects already done in --out are skipped, so an interrupted run resumes.
+    """
+    from packshot.judge import run_dreambench
+
+    chosen = [s.strip() for s in subjects.split(",") if s.strip()] if subjects else None
+    with progress_bar("DreamBench", enabled=not as_json) as progress:
+        result = run_dreambench(
+            data_dir,
+            chosen,
+            prompts_per_subject,
+            images_per_prompt,
+            steps,
+            resolution,
+            model,
+            out_dir,
+            judge=_judge_config(dino_model, clip_model),
+            num_inference_steps=inference_steps,
+            keep_models=keep_models,
+            progress=progress,
+        )
+    if as_json:
+        _print_json(json.loads(result.summary_json.read_text()))
+        return
+    out.print(result.table_md.read_text())
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"Results in {result.out_dir}")
 
 
 # ---------------------------------------------------------------------------------------
