@@ -1,0 +1,187 @@
+"""A shot's recipe in the AUTOMATIC1111 `parameters` PNG text chunk, a parser for it, and sidecars.
+
+The format is A1111's infotext (`modules/processing.py` `create_infotext`, parsed back by
+`modules/infotext_utils.py` `parse_generation_parameters`), which Civitai, ComfyUI and
+InvokeAI also read:
+
+    a photo of sks teapot on a table
+    Negative prompt: blurry, lowres
+    Steps: 25, Sampler: DPM++ 2M Karras, CFG scale: 7.0, Seed: 123, Size: 512x512, Model: …
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from packshot import __version__
+
+PARAMETERS_KEY = "parameters"  # the PNG tEXt keyword A1111 writes and reads
+NEGATIVE_PREFIX = "Negative prompt: "
+# One `Key: value` of the last line; a value holding a comma is a JSON string (A1111's regex).
+_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to make a shot again, in diffusers' names."""
+
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    sampler: str  # A1111's sampler name: "DPM++ 2M Karras"
+    guidance_scale: float
+    seed: int
+    width: int
+    height: int
+    model: str  # the base model's name
+    lora_hashes: dict[str, str] = field(default_factory=dict)  # LoRA name -> A1111 hash
+    lora_scale: float | None = None
+
+    def to_parameters(self) -> str:
+        """The A1111 infotext: prompt, negative prompt, then one line of `Key: value`."""
+        values: dict[str, Any] = {
+            "Steps": self.num_inference_steps,
+            "Sampler": self.sampler,
+            "CFG scale": self.guidance_scale,
+            "Seed": self.seed,
+            "Size": f"{self.width}x{self.height}",
+            "Model": self.model,
+        }
+        if self.lora_hashes:
+            values["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in self.lora_hashes.items())
+        if self.lora_scale is not None:
+            values["Lora scale"] = self.lora_scale
+        values["Version"] = f"packshot {__version__}"
+        line = ", ".join(f"{key}: {_quote(value)}" for key, value in values.items())
+        lines = [self.prompt]
+        if self.negative_prompt:
+            lines.append(NEGATIVE_PREFIX + self.negative_prompt)
+        return "\n".join([*lines, line])
+
+
+def _quote(value: Any) -> str:
+    """A1111's `quote`: values with a comma, colon or quote become JSON strings."""
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text and '"' not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            return str(json.loads(text))
+        except ValueError:
+            return text
+    return text
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """Read an A1111 infotext back: {"prompt", "negative_prompt", and each `Key: value`}.
+
+    The last line is the settings when it holds at least three `Key: value` pairs (A1111's
+    rule); the lines before it are the prompt, then the negative prompt.
+    """
+    *lines, last = text.strip().split("\n")
+    if len(_PARAM.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    for line in lines:
+        if line.startswith(NEGATIVE_PREFIX) or negative_lines:
+            negative_lines.append(
+                line.removeprefix(NEGATIVE_PREFIX) if not negative_lines else line
+            )
+        else:
+            prompt_lines.append(line)
+    result: dict[str, Any] = {
+        "prompt": "\n".join(prompt_lines),
+        "negative_prompt": "\n".join(negative_lines),
+    }
+    for key, value in _PARAM.findall(last):
+        result[key.strip()] = _unquote(value.strip())
+    return result
+
+
+def recipe_from_parameters(text: str) -> Recipe:
+    """The `Recipe` an infotext written by `Recipe.to_parameters` describes."""
+    values = parse_parameters(text)
+    width, height = (int(side) for side in values["Size"].split("x"))
+    hashes = {}
+    for pair in values.get("Lora hashes", "").split(","):
+        name, _, digest = pair.strip().rpartition(": ")
+        if name:
+            hashes[name] = digest
+    return Recipe(
+        prompt=values["prompt"],
+        negative_prompt=values["negative_prompt"],
+        num_inference_steps=int(values["Steps"]),
+        sampler=values["Sampler"],
+        guidance_scale=float(values["CFG scale"]),
+        seed=int(values["Seed"]),
+        width=width,
+        height=height,
+        model=values.get("Model", ""),
+        lora_hashes=hashes,
+        lora_scale=float(values["Lora scale"]) if "Lora scale" in values else None,
+    )
+
+
+def lora_hash(path: Path) -> str:
+    """A1111's LoRA hash ("AutoV3"): sha256 of a safetensors file after its header, 12 digits.
+
+    Hashing only the tensors, not the JSON header, gives the same hash for the same weights
+    whatever metadata a tool wrote (A1111 `modules/hashes.py` `addnet_hash_safetensors`).
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        (header_length,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(8 + header_length)
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def save_png(image: Image.Image, path: Path, parameters: str) -> Path:
+    """Write `image` as a PNG with `parameters` in its `parameters` text chunk."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, parameters)
+    image.save(path, format="PNG", pnginfo=info)
+    return path
+
+
+def read_parameters(path: Path) -> str | None:
+    """The `parameters` text of a PNG, or None if it has none."""
+    with Image.open(path) as image:
+        text = image.info.get(PARAMETERS_KEY)
+    return str(text) if text is not None else None
+
+
+def write_sidecar(path: Path, recipe: Recipe, extra: dict[str, Any]) -> Path:
+    """The JSON beside a shot: the same recipe in diffusers' names, plus packshot's own fields."""
+    data = {
+        "parameters": recipe.to_parameters(),
+        "prompt": recipe.prompt,
+        "negative_prompt": recipe.negative_prompt,
+        "num_inference_steps": recipe.num_inference_steps,
+        "sampler": recipe.sampler,
+        "guidance_scale": recipe.guidance_scale,
+        "seed": recipe.seed,
+        "width": recipe.width,
+        "height": recipe.height,
+        "model": recipe.model,
+        "lora_hashes": recipe.lora_hashes,
+        "lora_scale": recipe.lora_scale,
+        **extra,
+    }
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,551 @@
+"""A shoot: descriptions x shot presets x count, rendered with a product's model and written out.
+
+`plan_shoot` checks everything and decides every shot's prompt, size and seed without loading
+a model; `shoot` then loads the base pipeline once, renders the plan in batches and writes each
+PNG (recipe in its `parameters` chunk), its JSON sidecar, the contact sheet and `shoot.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from packshot import __version__
+from packshot.errors import UsageError
+from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.shoot.presets import ShotPreset, get_preset, load_presets
+from packshot.shoot.prompts import ProductWords, compose_prompt, read_prompts_file
+from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
+from packshot.shoot.sizes import check_aspect, check_size, parse_size, size_for
+
+MODEL_KIND = "packshot-model"  # `kind` in the packshot.json that `packshot train` writes
+MODEL_METADATA_FILE = "packshot.json"
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers/peft format, from training
+SUMMARY_FILE = "shoot.json"
+CONTACT_SHEET_FILE = "contact-sheet.png"
+DEFAULT_COUNT = 4  # shots per description without a preset
+DEFAULT_ASPECT = "1:1"
+MAX_SEED = 2**32 - 1  # A1111's seed range
+LIMITS = {  # name: (lowest, highest) a merchant may ask for
+    "count": (1, 100),
+    "num_inference_steps": (1, 150),
+    "guidance_scale": (0.0, 30.0),
+    "lora_scale": (0.0, 2.0),  # above 2 a LoRA overwhelms the base model: images fall apart
+    "batch_size": (1, 64),
+}
+
+
+@dataclass
+class ShootRequest:
+    """One shoot, as a merchant asks for it (the `packshot shoot` flags, in diffusers' names).
+
+    `None` means "the preset's value, else packshot's default".
+    """
+
+    model_dir: Path | str | None  # a folder written by `packshot train`
+    descriptions: list[str] = field(default_factory=list)  # "{product} on a marble table"
+    prompts_file: Path | str | None = None  # more descriptions, one per line
+    presets: list[str] = field(default_factory=list)  # shot preset names; none: words as given
+    presets_file: Path | str | None = None  # the merchant's own presets, merged on top
+    count: int | None = None  # shots per description and preset (preset's, else 4)
+    aspect: str | None = None  # "1:1", "4:5", "3:4", "16:9", "9:16" (preset's, else 1:1)
+    size: tuple[int, int] | str | None = None  # (width, height) or "768x512": overrides aspect
+    seed: int | None = None  # first seed; a shot's seed is seed + its number (0..count-1)
+    num_inference_steps: int | None = None  # 25; 4 with fast
+    guidance_scale: float | None = None  # 7.0; 1.0 with an LCM-LoRA, 0.0 with a turbo model
+    negative_prompt: str | None = None  # added to the preset's negative prompt
+    lora_scale: float = 1.0  # how strongly the product's LoRA applies
+    scheduler: str | None = None  # dpmpp_2m_karras (DPM++ 2M Karras); see render.SCHEDULERS
+    fast: bool = False  # few-step previews: LCM-LoRA, or a turbo base model
+    fast_lora: str | None = None  # LCM-LoRA: Hub id, folder or file (default: the family's)
+    base: str | None = None  # shoot with this base model alone, without the product's LoRA
+    product: str | None = None  # what {product} becomes without a model folder ("teapot")
+    batch_size: int | None = None  # images per pipeline call (default: sized to the device)
+    device: str | None = None  # "cuda", "mps", "cpu" (default: the best one here)
+    precision: str | None = None  # "fp32", "fp16", "bf16" (default: the device's best)
+    gpu_price_per_hour: float = GPU_PRICE_PER_HOUR  # GBP, for the cost per image
+    studio_price_per_photo: float = STUDIO_PRICE_PER_PHOTO  # GBP, what it is set against
+
+
+@dataclass(frozen=True)
+class PlannedShot:
+    """One image to make: its words, preset, size and seed."""
+
+    index: int
+    description: str
+    preset: str | None
+    prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+
+    @property
+    def stem(self) -> str:
+        """The file name without suffix: `003-studio-seed42`."""
+        return f"{self.index:03d}-{self.preset or 'shot'}-seed{self.seed}"
+
+
+@dataclass
+class ShootPlan:
+    """Everything `shoot` will do, decided before any model is loaded."""
+
+    request: ShootRequest
+    base_model: str
+    lora_path: Path | None  # the product's LoRA; None when shooting a base model alone
+    product: ProductWords
+    model_metadata: dict[str, Any]
+    resolution: int  # the base model's native side length
+    family: str
+    stand_in: bool  # a tiny stand-in model (noise images by design)
+    shots: list[PlannedShot]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One image written by a shoot."""
+
+    path: Path
+    sidecar: Path
+    preset: str | None
+    description: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+    device_seconds: float
+
+
+@dataclass
+class ShootResult:
+    """What a shoot wrote, and what it cost."""
+
+    out_dir: Path
+    shots: list[Shot]
+    contact_sheet: Path
+    summary_path: Path
+    warnings: list[str]
+    timings: dict[str, float]
+    cost: dict[str, Any]
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def read_model_folder(model_dir: Path) -> dict[str, Any]:
+    """The packshot.json of a trained product model, after checking the folder is one."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UsageError(
+            f"Model folder not found: {model_dir}. Pass the folder `packshot train` wrote."
+        )
+    meta_path = model_dir / MODEL_METADATA_FILE
+    meta: Any = None
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise UsageError(f"Can't read {meta_path} ({error}). Train the model again.") from None
+    if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
+        what = (
+            f"it has no {MODEL_METADATA_FILE}"
+            if meta is None
+            else f"its {MODEL_METADATA_FILE} is not a trained model's (`kind` is not {MODEL_KIND})"
+        )
+        hint = (
+            " It is a diffusers base model: shoot with it alone with --base."
+            if (model_dir / "model_index.json").is_file()
+            else ""
+        )
+        raise UsageError(
+            f"{model_dir} is not a packshot model: {what}.{hint} Pass the folder "
+            "`packshot train` wrote."
+        )
+    for key in ("base_model", "token", "class_word"):
+        if not isinstance(meta.get(key), str) or not meta[key].strip():
+            raise UsageError(f"{meta_path} has no `{key}`. Train the model again.")
+    if not (model_dir / LORA_WEIGHT_NAME).is_file():
+        raise UsageError(
+            f"{model_dir} has no {LORA_WEIGHT_NAME}: the training run didn't finish. Train again, "
+            "or resume it."
+        )
+    return meta
+
+
+def _check_range(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    low, high = LIMITS[name]
+    if not low <= value <= high:
+        raise UsageError(f"`{name}` must be between {low} and {high}, but is {value}.")
+
+
+def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> ShootPlan:
+    """Check `request` and decide every shot, without loading a model (only resolving it)."""
+    from packshot.runtime import describe_model, resolve_model
+
+    warnings: list[str] = []
+
+    # 1. The numbers.
+    for name in ("count", "num_inference_steps", "guidance_scale", "lora_scale", "batch_size"):
+        _check_range(name, getattr(request, name))
+    if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
+        raise UsageError(f"`seed` must be between 0 and {MAX_SEED}, but is {request.seed}.")
+
+    # 2. The model: a trained product model, a base model alone, or both (base for comparison).
+    meta: dict[str, Any] = {}
+    if request.model_dir is not None:
+        meta = read_model_folder(Path(request.model_dir))
+    elif request.base is None:
+        raise UsageError("Pass a model folder written by `packshot train`, or a base model.")
+    base_model = request.base or meta["base_model"]
+    lora_path = Path(request.model_dir) / LORA_WEIGHT_NAME if request.base is None else None
+    resolved = resolve_model(base_model, cache_dir=cache_dir)
+    described = describe_model(resolved)
+    if meta and meta.get("family") and meta["family"] != resolved.family.name and lora_path:
+        raise UsageError(
+            f"The model in {request.model_dir} was trained on a {meta['family']} model, but its "
+            f"base {base_model} is now {resolved.family.name}."
+        )
+
+    # 3. How prompts name the product.
+    if meta:
+        product = ProductWords(meta["token"], meta["class_word"], meta.get("product"))
+        if request.base is not None:
+            # The base model alone knows no token: its prompt names the product by class.
+            product = ProductWords(None, meta["class_word"], meta.get("product"))
+    elif request.product:
+        product = ProductWords(None, request.product.strip(), request.product.strip())
+    else:
+        raise UsageError(
+            "Shooting a base model alone without a model folder needs `product`: the words "
+            "{product} stands for, such as 'teapot'."
+        )
+
+    # 4. The descriptions and presets.
+    descriptions = list(request.descriptions)
+    if request.prompts_file is not None:
+        descriptions += read_prompts_file(Path(request.prompts_file))
+    if not descriptions:
+        raise UsageError(
+            'Describe at least one shot, such as "{product} on a marble kitchen counter", or '
+            "pass a prompts file."
+        )
+    all_presets = load_presets(request.presets_file)
+    presets: list[ShotPreset | None] = [get_preset(all_presets, n) for n in request.presets]
+    if not presets:
+        presets = [None]
+
+    # 5. Sizes: an explicit size, else the aspect at the model's native resolution.
+    resolution = int(described["resolution"])
+    fixed_size: tuple[int, int] | None = None
+    if request.size is not None:
+        size = request.size
+        fixed_size = parse_size(size) if isinstance(size, str) else (int(size[0]), int(size[1]))
+        warnings += check_size(*fixed_size, resolution)
+    if request.aspect is not None:
+        check_aspect(request.aspect)
+
+    # 6. Every shot: description x preset x count, seeds first + 0..count-1.
+    first_seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - 10_000)
+    shots: list[PlannedShot] = []
+    for description in descriptions:
+        for preset in presets:
+            composed = compose_prompt(
+                description,
+                product,
+                preset_prompt=preset.prompt if preset else None,
+                preset_negative_prompt=preset.negative_prompt if preset else None,
+                negative_prompt=request.negative_prompt,
+            )
+            for warning in composed.warnings:
+                if warning not in warnings:
+                    warnings.append(warning)
+            count = request.count or (preset.count if preset else DEFAULT_COUNT)
+            aspect = request.aspect or (preset.aspect if preset else DEFAULT_ASPECT)
+            width, height = fixed_size or size_for(aspect, resolution)
+            for number in range(count):
+                shots.append(
+                    PlannedShot(
+                        index=len(shots),
+                        description=description,
+                        preset=preset.name if preset else None,
+                        prompt=composed.prompt,
+                        negative_prompt=composed.negative_prompt,
+                        seed=(first_seed + number) % (MAX_SEED + 1),
+                        width=width,
+                        height=height,
+                    )
+                )
+    return ShootPlan(
+        request=request,
+        base_model=base_model,
+        lora_path=lora_path,
+        product=product,
+        model_metadata=meta,
+        resolution=resolution,
+        family=resolved.family.name,
+        stand_in=bool(described["tiny_stand_in"]),
+        shots=shots,
+        warnings=warnings,
+    )
+
+
+# -- shooting ----------------------------------------------------------------------------------
+
+
+def _batches(shots: list[PlannedShot], size: int) -> list[list[PlannedShot]]:
+    """Consecutive shots that share prompt and size, at most `size` at a time."""
+    batches: list[list[PlannedShot]] = []
+    for shot in shots:
+        last = batches[-1] if batches else None
+        if (
+            last is not None
+            and len(last) < size
+            and (last[0].prompt, last[0].negative_prompt, last[0].width, last[0].height)
+            == (shot.prompt, shot.negative_prompt, shot.width, shot.height)
+        ):
+            last.append(shot)
+        else:
+            batches.append([shot])
+    return batches
+
+
+def shoot(
+    request: ShootRequest,
+    out_dir: Path | str,
+    *,
+    progress: ProgressCallback = no_progress,
+    cache_dir: Path | None = None,
+) -> ShootResult:
+    """Render `request` into `out_dir`: PNGs with their recipes, sidecars, contact sheet, summary.
+
+    The base pipeline is loaded once (and cached for the next shoot); the product's LoRA and the
+    scheduler are set on it for this shoot only. Warnings (a product added to a description, a
+    prompt cut at the token limit) go to `progress` as they happen and into the result.
+    """
+    from packshot.runtime import load_pipeline, pick_device
+    from packshot.shoot import render
+    from packshot.shoot.metadata import Recipe, lora_hash, save_png, write_sidecar
+    from packshot.shoot.prompts import check_token_limit
+    from packshot.shoot.sheet import cost_summary, make_contact_sheet, write_summary
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = Path(out_dir)
+
+    # 1. Check and plan everything before loading anything.
+    if (out / SUMMARY_FILE).exists():
+        raise UsageError(
+            f"{out} already holds a shoot ({SUMMARY_FILE}). Choose another output folder."
+        )
+    plan = plan_shoot(request, cache_dir=cache_dir)
+    warnings = list(plan.warnings)
+    total = len(plan.shots)
+
+    def emit(done: int, message: str, **data: Any) -> None:
+        progress(ProgressEvent("shoot", done, total, message, data))
+
+    def warn(message: str) -> None:
+        if message not in warnings:
+            warnings.append(message)
+        emit(0, message, event="warning")
+
+    for message in warnings:
+        emit(0, message, event="warning")
+
+    # 2. Settings: the fast mode's, else the request's, else packshot's defaults.
+    fast_lora: Path | None = None
+    scheduler = render.get_scheduler(request.scheduler or render.DEFAULT_SCHEDULER)
+    steps = request.num_inference_steps or render.DEFAULT_STEPS
+    guidance = request.guidance_scale
+    if request.fast:
+        steps = request.num_inference_steps or render.FAST_STEPS
+        if request.fast_lora is None and render.is_turbo(plan.base_model):
+            scheduler = render.get_scheduler(request.scheduler or "model")
+            guidance = render.TURBO_GUIDANCE if guidance is None else guidance
+        else:
+            fast_lora = render.find_fast_lora(request.fast_lora, plan.family, plan.stand_in)
+            scheduler = render.get_scheduler(request.scheduler or "lcm")
+            guidance = render.LCM_GUIDANCE if guidance is None else guidance
+    guidance = render.DEFAULT_GUIDANCE if guidance is None else guidance
+    loras: list[render.LoraWeights] = []
+    if plan.lora_path is not None:
+        loras.append(render.LoraWeights(render.PRODUCT_ADAPTER, plan.lora_path, request.lora_scale))
+    if fast_lora is not None:
+        loras.append(render.LoraWeights(render.FAST_ADAPTER, fast_lora, 1.0))
+    lora_names = {}
+    if plan.lora_path is not None:
+        lora_names[Path(request.model_dir or plan.lora_path.parent).resolve().name] = lora_hash(
+            plan.lora_path
+        )
+    if fast_lora is not None:
+        lora_names[fast_lora.stem] = lora_hash(fast_lora)
+
+    # 3. Load the base pipeline once.
+    emit(0, f"loading {plan.base_model}", event="loading")
+    device = pick_device(request.device)
+    pipe = load_pipeline(
+        plan.base_model, device=device, dtype=request.precision, cache_dir=cache_dir
+    )
+    timings["load_s"] = round(time.perf_counter() - started, 3)
+
+    # 4. Warn about prompts longer than the text encoder reads.
+    for prompt in dict.fromkeys(s.prompt for s in plan.shots):
+        cut = check_token_limit(prompt, pipe.tokenizer, what=f'prompt "{prompt[:40]}…"')
+        if cut:
+            warn(cut)
+    for negative in dict.fromkeys(s.negative_prompt for s in plan.shots if s.negative_prompt):
+        cut = check_token_limit(negative, pipe.tokenizer, what="negative prompt")
+        if cut:
+            warn(cut)
+
+    # 5. Render batch by batch, writing each shot as soon as it exists.
+    out.mkdir(parents=True, exist_ok=True)
+    batch_size = request.batch_size or render.auto_batch_size(
+        device, plan.shots[0].width, plan.shots[0].height, plan.family
+    )
+    model_name = Path(plan.base_model.rstrip("/")).name
+    written: list[Shot] = []
+    render_s = write_s = 0.0
+    with render.configured(pipe, scheduler, loras):
+        sampler = render.scheduler_label(scheduler, pipe)
+        for batch in _batches(plan.shots, batch_size):
+            first = batch[0]
+            images, seconds = render.render_batch(
+                pipe,
+                prompt=first.prompt,
+                negative_prompt=first.negative_prompt,
+                seeds=[s.seed for s in batch],
+                width=first.width,
+                height=first.height,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+            )
+            render_s += seconds
+            write_started = time.perf_counter()
+            for planned, image in zip(batch, images, strict=True):
+                recipe = Recipe(
+                    prompt=planned.prompt,
+                    negative_prompt=planned.negative_prompt,
+                    num_inference_steps=steps,
+                    sampler=sampler,
+                    guidance_scale=guidance,
+                    seed=planned.seed,
+                    width=planned.width,
+                    height=planned.height,
+                    model=model_name,
+                    lora_hashes=lora_names,
+                    lora_scale=request.lora_scale if plan.lora_path is not None else None,
+                )
+                png = save_png(image, out / f"{planned.stem}.png", recipe.to_parameters())
+                per_image = seconds / len(batch)
+                sidecar = write_sidecar(
+                    out / f"{planned.stem}.json",
+                    recipe,
+                    {
+                        "scheduler": scheduler.name,
+                        "product": _product_info(plan),
+                        "preset": planned.preset,
+                        "description": planned.description,
+                        "base_model": plan.base_model,
+                        "model_dir": str(request.model_dir) if request.model_dir else None,
+                        "fast": request.fast,
+                        "device": device,
+                        "timings": {"device_s": round(per_image, 3), "batch_size": len(batch)},
+                    },
+                )
+                written.append(
+                    Shot(
+                        path=png,
+                        sidecar=sidecar,
+                        preset=planned.preset,
+                        description=planned.description,
+                        prompt=planned.prompt,
+                        negative_prompt=planned.negative_prompt,
+                        seed=planned.seed,
+                        width=planned.width,
+                        height=planned.height,
+                        device_seconds=per_image,
+                    )
+                )
+                emit(len(written), f"shot {planned.stem}", event="shot", path=str(png))
+            write_s += time.perf_counter() - write_started
+    timings["render_s"] = round(render_s, 3)
+    timings["write_s"] = round(write_s, 3)
+
+    # 6. The contact sheet and shoot.json.
+    from PIL import Image
+
+    cells = []
+    for shot_ in written:
+        with Image.open(shot_.path) as image:
+            cells.append((image.copy(), f"{shot_.preset or 'shot'} · seed {shot_.seed}"))
+    sheet_path = out / CONTACT_SHEET_FILE
+    make_contact_sheet(cells).save(sheet_path, format="PNG")
+    cost = cost_summary(
+        [s.device_seconds for s in written],
+        request.gpu_price_per_hour,
+        request.studio_price_per_photo,
+    )
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    summary = {
+        "kind": "packshot-shoot",
+        "packshot_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_dir": str(request.model_dir) if request.model_dir else None,
+        "base_model": plan.base_model,
+        "family": plan.family,
+        "stand_in": plan.stand_in,
+        "product": _product_info(plan),
+        "settings": {
+            "num_inference_steps": steps,
+            "guidance_scale": guidance,
+            "scheduler": scheduler.name,
+            "sampler": sampler,
+            "lora_scale": request.lora_scale if plan.lora_path is not None else None,
+            "fast": request.fast,
+            "fast_lora": str(fast_lora) if fast_lora else None,
+            "batch_size": batch_size,
+            "device": device,
+            "dtype": str(pipe.dtype).removeprefix("torch."),
+        },
+        "images": [
+            {
+                "file": s.path.name,
+                "sidecar": s.sidecar.name,
+                "preset": s.preset,
+                "description": s.description,
+                "prompt": s.prompt,
+                "seed": s.seed,
+                "width": s.width,
+                "height": s.height,
+                "device_s": round(s.device_seconds, 3),
+                "cost": round(s.device_seconds / 3600 * request.gpu_price_per_hour, 6),
+            }
+            for s in written
+        ],
+        "contact_sheet": sheet_path.name,
+        "cost": cost,
+        "timings": timings,
+        "warnings": warnings,
+    }
+    summary_path = write_summary(out / SUMMARY_FILE, summary)
+    emit(total, "done", event="done", path=str(out))
+    return ShootResult(out, written, sheet_path, summary_path, warnings, timings, cost)
+
+
+def _product_info(plan: ShootPlan) -> dict[str, Any]:
+    return {
+        "name": plan.product.name,
+        "token": plan.product.token,
+        "class_word": plan.product.class_word,
+        "phrase": plan.product.phrase,
+    }
