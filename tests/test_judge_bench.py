@@ -1,0 +1,100 @@
+"""The DreamBench runner end to end on tiny models: 2 subjects × 2 prompts × 2 images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from packshot.errors import UsageError
+from packshot.judge import JudgeConfig
+from packshot.judge.dreambench import PAPER_SD, read_spec, run_dreambench
+from packshot.progress import ProgressEvent
+
+TINY_JUDGES = JudgeConfig(dino_model="tiny", clip_model="tiny")
+
+
+def test_read_spec(dreambench: Path) -> None:
+    spec = read_spec(dreambench / "prompts_and_classes.txt")
+    assert len(spec.classes) == 30 and spec.classes["colorful_sneaker"] == "sneaker"
+    assert len(spec.object_prompts) == 25 and len(spec.live_prompts) == 25
+    assert spec.prompts_for("teapot")[0] == "a {0} {1} in the jungle"
+    assert spec.prompts_for("dog2")[10] == "a {0} {1} wearing a red hat"  # live subjects
+
+
+def test_bad_bench_input(dreambench: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="Unknown or missing DreamBench subject.*dog2"):
+        run_dreambench(dreambench, ["teapot", "dog2"], 2, 2, 2, 64, "tiny", tmp_path)
+    with pytest.raises(UsageError, match="DreamBench has 25 prompts"):
+        run_dreambench(dreambench, ["teapot"], 26, 2, 2, 64, "tiny", tmp_path)
+    with pytest.raises(UsageError, match="No DreamBench folder"):
+        run_dreambench(tmp_path / "nowhere", None, 2, 2, 2, 64, "tiny", tmp_path)
+
+
+def test_dreambench_end_to_end_and_resume(
+    dreambench: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")  # the plots' dependency
+    out = tmp_path / "bench"
+    events: list[ProgressEvent] = []
+    result = run_dreambench(
+        dreambench,
+        ["teapot", "can"],
+        prompts_per_subject=2,
+        images_per_prompt=2,
+        steps=2,
+        resolution=64,
+        model="tiny",
+        out_dir=out,
+        judge=TINY_JUDGES,
+        num_inference_steps=2,
+        progress=events.append,
+        cache_dir=cache_dir,
+    )
+    assert result.subjects_run == ["teapot", "can"] and result.subjects_skipped == []
+    assert events[-1].done == events[-1].total == 2
+
+    # results.csv: one row per shot, with the DreamBench prompts (token and class filled in).
+    with result.results_csv.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 2 * 2
+    assert {r["prompt"] for r in rows if r["subject"] == "can"} == {
+        "a sks can in the jungle",
+        "a sks can in the snow",
+    }
+    assert all(-1 <= float(r["dino"]) <= 1 and r["clip_t"] for r in rows)
+
+    summary = json.loads(result.summary_json.read_text())
+    assert set(summary["subjects"]) == {"teapot", "can"}
+    mean_dino = sum(float(r["dino"]) for r in rows) / len(rows)
+    assert summary["means"]["dino"] == pytest.approx(mean_dino)
+    assert summary["paper"]["dreambooth_sd"] == PAPER_SD
+
+    table = result.table_md.read_text()
+    assert "| Real Images (this dataset) |" in table
+    assert "| DreamBooth (Stable Diffusion), paper | 0.668 | 0.803 | 0.305 |" in table
+    assert f"| {summary['means']['dino']:.3f} |" in table
+    for plot in result.plots:
+        with Image.open(plot) as image:
+            assert image.format == "PNG" and image.width > 100
+    assert not (out / "subjects" / "teapot" / "model").exists()  # deleted once scored
+
+    # A second call skips both subjects and writes the same table.
+    again = run_dreambench(
+        dreambench,
+        ["teapot", "can"],
+        2,
+        2,
+        2,
+        64,
+        "tiny",
+        out,
+        judge=TINY_JUDGES,
+        num_inference_steps=2,
+        cache_dir=cache_dir,
+    )
+    assert again.subjects_run == [] and again.subjects_skipped == ["teapot", "can"]
+    assert again.means == result.means
