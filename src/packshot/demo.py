@@ -16,6 +16,9 @@ from packshot.progress import ProgressCallback
 # The real default model for real work (needs a GPU and a download of ~7 GB).
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SAMPLE_PRODUCT = {"name": "backpack", "class_word": "backpack", "token": "sks"}
+DEMO_DESCRIPTION = "{product} on a wooden bench in a sunny park"
+TINY_TRAIN_STEPS = 20  # with the tiny stand-in: enough to show checkpoints and samples
+TINY_SAMPLE_STEPS = 4  # sampling steps for the tiny stand-in's noise images
 
 
 def sample_photos_dir() -> Path:
@@ -31,9 +34,12 @@ def run_demo(
     console: Console,
     progress_bar: Callable[[str], AbstractContextManager[ProgressCallback]],
 ) -> dict[str, Any]:
-    """Run intake → training set → model check, printing what happens; return a summary."""
+    """Run intake → training set → training → shoot → judging, printing each step."""
     from packshot.intake import check_photos, prepare_training_set
-    from packshot.runtime import describe_model, load_pipeline, pick_device, resolve_model
+    from packshot.judge import JudgeConfig, score_shots, write_report
+    from packshot.runtime import describe_model, pick_device, resolve_model
+    from packshot.shoot import ShootRequest, shoot
+    from packshot.train import TrainConfig, train
 
     photos = photos or sample_photos_dir()
     if not photos.is_dir():
@@ -47,7 +53,8 @@ def run_demo(
     device = pick_device()
     if model is None:
         model = DEFAULT_MODEL if device == "cuda" else "tiny"
-    if model.startswith("tiny"):
+    tiny = model.startswith("tiny")
+    if tiny:
         import torch
 
         # Tiny models spend their time in per-op overhead: one thread is fastest, and on a
@@ -89,21 +96,79 @@ def run_demo(
         f"Wrote {len(manifest.items)} crops at {resolution} px to {out_dir / 'training-set'}"
     )
 
-    # 4. The base model, loaded through the same from_pretrained path as a real one.
-    console.rule("3. Base model")
-    load_pipeline(model)
-    console.print(", ".join(f"{k}: {v}" for k, v in info.items()))
-
-    console.rule("Next")
-    console.print(
-        "Training (DreamBooth-LoRA) and shooting land in the next issues; the demo will then "
-        "train on these crops and write a contact sheet of shots."
+    # 4. A short training run (DreamBooth-LoRA) on those crops.
+    console.rule("3. Training")
+    config = TrainConfig.from_preset(
+        resolved.family.name,
+        "quick",
+        model=model,
+        class_word=SAMPLE_PRODUCT["class_word"],
+        token=SAMPLE_PRODUCT["token"],
+        product=SAMPLE_PRODUCT["name"],
+        resolution=resolution,
+        # The tiny stand-in learns nothing useful anyway: a few steps show the flow.
+        max_train_steps=TINY_TRAIN_STEPS if tiny else None,
+        checkpointing_steps=TINY_TRAIN_STEPS // 2 if tiny else None,
+        validation_inference_steps=TINY_SAMPLE_STEPS if tiny else None,
     )
+    with progress_bar("Training") as progress:
+        trained = train(
+            config, out_dir / "training-set", out_dir / "model", progress=progress, force=True
+        )
+    console.print(
+        f"Trained {trained.final_step} steps (final loss {trained.final_loss:.4f}); "
+        f"LoRA for diffusers: {trained.lora_path.name}, for A1111/ComfyUI: "
+        f"{trained.kohya_path.name}"
+    )
+
+    # 5. The shoot: the merchant's words through two shot presets.
+    console.rule("4. Shoot")
+    request = ShootRequest(
+        model_dir=trained.model_dir,
+        descriptions=[DEMO_DESCRIPTION],
+        presets=["studio", "lifestyle"],
+        count=2,
+        seed=0,
+        num_inference_steps=TINY_SAMPLE_STEPS if tiny else None,
+    )
+    with progress_bar("Shooting") as progress:
+        shot = shoot(request, out_dir / "shots", progress=progress, cache_dir=None)
+    for warning in shot.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+    # 6. Judge every shot against the product's photos; flag any without the product.
+    console.rule("5. Judging")
+    backbones = {"dino_model": "tiny", "clip_model": "tiny"} if tiny else {}
+    judge = JudgeConfig(
+        token=SAMPLE_PRODUCT["token"], class_word=SAMPLE_PRODUCT["class_word"], **backbones
+    )
+    with progress_bar("Scoring") as progress:
+        scores = score_shots(shot.out_dir, photos, config=judge, progress=progress)
+    scores.save(shot.out_dir / "scores.json")
+    files = write_report(scores)
+    missing = [s.file for s in scores.shots if not s.present]
+    console.print(
+        f"{len(shot.shots)} shots; product found in {len(shot.shots) - len(missing)}"
+        + (f", flagged 'product missing': {', '.join(missing)}" if missing else "")
+        + (" (tiny random judges: the flags are meaningless here)" if tiny else "")
+    )
+
+    console.rule("Done")
+    console.print(f"Contact sheet: {shot.contact_sheet}")
+    console.print(f"Report:        {files.html}")
+    console.print(f"Model:         {trained.model_dir}")
     summary = {
         "photos": str(photos),
         "verdict": report.verdict,
         "training_images": len(manifest.items),
-        "model": info,
+        "model": describe_model(resolved),
+        "trained_steps": trained.final_step,
+        "final_loss": trained.final_loss,
+        "shots": [str(s.path) for s in shot.shots],
+        "contact_sheet": str(shot.contact_sheet),
+        "report": str(files.html),
+        "product_missing": missing,
+        "cost": shot.cost,
         "out": str(out_dir),
     }
     (out_dir / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
