@@ -412,6 +412,36 @@ def train_command(
 
 
 # ---------------------------------------------------------------------------------------
+# Judges, shared by shoot, score and bench
+
+DINO_HELP = "DINO backbone: Hub id, local folder, or tiny (default facebook/dino-vits16)."
+CLIP_HELP = "CLIP backbone: Hub id, local folder, or tiny (default openai/clip-vit-base-patch32)."
+
+
+def _judge_config(
+    dino_model: str | None,
+    clip_model: str | None,
+    threshold: float | None = None,
+    token: str | None = None,
+    class_word: str | None = None,
+) -> Any:
+    from packshot.judge import JudgeConfig
+
+    values = {
+        "dino_model": dino_model,
+        "clip_model": clip_model,
+        "present_threshold": threshold,
+        "token": token,
+        "class_word": class_word,
+    }
+    return JudgeConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+# ---------------------------------------------------------------------------------------
 # packshot shoot · packshot presets
 
 
@@ -452,6 +482,17 @@ def shoot_command(
     gpu_price: float | None = typer.Option(
         None, "--gpu-price", help="GPU price per hour (GBP) for the cost estimate."
     ),
+    judge: bool = typer.Option(
+        True, "--judge/--no-judge", help="Score every shot and flag those without the product."
+    ),
+    best: int | None = typer.Option(
+        None, "--best", help="Render 2K candidates per description and preset, keep the K best."
+    ),
+    reference: Path | None = typer.Option(
+        None, "--reference", help="Product photos to judge against (default: the model's)."
+    ),
+    dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
+    clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the shoot summary as JSON."),
 ) -> None:
     """Shoot product photos from descriptions with a trained product model.
@@ -460,8 +501,13 @@ def shoot_command(
     description that doesn't mention it gets it added. Every PNG carries its recipe in the
     AUTOMATIC1111 `parameters` format and a JSON sidecar; a contact sheet and shoot.json
     (with the cost per image) are written beside them.
+
+    Every shot is then scored against the product's photos (DINO, CLIP-I, CLIP-T) and a
+    shot without the product is flagged, never handed over silently; --best K keeps the K
+    best of twice as many candidates and moves the rest to candidates/.
     """
-    from packshot.shoot import ShootRequest, shoot
+    from packshot.shoot import ShootRequest, read_model_folder, shoot
+    from packshot.shoot.judged import shoot_and_judge
 
     values: dict[str, Any] = {
         "model_dir": model_dir,
@@ -487,16 +533,39 @@ def shoot_command(
     if model_dir is not None and base is not None and not descriptions:
         # `packshot shoot --base MODEL "description"`: the one positional is a description.
         values["descriptions"], values["model_dir"] = [str(model_dir)], None
+    if best is not None and not judge:
+        raise typer.BadParameter("--best needs the judges; drop --no-judge", param_hint="--best")
+    request = ShootRequest(**values)
+    flagged: list[str] = []
     with progress_bar("Shooting", enabled=not as_json) as progress:
-        result = shoot(ShootRequest(**values), out_dir, progress=progress)
+        if not judge:
+            result = shoot(request, out_dir, progress=progress)
+        else:
+            base_ref = base or read_model_folder(Path(values["model_dir"]))["base_model"]
+            # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
+            tiny = str(base_ref).startswith("tiny")
+            judges = _judge_config(
+                dino_model or ("tiny" if tiny else None),
+                clip_model or ("tiny" if tiny else None),
+            )
+            judged = shoot_and_judge(
+                request,
+                out_dir,
+                judge=judges,
+                reference_dir=reference,
+                best=best,
+                progress=progress,
+            )
+            result, flagged = judged.result, judged.flagged
     if as_json:
         _print_json(json.loads(result.summary_path.read_text()))
         return
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
-    out.print(
-        f"{len(result.shots)} shots in {result.out_dir}; contact sheet {result.contact_sheet}"
-    )
+    out.print(f"{len(result.shots)} shots in {result.out_dir}")
+    out.print(f"Contact sheet: {result.contact_sheet}")
+    if flagged:
+        out.print(f"[bold red]Product missing in {len(flagged)} shot(s):[/] {', '.join(flagged)}")
     cost = result.cost
     if cost:
         out.print(", ".join(f"{k}: {v}" for k, v in cost.items()))
@@ -531,32 +600,6 @@ bench_app = typer.Typer(
     cls=PackshotGroup, no_args_is_help=True, help="Measure packshot on standard benchmarks."
 )
 app.add_typer(bench_app, name="bench")
-
-DINO_HELP = "DINO backbone: Hub id, local folder, or tiny (default facebook/dino-vits16)."
-CLIP_HELP = "CLIP backbone: Hub id, local folder, or tiny (default openai/clip-vit-base-patch32)."
-
-
-def _judge_config(
-    dino_model: str | None,
-    clip_model: str | None,
-    threshold: float | None = None,
-    token: str | None = None,
-    class_word: str | None = None,
-) -> Any:
-    from packshot.judge import JudgeConfig
-
-    values = {
-        "dino_model": dino_model,
-        "clip_model": clip_model,
-        "present_threshold": threshold,
-        "token": token,
-        "class_word": class_word,
-    }
-    return JudgeConfig(**{k: v for k, v in values.items() if v is not None})
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
 
 
 @app.command("score")

@@ -159,7 +159,7 @@ def load_references(folder: str | os.PathLike[str]) -> tuple[list[_Photo], dict[
     calibration need pairs of them.
     """
     folder = Path(folder)
-    entries = _entries(folder, "product photos")
+    entries = _training_set_images(folder) or _entries(folder, "product photos")
     photos: list[_Photo] = []
     rejected: dict[str, str] = {}
     for entry in entries:
@@ -175,6 +175,20 @@ def load_references(folder: str | os.PathLike[str]) -> tuple[list[_Photo], dict[
             f"give steadier scores). Add photos of the product to the folder.{why}"
         )
     return photos, rejected
+
+
+def _training_set_images(folder: Path) -> list[Path]:
+    """The crops of a training set prepared by intake (as in a model's `training-set/`),
+    without its masks, captions and manifest; [] when `folder` isn't one."""
+    from packshot.intake import load_training_set
+    from packshot.intake.prepare import KIND, MANIFEST
+
+    try:
+        if json.loads((folder / MANIFEST).read_text("utf-8")).get("kind") != KIND:
+            return []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [folder / item.file for item in load_training_set(folder).items]
 
 
 def _shot_prompt(path: Path) -> dict[str, Any]:

@@ -11,6 +11,9 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 CELL_SIZE = 256  # longest side of a shot on the sheet, in pixels
+# Shots smaller than this (the tiny stand-ins' 64 px) are enlarged to it, so that their
+# captions ("lifestyle · seed 3 · DINO 0.612") still fit under them.
+MIN_CELL_SIZE = 192
 CAPTION_HEIGHT = 20  # one line of PIL's default font, with a margin
 GAP = 4  # pixels between cells and around the sheet
 BACKGROUND = (255, 255, 255)
@@ -52,7 +55,8 @@ class SheetLayout:
 def sheet_layout(sizes: list[tuple[int, int]], cell_size: int = CELL_SIZE) -> SheetLayout:
     """The grid for shots of these (width, height) sizes: about square, columns first.
 
-    Every cell is as large as the largest shot scaled to fit `cell_size` (never enlarged).
+    Every cell is as large as the largest shot scaled to fit `cell_size`; shots smaller than
+    MIN_CELL_SIZE are enlarged to it.
     """
     if not sizes:
         raise ValueError("A contact sheet needs at least one shot.")
@@ -63,7 +67,10 @@ def sheet_layout(sizes: list[tuple[int, int]], cell_size: int = CELL_SIZE) -> Sh
 
 
 def _fit(width: int, height: int, box: int) -> tuple[int, int]:
-    scale = min(1.0, box / max(width, height))
+    longest = max(width, height)
+    scale = (
+        min(1.0, box / longest) if longest >= MIN_CELL_SIZE else min(box, MIN_CELL_SIZE) / longest
+    )
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
@@ -77,7 +84,11 @@ def make_contact_sheet(
     font = ImageFont.load_default()
     for index, (image, caption) in enumerate(shots):
         x, y = layout.origin(index)
-        thumb = image.convert("RGB").resize(_fit(*image.size, cell_size), Image.Resampling.LANCZOS)
+        size = _fit(*image.size, cell_size)
+        # Enlarged shots keep crisp pixels (NEAREST); reduced ones are filtered (LANCZOS).
+        enlarged = size[0] > image.width
+        resample = Image.Resampling.NEAREST if enlarged else Image.Resampling.LANCZOS
+        thumb = image.convert("RGB").resize(size, resample)
         # centred in its cell
         sheet.paste(
             thumb,

@@ -142,8 +142,15 @@ def _prepared_examples(
             return False
 
     set_dir = work / TRAINING_SET_DIR
-    if is_training_set(photos_dir):
-        training_set = intake.load_training_set(photos_dir)
+    if is_training_set(photos_dir) and not is_training_set(set_dir):
+        # A copy goes into the model folder: the model then carries the product's own crops,
+        # which `packshot shoot` judges its shots against (a few small PNGs).
+        tmp = work / f"{TRAINING_SET_DIR}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(photos_dir, tmp)
+        os.replace(tmp, set_dir)
+        training_set = intake.load_training_set(set_dir)
     elif is_training_set(set_dir):  # prepared by the interrupted run this one resumes
         training_set = intake.load_training_set(set_dir)
     else:
