@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,39 @@ def test_inpainting_models_are_refused(tmp_path, cache_dir, training_set) -> Non
     with pytest.raises(UsageError, match="Train on the plain base model"):
         train(config, training_set, tmp_path / "out", cache_dir=cache_dir)
     assert not (tmp_path / "out").exists()
+
+
+def test_push_to_hub_uploads_only_the_model_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packshot.errors import PackshotError
+    from packshot.train.hub import files_to_push, push_to_hub
+
+    model = tmp_path / "model"
+    (model / "samples").mkdir(parents=True)
+    (model / "checkpoints" / "step-000010").mkdir(parents=True)
+    (model / "training-set").mkdir()
+    for name in (
+        "pytorch_lora_weights.safetensors",
+        "pytorch_lora_weights_kohya.safetensors",
+        "packshot.json",
+        "README.md",
+        "samples/step-000010-seed0.png",
+        "checkpoints/step-000010/state.pt",
+        "training-set/photo-000.png",
+    ):
+        (model / name).write_bytes(b"x")
+    assert files_to_push(model) == [
+        "README.md",
+        "packshot.json",
+        "pytorch_lora_weights.safetensors",
+        "pytorch_lora_weights_kohya.safetensors",
+        "samples/step-000010-seed0.png",
+    ]
+    with pytest.raises(UsageError, match="OWNER/NAME"):
+        push_to_hub(model, "no-slash")
+    with pytest.raises(UsageError, match="not a finished packshot model"):
+        push_to_hub(tmp_path, "me/model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PackshotError, match="hf upload me/model"):
+        push_to_hub(model, "me/model")

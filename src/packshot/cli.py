@@ -351,6 +351,10 @@ def train_command(
     force: bool = typer.Option(
         False, "--force", help="Replace an existing model folder; train on a thin photo set."
     ),
+    push_to_hub: str | None = typer.Option(
+        None, "--push-to-hub", help="Also upload the model to this Hub repo (OWNER/NAME)."
+    ),
+    public: bool = typer.Option(False, "--public", help="With --push-to-hub: a public repo."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a product model: DreamBooth-LoRA of the base model on the product's photos.
@@ -400,7 +404,12 @@ def train_command(
         "resumed_from": result.resumed_from,
         "samples": [str(p) for p in result.samples],
         "nan_rollbacks": result.nan_rollbacks,
+        "hub_url": None,
     }
+    if push_to_hub:
+        from packshot.train.hub import push_to_hub as push
+
+        summary["hub_url"] = push(result.model_dir, push_to_hub, private=not public)
     if as_json:
         _print_json(summary)
     else:

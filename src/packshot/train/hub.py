@@ -1,0 +1,74 @@
+"""Publish a trained model folder to the Hugging Face Hub: private by default, listed files only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from packshot.errors import PackshotError, UsageError
+
+# What a product model on the Hub consists of; checkpoints, the training crops (the merchant's
+# product photos) and anything else in the folder stay on this machine.
+PUSHED_PATTERNS = (
+    "pytorch_lora_weights.safetensors",
+    "pytorch_lora_weights_kohya.safetensors",
+    "packshot.json",
+    "README.md",
+    "samples/*.png",
+)
+
+
+def files_to_push(model_dir: Path) -> list[str]:
+    """The files of `model_dir` that `push_to_hub` uploads, relative to it."""
+    found: set[str] = set()
+    for pattern in PUSHED_PATTERNS:
+        found.update(str(p.relative_to(model_dir)) for p in model_dir.glob(pattern) if p.is_file())
+    return sorted(found)
+
+
+def push_to_hub(
+    model_dir: Path | str, repo_id: str, *, private: bool = True, token: str | None = None
+) -> str:
+    """Upload the model's LoRA files, packshot.json, model card and samples; return the URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import HfHubHTTPError
+
+    # 1. Check everything before contacting the Hub.
+    model_dir = Path(model_dir)
+    files = files_to_push(model_dir)
+    if "pytorch_lora_weights.safetensors" not in files:
+        raise UsageError(f"{model_dir} is not a finished packshot model: nothing to push.")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise UsageError(
+            f"`{repo_id}` is not a Hub repository id: use OWNER/NAME, e.g. my-shop/bose-headphones."
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise PackshotError(
+            f"Can't push to {repo_id}: Hub access is switched off (HF_HUB_OFFLINE is set). The "
+            f"model is saved in {model_dir}; push it later with `hf upload {repo_id} {model_dir}`."
+        )
+
+    # 2. Create the repository (private unless asked) and upload the listed files only.
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=model_dir,
+            allow_patterns=files,
+            commit_message="Upload packshot product model",
+        )
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", None)
+        hint = (
+            "Log in with `hf auth login` (a token with write access)."
+            if status in (401, 403)
+            else "Check the repository id and your connection."
+        )
+        raise PackshotError(f"Pushing {model_dir} to {repo_id} failed ({exc}). {hint}") from None
+    except OSError as exc:  # connection refused, DNS, timeouts
+        raise PackshotError(
+            f"Can't reach the Hugging Face Hub to push {repo_id} ({exc}). The model is saved in "
+            f"{model_dir}; push it later with `hf upload {repo_id} {model_dir}`."
+        ) from None
+    return str(getattr(commit, "commit_url", None) or f"https://huggingface.co/{repo_id}")
