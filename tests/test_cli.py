@@ -173,6 +173,12 @@ def test_demo_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert summary["verdict"] in {"ready", "usable"}
     assert summary["training_images"] == 6
     assert json.loads((out / "report.json").read_text())["counts"]["accepted"] == 6
+    assert (out / "shots" / "contact-sheet.png").exists()
+    assert (out / "model" / "pytorch_lora_weights_kohya.safetensors").exists()
+    assert len(summary["shots"]) == 4 and summary["report"].endswith("index.html")
+    # `make demo` twice in a row: the second run replaces the demo's own results.
+    again = runner.invoke(app, ["demo", "--out", str(out)])
+    assert again.exit_code == 0, again.output
 
 
 def test_train_cli_end_to_end(tmp_path: Path, cache_dir: Path) -> None:

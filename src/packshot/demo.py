@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -131,6 +132,8 @@ def run_demo(
         seed=0,
         num_inference_steps=TINY_SAMPLE_STEPS if tiny else None,
     )
+    if (out_dir / "shots").is_dir():  # the demo's own shots from an earlier `make demo`
+        shutil.rmtree(out_dir / "shots")
     with progress_bar("Shooting") as progress:
         shot = shoot(request, out_dir / "shots", progress=progress, cache_dir=None)
     for warning in shot.warnings:
