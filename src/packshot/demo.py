@@ -37,9 +37,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run intake → training set → training → shoot → judging, printing each step."""
     from packshot.intake import check_photos, prepare_training_set
-    from packshot.judge import JudgeConfig, score_shots, write_report
+    from packshot.judge import JudgeConfig
     from packshot.runtime import describe_model, pick_device, resolve_model
-    from packshot.shoot import ShootRequest, shoot
+    from packshot.shoot import ShootRequest
+    from packshot.shoot.judged import shoot_and_judge
     from packshot.train import TrainConfig, train
 
     photos = photos or sample_photos_dir()
@@ -122,43 +123,45 @@ def run_demo(
         f"{trained.kohya_path.name}"
     )
 
-    # 5. The shoot: the merchant's words through two shot presets.
-    console.rule("4. Shoot")
+    # 5. The shoot: the merchant's words through two shot presets, the best 2 of 4
+    # candidates each, every shot judged against the product's photos and flagged when the
+    # product is missing.
+    console.rule("4. Shoot and judge")
     request = ShootRequest(
         model_dir=trained.model_dir,
         descriptions=[DEMO_DESCRIPTION],
         presets=["studio", "lifestyle"],
-        count=2,
         seed=0,
         num_inference_steps=TINY_SAMPLE_STEPS if tiny else None,
     )
-    if (out_dir / "shots").is_dir():  # the demo's own shots from an earlier `make demo`
-        shutil.rmtree(out_dir / "shots")
-    with progress_bar("Shooting") as progress:
-        shot = shoot(request, out_dir / "shots", progress=progress, cache_dir=None)
-    for warning in shot.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-
-    # 6. Judge every shot against the product's photos; flag any without the product.
-    console.rule("5. Judging")
     backbones = {"dino_model": "tiny", "clip_model": "tiny"} if tiny else {}
     judge = JudgeConfig(
         token=SAMPLE_PRODUCT["token"], class_word=SAMPLE_PRODUCT["class_word"], **backbones
     )
-    with progress_bar("Scoring") as progress:
-        scores = score_shots(shot.out_dir, photos, config=judge, progress=progress)
-    scores.save(shot.out_dir / "scores.json")
-    files = write_report(scores)
-    missing = [s.file for s in scores.shots if not s.present]
+    if (out_dir / "shots").is_dir():  # the demo's own shots from an earlier `make demo`
+        shutil.rmtree(out_dir / "shots")
+    with progress_bar("Shooting") as progress:
+        judged = shoot_and_judge(
+            request,
+            out_dir / "shots",
+            judge=judge,
+            reference_dir=photos,
+            best=2,
+            progress=progress,
+        )
+    shot = judged.result
+    for warning in judged.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    missing = judged.flagged
     console.print(
-        f"{len(shot.shots)} shots; product found in {len(shot.shots) - len(missing)}"
-        + (f", flagged 'product missing': {', '.join(missing)}" if missing else "")
-        + (" (tiny random judges: the flags are meaningless here)" if tiny else "")
+        f"{len(shot.shots)} shots kept of {len(shot.shots) + len(judged.set_aside)} candidates; "
+        f"product found in {len(shot.shots) - len(missing)}"
+        + (" (tiny random judges: the scores are meaningless here)" if tiny else "")
     )
 
     console.rule("Done")
     console.print(f"Contact sheet: {shot.contact_sheet}")
-    console.print(f"Report:        {files.html}")
+    console.print(f"Report:        {judged.report_html}")
     console.print(f"Model:         {trained.model_dir}")
     summary = {
         "photos": str(photos),
@@ -169,7 +172,7 @@ def run_demo(
         "final_loss": trained.final_loss,
         "shots": [str(s.path) for s in shot.shots],
         "contact_sheet": str(shot.contact_sheet),
-        "report": str(files.html),
+        "report": str(judged.report_html),
         "product_missing": missing,
         "cost": shot.cost,
         "out": str(out_dir),
