@@ -7,18 +7,14 @@ Hub id; all three end up as a local folder loaded by the same `from_pretrained` 
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import gc
 import inspect
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +38,8 @@ from huggingface_hub.utils import (
     RevisionNotFoundError,
 )
 
-from packshot.config import ENV_CACHE, default_cache_dir
+from packshot.cachedir import build_into_cache
+from packshot.config import default_cache_dir
 from packshot.errors import ModelLoadError, ModelNotFoundError, PackshotError, UsageError
 from packshot.families import ModelFamily, PipelineKind, detect_family
 from packshot.testing.pipelines import (
@@ -219,44 +216,13 @@ def _is_current_stand_in(folder: Path, alias: str) -> bool:
 
 
 def _tiny_model(alias: str, cache_dir: Path) -> Path:
-    """The folder of the tiny stand-in `alias`, built on first use.
-
-    It is built in a temporary folder next to its final place, then renamed into it, so a
-    build that dies half-way leaves only a `.<alias>.building-*` folder, which is never used.
-    """
-    models = cache_dir.expanduser().resolve() / "models"
-    final = models / alias
-    if _is_current_stand_in(final, alias):
-        return final
-
-    # 1. Build beside the final place (same file system, so the rename is atomic).
-    try:
-        models.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{alias}.building-", dir=models))
-    except OSError as error:
-        raise PackshotError(
-            f"Can't write the built-in model `{alias}` into {models} ({error.strerror or error}). "
-            f"Set {ENV_CACHE} to a folder you can write to."
-        ) from error
-    try:
-        build_tiny_pipeline(alias, building)
-
-        # 2. Move an outdated or broken copy aside: a rename can't replace a non-empty folder.
-        if final.exists():
-            old = models / f".{alias}.old-{uuid.uuid4().hex[:8]}"
-            with contextlib.suppress(FileNotFoundError):  # another process moved it first
-                final.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
-
-        # 3. Swap in. Another process may have finished first: then its copy is as good.
-        try:
-            building.rename(final)
-        except OSError:
-            if not _is_current_stand_in(final, alias):
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    return final
+    """The folder of the tiny stand-in `alias`, built on first use (atomically)."""
+    return build_into_cache(
+        cache_dir.expanduser().resolve() / "models" / alias,
+        lambda folder: build_tiny_pipeline(alias, folder),
+        lambda folder: _is_current_stand_in(folder, alias),
+        f"the built-in model `{alias}`",
+    )
 
 
 def _offline_requested() -> bool:

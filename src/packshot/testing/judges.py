@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +18,8 @@ import torch
 import transformers
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, ViTConfig, ViTModel
 
-from packshot.errors import PackshotError, UsageError
+from packshot.cachedir import build_into_cache
+from packshot.errors import UsageError
 from packshot.testing.pipelines import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, build_clip_tokenizer
 
 JudgeKind = Literal["dino", "clip"]
@@ -179,32 +177,11 @@ def tiny_judge(kind: JudgeKind, cache_dir: Path) -> Path:
     """The folder of the tiny `kind` judge, built on first use into `<cache_dir>/judges/`.
 
     Built in a temporary folder beside its final place and renamed into it, so a build that
-    dies half-way is never used (the same scheme as the tiny pipelines in packshot.runtime).
+    dies half-way is never used (`packshot.cachedir.build_into_cache`).
     """
-    judges = cache_dir.expanduser().resolve() / "judges"
-    final = judges / f"tiny-{kind}"
-    if _is_current(final, kind):
-        return final
-    try:
-        judges.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".tiny-{kind}.building-", dir=judges))
-    except OSError as error:
-        raise PackshotError(
-            f"Can't write the tiny {kind} judge into {judges} ({error.strerror or error}). "
-            "Set PACKSHOT_CACHE to a folder you can write to."
-        ) from error
-    try:
-        build_tiny_judge(kind, building)
-        if final.exists():
-            old = judges / f".tiny-{kind}.old-{uuid.uuid4().hex[:8]}"
-            with contextlib.suppress(FileNotFoundError):  # another process moved it first
-                final.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            building.rename(final)
-        except OSError:
-            if not _is_current(final, kind):  # another process finished first: as good
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    return final
+    return build_into_cache(
+        cache_dir.expanduser().resolve() / "judges" / f"tiny-{kind}",
+        lambda folder: build_tiny_judge(kind, folder),
+        lambda folder: _is_current(folder, kind),
+        f"the tiny {kind} judge",
+    )
