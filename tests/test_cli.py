@@ -203,3 +203,13 @@ def test_train_cli_bad_preset(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--preset" in result.output
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    from packshot import config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    settings = [v for k, v in vars(config).items() if k.startswith("ENV_")]
+    assert settings
+    for name in [*settings, "PACKSHOT_DEBUG"]:
+        assert f"`{name}`" in readme, f"README's settings table lacks `{name}`"
