@@ -71,7 +71,7 @@ HUB_TIMEOUT_S = 5.0
 
 EXAMPLE_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 # owner/name, as the Hub spells repository ids.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 # -- device and dtype ------------------------------------------------------------------------
@@ -187,8 +187,17 @@ def resolve_model(
         return ResolvedModel(ref, path, detect_family(path), "local")
 
     # 4. A Hub id.
-    if _HUB_ID.match(ref):
-        path = _from_hub(ref, offline=_offline_requested() if offline is None else offline)
+    if HUB_ID.match(ref):
+        path = download_from_hub(
+            ref,
+            select_files=select_hub_files,
+            marker="model_index.json",
+            wrong_kind=(
+                "it is not a diffusers pipeline (no model_index.json). Pick a diffusers version "
+                f"of the model, such as {EXAMPLE_HUB_ID}."
+            ),
+            offline=offline,
+        )
         return ResolvedModel(ref, path, detect_family(path), "hub")
 
     # 5. Nothing we know.
@@ -346,22 +355,24 @@ def _hub_answer_error(repo_id: str, error: BaseException) -> ModelNotFoundError 
     raise error
 
 
-def _cached_snapshot(repo_id: str) -> Path | None:
-    """The complete cached download of `repo_id`, without touching the network, or None."""
+def _cached_snapshot(
+    repo_id: str, select_files: Callable[[list[str]], list[str]], marker: str
+) -> Path | None:
+    """The complete cached download of `repo_id` (it holds `marker`), offline, or None."""
     # Ask for the same files a download would have fetched, so the check for a complete
     # snapshot doesn't count the files we skipped on purpose (only newer huggingface_hub).
     patterns = None
     cached_tree = getattr(huggingface_hub, "get_cached_repo_tree", None)
     if cached_tree is not None:
         try:
-            patterns = select_hub_files([entry.path for entry in cached_tree(repo_id)])
+            patterns = select_files([entry.path for entry in cached_tree(repo_id)])
         except Exception:  # no listing cached: check nothing more than older versions did
             patterns = None
     try:
         folder = Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         return None
-    return folder if (folder / "model_index.json").is_file() else None
+    return folder if (folder / marker).is_file() else None
 
 
 def _within(seconds: float, call: Callable[[], T]) -> T:
@@ -389,17 +400,33 @@ def _within(seconds: float, call: Callable[[], T]) -> T:
     return outcome["value"]
 
 
-# Hub ids already resolved in this process: a worker asks the Hub once per model, not per job.
-_hub_folders: dict[str, Path] = {}
+# Hub downloads already resolved in this process: a worker asks the Hub once per model, not
+# per job. Keyed by (repo id, marker file), as the same id could be fetched for two uses.
+_hub_folders: dict[tuple[str, str], Path] = {}
 
 
-def _from_hub(repo_id: str, *, offline: bool) -> Path:
-    """Download the diffusers files of `repo_id` into the Hugging Face cache; its folder."""
-    # 1. Resolved before, or offline: only what is on disk already.
-    if repo_id in _hub_folders and _hub_folders[repo_id].is_dir():
-        return _hub_folders[repo_id]
-    if offline:
-        folder = _cached_snapshot(repo_id)
+def download_from_hub(
+    repo_id: str,
+    *,
+    select_files: Callable[[list[str]], list[str]],
+    marker: str,
+    wrong_kind: str,
+    offline: bool | None = None,
+) -> Path:
+    """Download the files `select_files` picks from `repo_id` into the Hugging Face cache.
+
+    The one Hub path for every model packshot loads (pipelines, judges): it fails within
+    seconds when the Hub is unreachable, falls back to a complete cached copy, and turns every
+    Hub failure into one ModelNotFoundError that says what to do. A repo without `marker`
+    (e.g. model_index.json) raises ModelLoadError: "`repo_id` is on the Hub, but {wrong_kind}".
+    """
+    key = (repo_id, marker)
+    if key in _hub_folders and _hub_folders[key].is_dir():
+        return _hub_folders[key]
+
+    # 1. Offline: only what is on disk already.
+    if _offline_requested() if offline is None else offline:
+        folder = _cached_snapshot(repo_id, select_files, marker)
         if folder is None:
             raise _offline_error(repo_id)
         return folder
@@ -411,29 +438,26 @@ def _from_hub(repo_id: str, *, offline: bool) -> Path:
         answer = _hub_answer_error(repo_id, error)
         if answer is not None:
             raise answer from error
-        folder = _cached_snapshot(repo_id)
+        folder = _cached_snapshot(repo_id, select_files, marker)
         if folder is None:
             raise _unreachable_error(repo_id, error) from error
         return folder
 
-    # 3. Download the files a diffusers pipeline needs, at the commit we just saw.
+    # 3. Download the files it needs, at the commit we just saw.
     files = [sibling.rfilename for sibling in info.siblings or []]
-    if "model_index.json" not in files:
-        raise ModelLoadError(
-            f"`{repo_id}` is on the Hugging Face Hub, but it is not a diffusers pipeline (no "
-            f"model_index.json). Pick a diffusers version of the model, such as {EXAMPLE_HUB_ID}."
-        )
+    if marker not in files:
+        raise ModelLoadError(f"`{repo_id}` is on the Hugging Face Hub, but {wrong_kind}")
     try:
         folder = snapshot_download(
             repo_id,
             revision=info.sha,
-            allow_patterns=select_hub_files(files),
+            allow_patterns=select_files(files),
             etag_timeout=HUB_TIMEOUT_S,
         )
     except Exception as error:
         answer = _hub_answer_error(repo_id, error)
         raise (answer or _unreachable_error(repo_id, error)) from error
-    _hub_folders[repo_id] = Path(folder)
+    _hub_folders[key] = Path(folder)
     return Path(folder)
 
 

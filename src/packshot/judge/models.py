@@ -16,23 +16,12 @@ from typing import Any
 
 import torch
 import transformers
-from huggingface_hub import HfApi, snapshot_download
-from huggingface_hub.utils import LocalEntryNotFoundError, OfflineModeIsEnabled
 from PIL import Image
 
 from packshot.config import default_cache_dir
 from packshot.errors import ModelLoadError, ModelNotFoundError, UsageError
 from packshot.judge.config import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL, JudgeConfig
-from packshot.runtime import (
-    _HUB_ID,
-    HUB_TIMEOUT_S,
-    _hub_answer_error,
-    _offline_error,
-    _offline_requested,
-    _unreachable_error,
-    _within,
-    pick_device,
-)
+from packshot.runtime import HUB_ID, download_from_hub, pick_device
 from packshot.testing.judges import (
     TINY_JUDGE_ALIAS,
     JudgeKind,
@@ -83,9 +72,14 @@ def resolve_judge(ref: str, kind: JudgeKind, *, cache_dir: Path | None = None) -
             f"or a Hub id such as {_EXAMPLES[kind]}."
         )
     # 3. A Hub id.
-    if _HUB_ID.match(ref):
+    if HUB_ID.match(ref):
         try:
-            folder = _from_hub(ref)
+            folder = download_from_hub(
+                ref,
+                select_files=_select_files,
+                marker="config.json",
+                wrong_kind="it has no config.json: it is not a transformers model.",
+            )
         except ModelNotFoundError as error:  # say which flag it came from
             raise ModelNotFoundError(f"{flag}: {error}") from error
         return _checked(ResolvedJudge(kind, ref, folder, "hub"))
@@ -130,45 +124,6 @@ def _select_files(files: list[str]) -> list[str]:
             chosen += weights + [f for f in top if f.endswith(f"{suffix}.index.json")]
             break
     return chosen
-
-
-def _cached(repo_id: str) -> Path | None:
-    try:
-        folder = Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        return None
-    return folder if (folder / "config.json").is_file() else None
-
-
-def _from_hub(repo_id: str) -> Path:
-    """Download the PyTorch files of `repo_id` into the Hugging Face cache; its folder."""
-    # 1. Offline: only what is on disk already.
-    if _offline_requested():
-        folder = _cached(repo_id)
-        if folder is None:
-            raise _offline_error(repo_id)
-        return folder
-    # 2. Ask the Hub what the repo holds, within seconds; unreachable: try the cache.
-    try:
-        info = _within(HUB_TIMEOUT_S, lambda: HfApi().model_info(repo_id, timeout=HUB_TIMEOUT_S))
-    except Exception as error:
-        answer = _hub_answer_error(repo_id, error)
-        if answer is not None:
-            raise answer from error
-        folder = _cached(repo_id)
-        if folder is None:
-            raise _unreachable_error(repo_id, error) from error
-        return folder
-    # 3. Download what from_pretrained needs, at the commit we just saw.
-    files = _select_files([s.rfilename for s in info.siblings or []])
-    try:
-        folder = snapshot_download(
-            repo_id, revision=info.sha, allow_patterns=files, etag_timeout=HUB_TIMEOUT_S
-        )
-    except Exception as error:
-        answer = _hub_answer_error(repo_id, error)
-        raise (answer or _unreachable_error(repo_id, error)) from error
-    return Path(folder)
 
 
 def _load(resolved: ResolvedJudge, load: Callable[[Path], Any]) -> Any:
