@@ -20,6 +20,7 @@ from PIL import Image, ImageOps
 
 from packshot.errors import PhotoSetError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.train.samples import render_seeded
 
 
 @dataclass(frozen=True)
@@ -228,17 +229,14 @@ def ensure_class_images(
     if missing:
         pipe = make_pipeline()
         for done, i in enumerate(missing, start=1):
-            generator = torch.Generator("cpu").manual_seed(i)
-            image = pipe(
+            render_seeded(
+                pipe,
                 prompt,
-                height=resolution,
-                width=resolution,
+                seed=i,
+                resolution=resolution,
                 num_inference_steps=num_inference_steps,
-                generator=generator,
-            ).images[0]
-            tmp = paths[i].with_suffix(".tmp.png")
-            image.save(tmp)
-            tmp.replace(paths[i])
+                path=paths[i],
+            )
             progress(ProgressEvent("class-images", done, len(missing), "generating class images"))
         del pipe
     return paths

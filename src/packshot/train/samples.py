@@ -18,6 +18,26 @@ def sample_path(samples_dir: Path, step: int, seed: int) -> Path:
 
 
 @torch.no_grad()
+def render_seeded(
+    pipeline: Any, prompt: str, *, seed: int, resolution: int, num_inference_steps: int, path: Path
+) -> Path:
+    """One square image from `pipeline` with `seed`, written to `path` atomically."""
+    # A CPU generator: the same seed gives the same starting noise on every device.
+    generator = torch.Generator("cpu").manual_seed(seed)
+    image = pipeline(
+        prompt,
+        height=resolution,
+        width=resolution,
+        num_inference_steps=num_inference_steps,
+        generator=generator,
+    ).images[0]
+    tmp = path.with_suffix(".tmp.png")  # renamed when complete: never a half-written PNG
+    image.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+@torch.no_grad()
 def render_samples(
     pipeline: Any,
     *,
@@ -30,20 +50,14 @@ def render_samples(
 ) -> list[Path]:
     """One image per seed from `pipeline` (which holds the LoRA being trained), saved as PNGs."""
     samples_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for seed in seeds:
-        # A CPU generator: the same seed gives the same starting noise on every device.
-        generator = torch.Generator("cpu").manual_seed(seed)
-        image = pipeline(
+    return [
+        render_seeded(
+            pipeline,
             prompt,
-            height=resolution,
-            width=resolution,
+            seed=seed,
+            resolution=resolution,
             num_inference_steps=num_inference_steps,
-            generator=generator,
-        ).images[0]
-        path = sample_path(samples_dir, step, seed)
-        tmp = path.with_suffix(".tmp.png")
-        image.save(tmp)
-        tmp.replace(path)
-        paths.append(path)
-    return paths
+            path=sample_path(samples_dir, step, seed),
+        )
+        for seed in seeds
+    ]
