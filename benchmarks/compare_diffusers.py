@@ -196,42 +196,10 @@ module_globals["main"](module_globals["args"])
 
 def build_model(out_dir: Path) -> Path:
     """Save a random-weight, full-size SD 1.5-architecture pipeline in diffusers format."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from packshot.testing.pipelines import build_clip_tokenizer, clip_tokenizer_files
-
     sys.path.insert(0, str(HERE))
-    from train_step import CLIP_L, SD15_SCHEDULER, SD15_UNET, SD15_VAE
+    from sd15 import save_sd15_pipeline
 
-    torch.manual_seed(0)
-    clip = dict(CLIP_L, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
-    pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL(**SD15_VAE),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**clip)),
-        tokenizer=build_clip_tokenizer(),
-        unet=UNet2DConditionModel(**SD15_UNET),
-        # The scheduler of runwayml/stable-diffusion-v1-5 (both scripts build DDPM from it).
-        scheduler=PNDMScheduler(
-            **SD15_SCHEDULER, set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1
-        ),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    clip_tokenizer_files(tmp / "tokenizer")  # vocab.json + merges.txt, as real checkpoints
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    return out_dir
+    return save_sd15_pipeline(out_dir)
 
 
 # --- the children --------------------------------------------------------------------------

@@ -30,96 +30,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sd15 import build_sd15_pipeline, save_sd15_pipeline
 
 TARGET_OVERHEAD = 0.05  # the issue's: packshot may cost at most 5% more than bare diffusers
 
-# The configs of runwayml/stable-diffusion-v1-5 (unet/, vae/, text_encoder/, scheduler/),
-# as in benchmarks/train_step.py.
-SD15_UNET = {
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-}
-SD15_VAE = {
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
-CLIP_L = {
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "projection_dim": 768,
-    "bos_token_id": 49406,
-    "eos_token_id": 49407,
-    "pad_token_id": 49407,
-}
-SD15_SCHEDULER = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-}
 DESCRIPTION = "{product} on a marble kitchen counter"
 
 
 def build_models(root: Path, rank: int) -> tuple[Path, Path]:
     """A random-weight SD 1.5 folder and a product model folder (LoRA + packshot.json)."""
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionPipeline
 
-    from packshot.testing.pipelines import build_clip_tokenizer
     from packshot.train.lora_io import UNET_TARGET_MODULES, add_lora, lora_config
     from packshot.train.lora_io import save_diffusers_lora as save_lora
 
     # 1. The base model, saved as a diffusers folder so that packshot loads it as any other.
-    torch.manual_seed(0)
-    pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL(**SD15_VAE),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L)),
-        tokenizer=build_clip_tokenizer(),
-        unet=UNet2DConditionModel(**SD15_UNET),
-        scheduler=PNDMScheduler(**SD15_SCHEDULER),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    base = root / "sd15-random"
-    pipe.save_pretrained(base)
+    pipe = build_sd15_pipeline()
+    base = save_sd15_pipeline(root / "sd15-random", pipe)
 
     # 2. The product model: a LoRA on the UNet's attention, as training adds it; lora_B is
     #    made non-zero so that it changes the output as a trained one does.

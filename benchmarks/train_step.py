@@ -26,63 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sd15 import CLIP_L, SD15_SCHEDULER, SD15_UNET, SD15_VAE
 
 # diffusers examples/dreambooth/train_dreambooth_lora.py at 512 px, batch 1, rank 4, fp32 on
 # this project's 2-core CPU machine (the measurement: runs of 2 and 6 steps, so that
 # loading drops out), and the targets relative to it.
 REFERENCE = {"seconds_per_step": 11.5, "peak_rss_gb": 8.2}
 TARGET_RATIO = {"seconds_per_step": 0.70, "peak_rss_gb": 0.75}
-
-# The configs of runwayml/stable-diffusion-v1-5 (unet/, vae/, text_encoder/ config.json).
-SD15_UNET = {
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-}
-SD15_VAE = {
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
-CLIP_L = {
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "projection_dim": 768,
-}
-SD15_SCHEDULER = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "prediction_type": "epsilon",
-}
 
 
 def peak_rss_gb() -> float:

@@ -12,7 +12,8 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
 
 
 @pytest.mark.slow
-def test_train_step_benchmark_quick_run(tmp_path: Path) -> None:
+def test_train_step_benchmark_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARK.parent))  # its sibling module sd15.py
     spec = importlib.util.spec_from_file_location("train_step", BENCHMARK)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
