@@ -173,7 +173,6 @@ def test_a_registered_family_is_detected(tmp_path: Path, monkeypatch: pytest.Mon
         text2img_pipeline="FluxPipeline",
         inpaint_pipeline="FluxFillPipeline",
         resolution=1024,
-        base_area=1024 * 1024,
         text_encoders=2,
         is_inpaint=False,
         class_names=("FluxPipeline",),

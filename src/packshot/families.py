@@ -31,13 +31,16 @@ class ModelFamily:
     text2img_pipeline: str | None  # diffusers class name; None: the family can't do text-to-image
     inpaint_pipeline: str | None  # diffusers class name; None: the family can't inpaint
     resolution: int  # native side length in pixels: what it was trained at
-    # Aspect-ratio buckets keep about this many pixels (width x height) whatever the shape.
-    base_area: int
     text_encoders: int  # how many text encoders model_index.json lists (SDXL: 2)
     is_inpaint: bool  # a dedicated inpainting model (its denoiser also takes the mask and photo)
     # `_class_name` values of model_index.json that belong to this family.
     class_names: tuple[str, ...] = ()
     denoiser: str = "unet"  # the model_index.json component that denoises ("transformer" in DiTs)
+
+    @property
+    def base_area(self) -> int:
+        """Aspect-ratio buckets keep about this many pixels (width x height) whatever the shape."""
+        return self.resolution * self.resolution
 
     def pipeline_class_name(self, kind: str) -> str:
         """The diffusers class that runs this family for `kind`; a UsageError if it can't."""
@@ -85,7 +88,6 @@ SD15 = register_family(
         # A plain SD 1.5 model can still inpaint: diffusers blends the mask into the latents.
         inpaint_pipeline="StableDiffusionInpaintPipeline",
         resolution=512,
-        base_area=512 * 512,
         text_encoders=1,
         is_inpaint=False,
         class_names=_SD_CLASSES,
@@ -98,7 +100,6 @@ SDXL = register_family(
         text2img_pipeline="StableDiffusionXLPipeline",
         inpaint_pipeline="StableDiffusionXLInpaintPipeline",
         resolution=1024,
-        base_area=1024 * 1024,
         text_encoders=2,
         is_inpaint=False,
         class_names=_SDXL_CLASSES,
@@ -111,7 +112,6 @@ SD15_INPAINT = register_family(
         text2img_pipeline=None,
         inpaint_pipeline="StableDiffusionInpaintPipeline",
         resolution=512,
-        base_area=512 * 512,
         text_encoders=1,
         is_inpaint=True,
         class_names=_SD_CLASSES,
@@ -126,7 +126,6 @@ SDXL_INPAINT = register_family(
         text2img_pipeline=None,
         inpaint_pipeline="StableDiffusionXLInpaintPipeline",
         resolution=1024,
-        base_area=1024 * 1024,
         text_encoders=2,
         is_inpaint=True,
         class_names=_SDXL_CLASSES,
