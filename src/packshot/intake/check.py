@@ -27,6 +27,24 @@ _MAX_NAMES = 6  # file names listed in one advice sentence before "and N more"
 Source = tuple[str, Callable[[], bytes]]  # a file name and how to get its bytes
 
 
+def folder_entries(folder: Path, what: str) -> list[Path]:
+    """Everything in `folder`, sorted by name; PhotoSetError when it's missing or unreadable.
+
+    `what` names the folder's contents for the messages ("product photos", "shots").
+    """
+    if not folder.exists():
+        raise PhotoSetError(f"The {what} folder {folder} does not exist: check the path.")
+    if not folder.is_dir():
+        raise PhotoSetError(f"{folder} is a file, not a folder: pass the folder of {what}.")
+    try:
+        return sorted(folder.iterdir(), key=lambda p: (p.name.casefold(), p.name))
+    except OSError as exc:
+        raise PhotoSetError(
+            f"The {what} folder {folder} can't be read ({exc.strerror or exc}): check its "
+            "permissions."
+        ) from None
+
+
 def check_photos(
     directory: str | os.PathLike[str],
     config: IntakeConfig | None = None,
@@ -42,18 +60,7 @@ def check_photos(
     config = config or IntakeConfig()
     folder = Path(directory)
     # 1. The folder itself.
-    if not folder.exists():
-        raise PhotoSetError(f"The folder {folder} does not exist: check the path.")
-    if not folder.is_dir():
-        raise PhotoSetError(
-            f"{folder} is a file, not a folder: pass the folder that holds the product's photos."
-        )
-    try:
-        entries = sorted(folder.iterdir(), key=lambda p: (p.name.casefold(), p.name))
-    except OSError as exc:
-        raise PhotoSetError(
-            f"The folder {folder} can't be read ({exc.strerror or exc}): check its permissions."
-        ) from None
+    entries = folder_entries(folder, "product photos")
 
     # 2. Skip what is not a candidate photo.
     sources: list[Source] = []

@@ -20,7 +20,7 @@ from PIL import Image
 
 from packshot import __version__
 from packshot.errors import PhotoError, PhotoSetError, UsageError
-from packshot.intake.check import skip_reason
+from packshot.intake.check import folder_entries, skip_reason
 from packshot.intake.config import IntakeConfig
 from packshot.intake.decode import load_photo
 from packshot.judge import metrics
@@ -129,17 +129,7 @@ class _Photo:
 
 
 def _entries(folder: Path, what: str) -> list[Path]:
-    if not folder.exists():
-        raise PhotoSetError(f"The {what} folder {folder} does not exist: check the path.")
-    if not folder.is_dir():
-        raise PhotoSetError(f"{folder} is a file, not a folder: pass the folder of {what}.")
-    try:
-        entries = sorted(folder.iterdir(), key=lambda p: (p.name.casefold(), p.name))
-    except OSError as error:
-        raise PhotoSetError(
-            f"The {what} folder {folder} can't be read ({error.strerror or error})."
-        ) from None
-    return [e for e in entries if not skip_reason(e.name, e.is_dir())]
+    return [e for e in folder_entries(folder, what) if not skip_reason(e.name, e.is_dir())]
 
 
 def _load(path: Path) -> _Photo:
