@@ -1,4 +1,4 @@
-"""The full-size SD 1.5 architecture with random weights, shared by the benchmarks.
+"""The full-size SD 1.5 (and SDXL UNet) architectures with random weights, for the benchmarks.
 
 The configs are those of runwayml/stable-diffusion-v1-5 (unet/, vae/, text_encoder/,
 scheduler/ config.json): the FLOPs and memory of the real model, with nothing downloaded.
@@ -104,3 +104,34 @@ def save_sd15_pipeline(out_dir: Path, pipe=None) -> Path:
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+# stabilityai/stable-diffusion-xl-base-1.0 unet/config.json (2.57B parameters), for the GPU
+# figures of `train_step.py --family sdxl`. Its text encoders (CLIP-L and OpenCLIP bigG) only
+# feed the cache, so that benchmark draws embeddings of their shapes instead of building them.
+SDXL_UNET = {
+    "act_fn": "silu",
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256,
+    "attention_head_dim": [5, 10, 20],
+    "block_out_channels": [320, 640, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 2048,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "projection_class_embeddings_input_dim": 2816,
+    "sample_size": 128,
+    "transformer_layers_per_block": [1, 2, 10],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "use_linear_projection": True,
+}
+SDXL_SCHEDULER = {**SD15_SCHEDULER}  # the same scaled-linear betas and epsilon prediction

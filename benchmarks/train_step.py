@@ -10,6 +10,12 @@ real ones, so the timing holds; only the loss values are meaningless.
 
     .venv/bin/python benchmarks/train_step.py                      # 512 px, 2 warm-up + 4 steps
     .venv/bin/python benchmarks/train_step.py --steps 2 --resolution 256   # a quick look
+
+On a CUDA GPU (bf16 by default there, as `packshot train` does), with the step's share of the
+GPU's peak bf16 rate (FLOPs counted by torch.utils.flop_counter over one step):
+
+    python benchmarks/train_step.py --device cuda                               # SD 1.5, 512 px
+    python benchmarks/train_step.py --device cuda --family sdxl --resolution 1024
 """
 
 from __future__ import annotations
@@ -26,13 +32,35 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sd15 import CLIP_L, SD15_SCHEDULER, SD15_UNET, SD15_VAE
+from sd15 import CLIP_L, SD15_SCHEDULER, SD15_UNET, SD15_VAE, SDXL_SCHEDULER, SDXL_UNET
 
 # diffusers examples/dreambooth/train_dreambooth_lora.py at 512 px, batch 1, rank 4, fp32 on
 # this project's 2-core CPU machine (the issue's measurement: runs of 2 and 6 steps, so that
 # loading drops out), and the issue's targets relative to it.
 REFERENCE = {"seconds_per_step": 11.5, "peak_rss_gb": 8.2}
 TARGET_RATIO = {"seconds_per_step": 0.70, "peak_rss_gb": 0.75}
+
+
+# Dense bf16 tensor-core peaks from NVIDIA's data sheets (FLOP/s, without sparsity).
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+
+
+def peak_bf16_flops(name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def measured_matmul_flops(device: str) -> float:
+    """What this GPU does on an 8192³ bf16 matrix product: the practical ceiling."""
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 10 * 2 * 8192**3 / (time.perf_counter() - start)
 
 
 def peak_rss_gb() -> float:
@@ -49,6 +77,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="weights and autocast: auto is bf16 on CUDA, fp32 on the CPU (as packshot train)",
+    )
     parser.add_argument(
         "--compare-bare",
         action="store_true",
@@ -72,25 +108,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     torch.manual_seed(0)
+    device = args.device
+    on_cuda = device.startswith("cuda")
+    is_sdxl = args.family == "sdxl"
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(
+        args.precision, torch.bfloat16 if on_cuda else torch.float32
+    )
+    latent_size = args.resolution // 8
 
-    # 1. The cache, as `train` builds it: one image through the VAE, one prompt through CLIP;
-    #    then both are freed before the UNet exists.
-    vae = AutoencoderKL(**SD15_VAE).eval()
-    text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L)).eval()
-    with torch.no_grad():
-        pixels = torch.rand(1, 3, args.resolution, args.resolution) * 2 - 1
-        latents = vae.encode(pixels).latent_dist.mean * SD15_VAE["scaling_factor"]
-        ids = torch.randint(0, CLIP_L["vocab_size"] - 2, (1, 77))
-        embeds = text_encoder(ids)[0]
-    del vae, text_encoder, pixels
-    gc.collect()
-    latent_size = latents.shape[-1]
+    # 1. The cache, as `train` builds it: SD 1.5 encodes one image through the VAE and one
+    #    prompt through CLIP, then frees both before the UNet exists. SDXL (GPU figures only)
+    #    draws latents and embeddings of the real shapes: its encoders never run in the loop.
+    pooled = None
+    ids = torch.randint(0, CLIP_L["vocab_size"] - 2, (1, 77))
+    if is_sdxl:
+        latents = torch.randn(1, 4, latent_size, latent_size, device=device)
+        embeds = torch.randn(1, 77, SDXL_UNET["cross_attention_dim"], device=device)
+        pooled = torch.randn(1, 1280, device=device)
+    else:
+        vae = AutoencoderKL(**SD15_VAE).to(device).eval()
+        text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L)).to(device).eval()
+        with torch.no_grad():
+            pixels = torch.rand(1, 3, args.resolution, args.resolution, device=device) * 2 - 1
+            latents = vae.encode(pixels).latent_dist.mean * SD15_VAE["scaling_factor"]
+            embeds = text_encoder(ids.to(device))[0]
+        del vae, text_encoder, pixels
+        gc.collect()
+        if on_cuda:
+            torch.cuda.empty_cache()
     encoded = EncodedSet(
         latents=latents,
-        loss_weights=torch.ones(1, 1, latent_size, latent_size),
-        sample_weights=torch.ones(1),
+        loss_weights=torch.ones(1, 1, latent_size, latent_size, device=device),
+        sample_weights=torch.ones(1, device=device),
         prompt_embeds=embeds,
-        pooled_prompt_embeds=None,
+        pooled_prompt_embeds=pooled,
         input_ids=[ids],
         num_examples=1,
         has_flips=False,
@@ -99,27 +150,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timings["cache_s"] = time.perf_counter() - clock
     rss_after_cache = peak_rss_gb()
 
-    # 2. The UNet with a rank-4 LoRA on its attention projections, AdamW, the real step.
+    # 2. The UNet (in the training dtype, as `train` loads it) with a rank-4 LoRA on its
+    #    attention projections, AdamW, the real step.
     clock = time.perf_counter()
-    unet = UNet2DConditionModel(**SD15_UNET)
+    with torch.device(device):  # built where it runs: a 2.6B CPU init takes minutes
+        unet = UNet2DConditionModel(**(SDXL_UNET if is_sdxl else SD15_UNET))
+    if dtype != torch.float32:
+        unet.to(dtype)
     config = TrainConfig(
-        model="sd15-random",
+        model=f"{args.family}-random",
         class_word="backpack",
         resolution=args.resolution,
         rank=args.rank,
-        max_train_steps=args.warmup + args.steps,
+        max_train_steps=args.warmup + args.steps + 1,
         gradient_checkpointing=args.gradient_checkpointing,
     )
-    trainer = LoraTrainer(unet, DDPMScheduler(**SD15_SCHEDULER), config)
+    scheduler = DDPMScheduler(**(SDXL_SCHEDULER if is_sdxl else SD15_SCHEDULER))
+    trainer = LoraTrainer(
+        unet, scheduler, config, device=device, weight_dtype=dtype, is_sdxl=is_sdxl
+    )
     timings["build_unet_s"] = time.perf_counter() - clock
     trainable = sum(p.numel() for p in trainer.parameters)
     batch = make_batch(
         [(encoded, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.bool))],
-        "cpu",
+        device,
         args.resolution,
-        False,
+        is_sdxl,
     )
     generator = torch.Generator().manual_seed(0)
+
+    def sync() -> None:
+        if on_cuda:
+            torch.cuda.synchronize()
 
     # 3. Warm-up, then the timed steps (interleaved with bare steps when comparing).
     convs = [m for m in unet.modules() if "forward" in vars(m)]  # the frozen-conv layers
@@ -139,15 +201,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     for _ in range(args.warmup):
         trainer.train_step(batch, generator)
+    sync()
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
     durations, bare = [], []
     for _ in range(args.steps):
         start = time.perf_counter()
         trainer.train_step(batch, generator)
+        sync()
         durations.append(time.perf_counter() - start)
-        if args.compare_bare:
+        if args.compare_bare and not is_sdxl:
             start = time.perf_counter()
             bare_step()
+            sync()
             bare.append(time.perf_counter() - start)
+    flops = None
+    if on_cuda:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            trainer.train_step(batch, generator)
+        flops = counter.get_total_flops()
 
     seconds = sum(durations) / len(durations)
     peak = peak_rss_gb()
@@ -156,8 +231,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "resolution": args.resolution,
         "rank": args.rank,
         "batch_size": 1,
-        "dtype": "float32",
-        "device": "cpu",
+        "family": args.family,
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": device,
         "threads": torch.get_num_threads(),
         "gradient_checkpointing": args.gradient_checkpointing,
         "unet_parameters": sum(p.numel() for p in unet.parameters()),
@@ -181,14 +257,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["bare_seconds_per_step"] = round(sum(bare) / len(bare), 3)
         result["bare_step_seconds"] = [round(d, 3) for d in bare]
         result["ratio_to_bare_step"] = round(seconds / result["bare_seconds_per_step"], 3)
-    if args.resolution == 512 and args.rank == 4:
+    if on_cuda:
+        name = torch.cuda.get_device_name(device)
+        result["gpu"] = name
+        result["peak_cuda_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+        result["flops_per_step"] = flops
+        achieved = flops / seconds if flops else None
+        result["achieved_tflops"] = round(achieved / 1e12, 1) if achieved else None
+        spec = peak_bf16_flops(name)
+        if achieved and spec:
+            result["peak_bf16_tflops_spec"] = spec / 1e12
+            result["share_of_spec_peak"] = round(achieved / spec, 3)
+        matmul = measured_matmul_flops(device)
+        result["matmul_bf16_tflops_measured"] = round(matmul / 1e12, 1)
+        if achieved:
+            result["share_of_measured_matmul"] = round(achieved / matmul, 3)
+        result["sdpa_backends"] = {
+            "flash": torch.backends.cuda.flash_sdp_enabled(),
+            "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+        }
+        result["attention_processors"] = sorted(
+            {type(p).__name__ for p in unet.attn_processors.values()}
+        )
+    if args.resolution == 512 and args.rank == 4 and not on_cuda and not is_sdxl:
         result["reference"] = REFERENCE
         result["ratio"] = {k: round(result[k] / REFERENCE[k], 3) for k in REFERENCE}
         result["target_ratio"] = TARGET_RATIO
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"{seconds:.2f} s/step at {args.resolution} px (rank {args.rank}, batch 1, fp32 CPU)")
+    print(
+        f"{seconds:.3f} s/step, {args.family} at {args.resolution} px (rank {args.rank}, batch 1, "
+        f"{result['dtype']} on {device})"
+    )
+    if on_cuda:
+        print(
+            f"peak CUDA memory {result['peak_cuda_memory_gb']:.2f} GB; "
+            f"{result['achieved_tflops']} TFLOP/s = {result.get('share_of_spec_peak')} of the "
+            f"spec bf16 peak, {result.get('share_of_measured_matmul')} of a measured matmul"
+        )
     print(f"peak RSS {peak:.2f} GB")
     if "ratio" in result:
         print(
