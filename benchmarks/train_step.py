@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument(
+        "--profile", action="store_true", help="CUDA: write a torch.profiler table of 2 steps"
+    )
     parser.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
     parser.add_argument(
         "--precision",
@@ -172,7 +176,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timings["build_unet_s"] = time.perf_counter() - clock
     trainable = sum(p.numel() for p in trainer.parameters)
     batch = make_batch(
-        [(encoded, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.bool))],
+        [
+            (
+                encoded,
+                torch.zeros(args.batch_size, dtype=torch.long),
+                torch.zeros(args.batch_size, dtype=torch.bool),
+            )
+        ],
         device,
         args.resolution,
         is_sdxl,
@@ -223,6 +233,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with counter:
             trainer.train_step(batch, generator)
         flops = counter.get_total_flops()
+    profile_table = None
+    if on_cuda and args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(2):
+                trainer.train_step(batch, generator)
+            sync()
+        events = prof.key_averages()
+        try:
+            profile_table = events.table(sort_by="self_device_time_total", row_limit=25)
+        except (AttributeError, KeyError):  # older torch names it after CUDA
+            profile_table = events.table(sort_by="self_cuda_time_total", row_limit=25)
+        args.json.with_suffix(".profile.txt").write_text(profile_table)
+        busy_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+        profile_summary = {
+            "gpu_busy_ms_per_step": round(busy_us / 2 / 1e3, 1),
+            "cpu_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 2 / 1e3, 1),
+        }
 
     seconds = sum(durations) / len(durations)
     peak = peak_rss_gb()
@@ -230,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "train_step",
         "resolution": args.resolution,
         "rank": args.rank,
-        "batch_size": 1,
+        "batch_size": args.batch_size,
         "family": args.family,
         "dtype": str(dtype).removeprefix("torch."),
         "device": device,
@@ -276,10 +305,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "flash": torch.backends.cuda.flash_sdp_enabled(),
             "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
         }
+        if profile_table is not None:
+            result["profile"] = profile_summary
         result["attention_processors"] = sorted(
             {type(p).__name__ for p in unet.attn_processors.values()}
         )
-    if args.resolution == 512 and args.rank == 4 and not on_cuda and not is_sdxl:
+    cpu_reference = not on_cuda and not is_sdxl and args.batch_size == 1
+    if args.resolution == 512 and args.rank == 4 and cpu_reference:
         result["reference"] = REFERENCE
         result["ratio"] = {k: round(result[k] / REFERENCE[k], 3) for k in REFERENCE}
         result["target_ratio"] = TARGET_RATIO
@@ -287,8 +319,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 
     print(
-        f"{seconds:.3f} s/step, {args.family} at {args.resolution} px (rank {args.rank}, batch 1, "
-        f"{result['dtype']} on {device})"
+        f"{seconds:.3f} s/step, {args.family} at {args.resolution} px (rank {args.rank}, batch "
+        f"{args.batch_size}, {result['dtype']} on {device})"
     )
     if on_cuda:
         print(

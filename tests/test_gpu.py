@@ -70,12 +70,12 @@ def test_out_of_memory_names_the_settings_to_change(
     torch.cuda.set_per_process_memory_fraction(fraction)
     try:
         with pytest.raises(PackshotError) as info:
-            train(_config(resolution=512), training_set, tmp_path / "model", cache_dir=cache_dir)
+            train(_config(), training_set, tmp_path / "model", cache_dir=cache_dir)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     message = str(info.value)
     assert message.startswith("Out of memory on cuda")
-    assert "gradient_checkpointing on" in message and "resolution 384" in message
+    assert "gradient_checkpointing on" in message and "(now 64)" not in message
     assert not (tmp_path / "model").exists() and free > 0
 
 

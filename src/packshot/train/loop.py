@@ -97,7 +97,8 @@ def oom_advice(config: TrainConfig, device: str) -> str:
         tips.append(f"train_batch_size 1 (now {config.train_batch_size})")
     if not config.gradient_checkpointing:
         tips.append("gradient_checkpointing on")
-    tips.append(f"resolution {smaller} (now {config.resolution})")
+    if config.resolution > 256:
+        tips.append(f"resolution {smaller} (now {config.resolution})")
     if config.rank > 4:
         tips.append(f"rank {max(4, config.rank // 2)} (now {config.rank})")
     if config.train_text_encoder:

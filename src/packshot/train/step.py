@@ -197,7 +197,10 @@ class LoraTrainer:
         for encoder in self.text_encoders:
             lr = config.text_encoder_lr or config.learning_rate
             groups.append({"params": self._trainable(encoder), "lr": lr})
-        optimizer_class = torch.optim.AdamW
+        optimizer_class: Any = torch.optim.AdamW
+        # CUDA: one fused kernel for the whole update instead of a few per tensor (a batch-1
+        # step on an H200 is bound by kernel launches, not by arithmetic)
+        extra: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
         self.uses_8bit_adam = False
         if config.use_8bit_adam and self.device.type == "cuda":
             try:
@@ -205,6 +208,7 @@ class LoraTrainer:
 
                 optimizer_class = bnb.optim.AdamW8bit
                 self.uses_8bit_adam = True
+                extra = {}
             except ImportError:
                 pass
         self.optimizer = optimizer_class(
@@ -212,6 +216,7 @@ class LoraTrainer:
             betas=(config.adam_beta1, config.adam_beta2),
             weight_decay=config.adam_weight_decay,
             eps=config.adam_epsilon,
+            **extra,
         )
 
         # 4. Learning-rate warm-up and schedule.
@@ -225,6 +230,12 @@ class LoraTrainer:
         )
 
         # 5. Mixed precision on CUDA: autocast, and loss scaling for fp16's narrow range.
+        #    Every step has the same shapes, so cuDNN may time its convolution algorithms once
+        #    and keep the fastest; channels-last weights spare cuDNN a layout conversion
+        #    before and after every convolution (22% of a bf16 SD 1.5 step's GPU time on an H200).
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            unet.to(memory_format=torch.channels_last)
         self.autocast_dtype = weight_dtype if weight_dtype != torch.float32 else None
         self.grad_scaler = None
         if self.device.type == "cuda" and weight_dtype == torch.float16:
