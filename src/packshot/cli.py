@@ -363,35 +363,30 @@ def train_command(
     checkpoints as it goes (resume an interrupted run with --resume), sample shots, the LoRA
     in diffusers and kohya/A1111 formats, packshot.json and a model card.
     """
-    from packshot.runtime import describe_model, resolve_model
-    from packshot.train import TrainConfig, train
+    from packshot.jobs.execute import build_train_config
+    from packshot.train import train
 
     if preset not in ("quick", "standard", "best"):
         raise typer.BadParameter(
             f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
         )
-    resolved = resolve_model(model)
-    if resolution is None and resolved.source == "alias":
-        # The tiny stand-ins are built for their own small size, not the family's 512/1024.
-        resolution = int(describe_model(resolved)["resolution"])
-    config = TrainConfig.from_preset(
-        resolved.family.name,
-        preset,  # type: ignore[arg-type]
-        model=model,
-        class_word=class_word,
+    config = build_train_config(
+        model,
+        class_word,
+        preset=preset,
         product=product,
         token=token,
-        max_train_steps=steps,
+        steps=steps,
         resolution=resolution,
         rank=rank,
         learning_rate=learning_rate,
         seed=seed,
-        checkpointing_steps=checkpoint_every,
-        validation_steps=sample_every,
-        with_prior_preservation=prior_preservation,
+        checkpoint_every=checkpoint_every,
+        sample_every=sample_every,
+        prior_preservation=prior_preservation,
         train_text_encoder=train_text_encoder,
         background_weight=background_weight,
-        mixed_precision=precision,
+        precision=precision,
     )
     with progress_bar("Training", enabled=not as_json) as progress:
         result = train(config, photos, out_dir, progress=progress, resume=resume, force=force)

@@ -12,6 +12,8 @@ from pathlib import Path
 # Environment variables packshot reads (documented in the README, checked by a test).
 ENV_CACHE = "PACKSHOT_CACHE"  # where built tiny models and other caches live
 ENV_DATA = "PACKSHOT_DATA"  # the studio's data dir (products, photos, jobs)
+ENV_DATABASE_URL = "PACKSHOT_DATABASE_URL"  # the studio's database (default: SQLite in data)
+ENV_RUNNER = "PACKSHOT_RUNNER"  # what runs the studio's jobs: local (default) or ray
 
 
 def default_cache_dir() -> Path:

@@ -9,6 +9,7 @@ Candidates that are not kept are moved to `candidates/`, never deleted.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,8 +65,13 @@ def shoot_and_judge(
     best: int | None = None,
     progress: ProgressCallback = no_progress,
     cache_dir: Path | None = None,
+    resume: bool = False,
 ) -> JudgedShoot:
-    """Render `request`, score each shot, flag the ones without the product; keep the `best`."""
+    """Render `request`, score each shot, flag the ones without the product; keep the `best`.
+
+    `resume` continues an interrupted shoot in `out_dir` without rendering again the shots it
+    already wrote (candidates set aside are taken back and ranked again).
+    """
     from packshot.judge import Embedders, rank_candidates, score_shots, write_report
 
     # 1. Check the inputs and load the judges before rendering anything: a wrong judge
@@ -79,8 +85,13 @@ def shoot_and_judge(
     if best is not None:
         request = replace(request, count=best * CANDIDATES_PER_KEPT)
 
-    # 2. Render.
-    result = shoot(request, out_dir, progress=progress, cache_dir=cache_dir)
+    # 2. Render (on resume, candidates an earlier run set aside are candidates again).
+    aside = Path(out_dir) / CANDIDATES_DIR
+    if resume and aside.is_dir():
+        for path in sorted(aside.iterdir()):
+            os.replace(path, Path(out_dir) / path.name)
+        aside.rmdir()
+    result = shoot(request, out_dir, progress=progress, cache_dir=cache_dir, resume=resume)
 
     # 3. Score every shot against the product's photos.
     scores = score_shots(

@@ -324,12 +324,15 @@ def shoot(
     *,
     progress: ProgressCallback = no_progress,
     cache_dir: Path | None = None,
+    resume: bool = False,
 ) -> ShootResult:
     """Render `request` into `out_dir`: PNGs with their recipes, sidecars, contact sheet, summary.
 
     The base pipeline is loaded once (and cached for the next shoot); the product's LoRA and the
     scheduler are set on it for this shoot only. Warnings (a product added to a description, a
     prompt cut at the token limit) go to `progress` as they happen and into the result.
+    `resume` continues an interrupted shoot of the same request in `out_dir`: shots whose PNG
+    and sidecar are both there are kept as they are, not rendered again.
     """
     from packshot.runtime import load_pipeline, pick_device
     from packshot.shoot import render
@@ -342,7 +345,7 @@ def shoot(
     out = Path(out_dir)
 
     # 1. Check and plan everything before loading anything.
-    if (out / SUMMARY_FILE).exists():
+    if (out / SUMMARY_FILE).exists() and not resume:
         raise UsageError(
             f"{out} already holds a shoot ({SUMMARY_FILE}). Choose another output folder."
         )
@@ -415,9 +418,19 @@ def shoot(
     model_name = Path(plan.base_model.rstrip("/")).name
     written: list[Shot] = []
     render_s = write_s = 0.0
+    todo = list(plan.shots)
+    if resume:
+        todo = []
+        for planned in plan.shots:
+            kept = _written_shot(out, planned)
+            if kept is None:
+                todo.append(planned)
+            else:
+                written.append(kept)
+                emit(len(written), f"shot {planned.stem} (kept)", event="shot", path=str(kept.path))
     with render.configured(pipe, scheduler, loras):
         sampler = render.scheduler_label(scheduler, pipe)
-        for batch in _batches(plan.shots, batch_size):
+        for batch in _batches(todo, batch_size):
             first = batch[0]
             images, seconds = render.render_batch(
                 pipe,
@@ -481,6 +494,8 @@ def shoot(
     timings["render_s"] = round(render_s, 3)
     timings["write_s"] = round(write_s, 3)
 
+    written.sort(key=lambda shot_: shot_.path.name)
+
     # 6. The contact sheet and shoot.json.
     from PIL import Image
 
@@ -540,6 +555,31 @@ def shoot(
     summary_path = write_summary(out / SUMMARY_FILE, summary)
     emit(total, "done", event="done", path=str(out))
     return ShootResult(out, written, sheet_path, summary_path, warnings, timings, cost)
+
+
+def _written_shot(out: Path, planned: PlannedShot) -> Shot | None:
+    """A shot an interrupted shoot already wrote (PNG, then its sidecar), else None."""
+    png, sidecar = out / f"{planned.stem}.png", out / f"{planned.stem}.json"
+    if not (png.is_file() and sidecar.is_file()):
+        return None
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # cut off while writing: render it again
+    if data.get("prompt") != planned.prompt or data.get("seed") != planned.seed:
+        return None
+    return Shot(
+        path=png,
+        sidecar=sidecar,
+        preset=planned.preset,
+        description=planned.description,
+        prompt=planned.prompt,
+        negative_prompt=planned.negative_prompt,
+        seed=planned.seed,
+        width=planned.width,
+        height=planned.height,
+        device_seconds=float(data.get("timings", {}).get("device_s", 0.0)),
+    )
 
 
 def _product_info(plan: ShootPlan) -> dict[str, Any]:

@@ -1,0 +1,9 @@
+"""The studio's service layer: the job store, the runners, and the seam to the models.
+
+- `execute.run_job`: one job in one folder, no database (what every runner calls).
+- `runner`: the `Runner` interface; `LocalRunner` (one worker process) is the default.
+- `store`: the database, its migrations, the queue operations; `models`: its tables.
+- `worker`: the local worker process.
+
+Importing this package loads no torch.
+"""

@@ -1,0 +1,51 @@
+"""The service's typed settings: where its data lives, which database, which runner.
+
+Read once from the environment (and `--data`) by `packshot serve` and the worker, then passed
+down as a plain object; nothing below reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from packshot.config import (
+    ENV_CACHE,
+    ENV_DATA,
+    ENV_DATABASE_URL,
+    ENV_RUNNER,
+    default_cache_dir,
+    default_data_dir,
+)
+from packshot.errors import UsageError
+
+DATABASE_FILE = "packshot.db"  # the SQLite database, in the data dir
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    data_dir: Path
+    database_url: str
+    runner: str = "local"
+    cache_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None) -> ServiceSettings:
+        """`--data`, else PACKSHOT_DATA, else the default; the database and runner likewise."""
+        data = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        url = os.environ.get(ENV_DATABASE_URL) or f"sqlite:///{data.resolve() / DATABASE_FILE}"
+        if url.startswith(("postgres://", "postgresql://")):
+            # SQLAlchemy's default PostgreSQL driver is psycopg2; packshot ships psycopg 3.
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        runner = os.environ.get(ENV_RUNNER, "local").strip() or "local"
+        if runner not in ("local", "ray"):
+            raise UsageError(f"{ENV_RUNNER} must be local or ray, got {runner!r}.")
+        return cls(data_dir=data, database_url=url, runner=runner, cache_dir=default_cache_dir())
+
+    def environ(self) -> dict[str, str]:
+        """The environment a worker process needs to see the same settings."""
+        env = {ENV_DATA: str(self.data_dir), ENV_DATABASE_URL: self.database_url}
+        if self.cache_dir is not None:
+            env[ENV_CACHE] = str(self.cache_dir)
+        return env

@@ -1,0 +1,436 @@
+"""The job store: the database (SQLite in the data dir, or PostgreSQL), its migrations, and the
+queue operations every runner uses (see `packshot.jobs.runner` for the list).
+
+Functions take a SQLAlchemy `Session` and commit their own change, so each one is one
+transaction; none of them knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from packshot.errors import UsageError
+from packshot.jobs.models import (
+    Job,
+    JobEvent,
+    Merchant,
+    ShotRow,
+    WebhookDelivery,
+    new_id,
+    now,
+)
+
+KEY_PREFIX = "pk_live_"  # every API key starts with this, so leaked keys are easy to spot
+TERMINAL = ("succeeded", "failed", "canceled")
+PROGRESS_WEBHOOK_INTERVAL = 0.5  # s: at most two progress webhooks a second per job
+WEBHOOK_EVENTS = ("start", "step", "sample", "checkpoint", "resume", "shot", "done")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every one stored is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+# -- the database ---------------------------------------------------------------------------
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for `database_url`; SQLite gets WAL and a busy timeout (two processes write)."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def migrate(database_url: str) -> None:
+    """Apply every Alembic migration not yet applied (`packshot serve` does this on start)."""
+    from alembic import command
+    from alembic.config import Config
+
+    if database_url.startswith("sqlite:///"):
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+class Database:
+    """An engine and its session factory."""
+
+    def __init__(self, database_url: str):
+        self.url = database_url
+        self.engine = make_engine(database_url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def job_dir(data_dir: Path, job: Job) -> Path:
+    """Where a job's files live: `<data>/jobs/<job id>`."""
+    return Path(data_dir) / "jobs" / job.id
+
+
+def product_dir(data_dir: Path, product_id: str) -> Path:
+    """Where a product's photos live: `<data>/products/<product id>/photos`."""
+    return Path(data_dir) / "products" / product_id
+
+
+# -- merchants and keys ---------------------------------------------------------------------
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_merchant(session: Session, name: str) -> tuple[Merchant, str]:
+    """A new merchant and its API key (returned once; only its hash is stored)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise UsageError("A merchant's name must be 1 to 200 characters.")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    merchant = Merchant(
+        id=new_id("mer"),
+        name=name,
+        key_prefix=key[: len(KEY_PREFIX) + 6],
+        key_hash=hash_key(key),
+        webhook_secret="whsec_" + secrets.token_urlsafe(32),
+    )
+    session.add(merchant)
+    session.commit()
+    return merchant, key
+
+
+def merchant_for_key(session: Session, key: str) -> Merchant | None:
+    """The active merchant whose key this is, compared in constant time; else None."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    digest = hash_key(key)
+    # The lookup is by the key's prefix (not secret); the hash comparison is constant-time.
+    candidates = session.scalars(
+        select(Merchant).where(Merchant.key_prefix == key[: len(KEY_PREFIX) + 6])
+    ).all()
+    found = None
+    for merchant in candidates:
+        if hmac.compare_digest(merchant.key_hash, digest) and merchant.revoked_at is None:
+            found = merchant
+    return found
+
+
+def find_merchant(session: Session, ref: str) -> Merchant:
+    """A merchant by id or by name (for the CLI)."""
+    merchant = session.get(Merchant, ref)
+    if merchant is None:
+        matches = session.scalars(select(Merchant).where(Merchant.name == ref)).all()
+        if len(matches) > 1:
+            raise UsageError(f"{len(matches)} merchants are called {ref!r}: pass the id instead.")
+        merchant = matches[0] if matches else None
+    if merchant is None:
+        raise UsageError(f"No merchant {ref!r}: see `packshot merchants list`.")
+    return merchant
+
+
+def revoke_merchant(session: Session, ref: str) -> Merchant:
+    merchant = find_merchant(session, ref)
+    if merchant.revoked_at is None:
+        merchant.revoked_at = now()
+        session.commit()
+    return merchant
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+
+def enqueue(
+    session: Session,
+    *,
+    merchant_id: str,
+    product_id: str,
+    kind: str,
+    params: dict[str, Any],
+    request: dict[str, Any],
+    webhook: str | None,
+    prefix: str,
+) -> Job:
+    job = Job(
+        id=new_id(prefix),
+        merchant_id=merchant_id,
+        product_id=product_id,
+        kind=kind,
+        status="queued",
+        params=params,
+        request=request,
+        webhook=webhook,
+        progress={},
+    )
+    session.add(job)
+    session.commit()
+    return job
+
+
+def claim_next(session: Session, worker_id: str, runner: str = "local") -> Job | None:
+    """The oldest queued job, now running under `worker_id`; None when the queue is empty."""
+    while True:
+        job = session.scalars(
+            select(Job).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
+        ).first()
+        if job is None:
+            return None
+        # Compare-and-set, so that two workers never take the same job.
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == "queued")
+            .values(
+                status="running",
+                worker_id=worker_id,
+                runner=runner,
+                attempts=Job.attempts + 1,
+                started_at=job.started_at or now(),
+                heartbeat_at=now(),
+            )
+        ).rowcount
+        session.commit()
+        if claimed:
+            session.refresh(job)
+            if job.attempts == 1:
+                _webhook(session, job, "job.started")
+                session.commit()
+            return job
+
+
+def requeue_running(session: Session, runner: str = "local") -> list[str]:
+    """Jobs left running by a worker that is gone, back in the queue (they resume)."""
+    jobs = session.scalars(select(Job).where(Job.status == "running", Job.runner == runner)).all()
+    for job in jobs:
+        if job.cancel_requested:
+            job.status, job.finished_at = "canceled", now()
+            _webhook(session, job, "job.canceled")
+        else:
+            job.status, job.worker_id = "queued", None
+    session.commit()
+    return [job.id for job in jobs]
+
+
+def heartbeat(session: Session, job_id: str, worker_id: str) -> None:
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.worker_id == worker_id).values(heartbeat_at=now())
+    )
+    session.commit()
+
+
+def cancel_requested(session: Session, job_id: str) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def request_cancel(session: Session, job: Job) -> Job:
+    """Cancel a job: a queued one at once, a running one at its next step (409 if finished)."""
+    if job.status in TERMINAL:
+        raise JobConflict(f"The job is already {job.status}; only queued or running jobs cancel.")
+    if job.status == "queued":
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == "queued")
+            .values(status="canceled", cancel_requested=True, finished_at=now())
+        ).rowcount
+        session.commit()
+        session.refresh(job)
+        if claimed:
+            _webhook(session, job, "job.canceled")
+            session.commit()
+            return job
+    job.cancel_requested = True
+    session.commit()
+    return job
+
+
+class JobConflict(UsageError):
+    """The job is not in a state that allows this (HTTP 409)."""
+
+
+_last_progress_webhook: dict[str, float] = {}
+
+
+def add_event(session: Session, job_id: str, event: dict[str, Any]) -> None:
+    """Store one progress event (relative paths, see `execute.relative_event`)."""
+    import time
+
+    data = event.get("data") or {}
+    kind = str(data.get("event") or "progress")
+    progress = {
+        "stage": event.get("stage"),
+        "done": event.get("done"),
+        "total": event.get("total"),
+        "message": event.get("message", ""),
+    }
+    for key in ("loss", "loss_ema", "it_s", "eta_s", "step"):
+        if key in data:
+            progress[key] = data[key]
+    session.add(JobEvent(job_id=job_id, type=kind, data={**event, "type": kind}))
+    job = session.get(Job, job_id)
+    if job is not None and job.status == "running":
+        if kind != "warning":
+            job.progress = progress
+        if kind == "shot" and job.kind == "shoot" and data.get("path"):
+            add_shot(session, job, str(data["path"]), {})
+        if job.webhook and kind in WEBHOOK_EVENTS:
+            # At most every 500 ms per job (notable events too: the next one carries on).
+            clock = time.monotonic()
+            if clock - _last_progress_webhook.get(job_id, 0.0) >= PROGRESS_WEBHOOK_INTERVAL:
+                _last_progress_webhook[job_id] = clock
+                _webhook(session, job, "job.progress")
+    session.commit()
+
+
+def add_shot(session: Session, job: Job, file: str, info: dict[str, Any]) -> ShotRow:
+    existing = session.scalars(
+        select(ShotRow).where(ShotRow.job_id == job.id, ShotRow.file == file)
+    ).first()
+    if existing is not None:
+        return existing
+    row = ShotRow(
+        id=new_id("shot"), merchant_id=job.merchant_id, job_id=job.id, file=file, info=info
+    )
+    session.add(row)
+    return row
+
+
+def finish(session: Session, job_id: str, result: dict[str, Any]) -> None:
+    job = session.get(Job, job_id)
+    if job is None:
+        return
+    if job.kind == "shoot":
+        _reconcile_shots(session, job, result)
+    job.status, job.result, job.finished_at = "succeeded", result, now()
+    job.progress = {**(job.progress or {}), "done": (job.progress or {}).get("total")}
+    session.add(JobEvent(job_id=job_id, type="done", data={"type": "done", "result": result}))
+    _webhook(session, job, "job.succeeded")
+    _last_progress_webhook.pop(job_id, None)
+    session.commit()
+
+
+def _reconcile_shots(session: Session, job: Job, result: dict[str, Any]) -> None:
+    """The delivered shots are those in the result (--best sets the others aside)."""
+    images = {image["file"]: image for image in result.get("images", [])}
+    rows = {
+        row.file: row for row in session.scalars(select(ShotRow).where(ShotRow.job_id == job.id))
+    }
+    for file, row in rows.items():
+        if file not in images:
+            session.delete(row)
+    for file, image in images.items():
+        row = rows.get(file) or add_shot(session, job, file, {})
+        row.info = image
+
+
+def fail(session: Session, job_id: str, code: str, message: str) -> None:
+    job = session.get(Job, job_id)
+    if job is None:
+        return
+    job.status, job.finished_at = "failed", now()
+    job.error = {"code": code, "message": message}
+    session.add(JobEvent(job_id=job_id, type="failed", data={"type": "failed", "error": job.error}))
+    _webhook(session, job, "job.failed")
+    _last_progress_webhook.pop(job_id, None)
+    session.commit()
+
+
+def mark_canceled(session: Session, job_id: str) -> None:
+    job = session.get(Job, job_id)
+    if job is None:
+        return
+    job.status, job.finished_at = "canceled", now()
+    session.add(JobEvent(job_id=job_id, type="canceled", data={"type": "canceled"}))
+    _webhook(session, job, "job.canceled")
+    _last_progress_webhook.pop(job_id, None)
+    session.commit()
+
+
+def events_after(session: Session, job_id: str, after: int, limit: int = 500) -> list[JobEvent]:
+    return list(
+        session.scalars(
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.id > after)
+            .order_by(JobEvent.id)
+            .limit(limit)
+        )
+    )
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+# The payload builder is set by the API (it knows the public shape of a job); the store only
+# records what to send. Until then a minimal payload is sent.
+payload_builder: Any = None
+
+
+def _webhook(session: Session, job: Job, event_type: str) -> None:
+    if not job.webhook:
+        return
+    data = payload_builder(job) if payload_builder else {"id": job.id, "status": job.status}
+    session.add(
+        WebhookDelivery(
+            id=new_id("msg"),
+            merchant_id=job.merchant_id,
+            job_id=job.id,
+            url=job.webhook,
+            event=event_type,
+            payload={"type": event_type, "timestamp": now().isoformat(), "data": data},
+        )
+    )
+
+
+def due_webhooks(session: Session, limit: int = 20) -> list[WebhookDelivery]:
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now())
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.created_at)
+            .limit(limit)
+        )
+    )
+
+
+WEBHOOK_BACKOFF = (5, 30, 120, 600, 1800, 7200)  # s before attempts 2, 3, …; then it gives up
+
+
+def record_attempt(session: Session, delivery: WebhookDelivery, error: str | None) -> None:
+    delivery.attempts += 1
+    if error is None:
+        delivery.status, delivery.last_error = "sent", None
+    elif delivery.attempts > len(WEBHOOK_BACKOFF):
+        delivery.status, delivery.last_error = "failed", error
+    else:
+        delivery.last_error = error
+        delivery.next_attempt_at = now() + timedelta(seconds=WEBHOOK_BACKOFF[delivery.attempts - 1])
+    session.commit()
+
+
+def expired(moment: datetime | None, seconds: float) -> bool:
+    return moment is None or utc(moment) < datetime.now(UTC) - timedelta(seconds=seconds)  # type: ignore[operator]

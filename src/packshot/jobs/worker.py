@@ -1,0 +1,140 @@
+"""The local worker process: the one process that owns the GPU and runs the jobs.
+
+`python -m packshot.jobs.worker --data DIR` (started by `packshot serve`): takes the oldest
+queued job from the database, runs it with `run_job` in its folder, stores its events and
+its result, and takes the next. A job it was running when it died is queued again when it
+starts (the local runner has exactly one worker per database), and resumes from its folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from packshot.errors import PackshotError
+from packshot.jobs import store
+from packshot.jobs.execute import JobCanceled, relative_event, run_job
+from packshot.jobs.settings import ServiceSettings
+from packshot.progress import ProgressEvent
+
+log = logging.getLogger("packshot.worker")
+
+POLL_S = 0.5  # how often an idle worker looks at the queue
+CANCEL_POLL_S = 1.0  # how often a running job asks whether it was canceled
+HEARTBEAT_S = 10.0
+STEP_EVENT_INTERVAL_S = 0.25  # step/shot events faster than this are not all stored
+KEEP_ALWAYS = {"start", "checkpoint", "sample", "resume", "done", "failed", "warning", "shot"}
+
+
+class Worker:
+    def __init__(self, settings: ServiceSettings, *, poll_s: float = POLL_S):
+        self.settings = settings
+        self.db = store.Database(settings.database_url)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.poll_s = poll_s
+        self.stopping = threading.Event()
+
+    def run_forever(self) -> None:
+        with self.db.session() as session:
+            requeued = store.requeue_running(session, runner="local")
+        if requeued:
+            log.info("resuming %d job(s) a previous worker left: %s", len(requeued), requeued)
+        while not self.stopping.is_set():
+            if not self.run_one():
+                self.stopping.wait(self.poll_s)
+
+    def run_one(self) -> bool:
+        """Run the next queued job, if any; True when one ran."""
+        with self.db.session() as session:
+            job = store.claim_next(session, self.worker_id)
+            if job is None:
+                return False
+            job_id, kind, params = job.id, job.kind, dict(job.params)
+            workdir = store.job_dir(self.settings.data_dir, job).resolve()
+        log.info("running %s job %s (attempt)", kind, job_id)
+        last = {"event": 0.0, "cancel": 0.0, "beat": time.monotonic()}
+        canceled = {"value": False}
+
+        def should_cancel() -> bool:
+            clock = time.monotonic()
+            if clock - last["cancel"] >= CANCEL_POLL_S:
+                last["cancel"] = clock
+                with self.db.session() as session:
+                    canceled["value"] = store.cancel_requested(session, job_id)
+            return canceled["value"] or self.stopping.is_set()
+
+        def progress(event: ProgressEvent) -> None:
+            clock = time.monotonic()
+            kind_ = event.data.get("event")
+            final = event.total is not None and event.done >= event.total
+            if (
+                kind_ not in KEEP_ALWAYS
+                and not final
+                and clock - last["event"] < STEP_EVENT_INTERVAL_S
+            ):
+                return
+            last["event"] = clock
+            with self.db.session() as session:
+                store.add_event(session, job_id, relative_event(event, workdir))
+                if clock - last["beat"] >= HEARTBEAT_S:
+                    last["beat"] = clock
+                    store.heartbeat(session, job_id, self.worker_id)
+
+        try:
+            result = run_job(
+                kind, params, workdir, progress, should_cancel, cache_dir=self.settings.cache_dir
+            )
+        except JobCanceled:
+            if self.stopping.is_set() and not canceled["value"]:
+                return True  # shutting down: the job stays running and is resumed next start
+            with self.db.session() as session:
+                store.mark_canceled(session, job_id)
+        except PackshotError as exc:
+            with self.db.session() as session:
+                store.fail(session, job_id, "job_failed", " ".join(str(exc).split()))
+        except Exception as exc:  # a bug: the job fails, the worker goes on
+            log.exception("job %s failed with an internal error", job_id)
+            with self.db.session() as session:
+                store.fail(
+                    session,
+                    job_id,
+                    "internal_error",
+                    f"packshot hit an internal error ({type(exc).__name__}); the job can be "
+                    "started again, and the server log has the details.",
+                )
+        else:
+            with self.db.session() as session:
+                store.finish(session, job_id, result)
+        return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    import torch
+
+    # A worker shares its machine with the web server; tiny jobs run best on few threads.
+    if os.environ.get("PACKSHOT_WORKER_THREADS"):
+        torch.set_num_threads(int(os.environ["PACKSHOT_WORKER_THREADS"]))
+    settings = ServiceSettings.from_env(args.data)
+    worker = Worker(settings)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The runner seam: `run_job` trains and shoots in a folder, cancels, and resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from packshot.errors import UsageError
+from packshot.jobs.execute import JobCanceled, relative_event, run_job
+from packshot.progress import ProgressEvent
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TRAINING = {
+    "model": "tiny",
+    "class_word": "backpack",
+    "preset": "quick",
+    "steps": 4,
+    "resolution": 64,
+    "checkpoint_every": 2,
+    "sample_every": 0,
+    "learning_rate": 1e-3,
+}
+
+
+def _never() -> bool:
+    return False
+
+
+@pytest.fixture(scope="module")
+def trained(cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A training job canceled after its first checkpoint, then run again in its folder."""
+    workdir = tmp_path_factory.mktemp("job") / "training"
+    params = {**TRAINING, "photos_dir": str(training_set)}
+    first: list[ProgressEvent] = []
+
+    def cancel_after_checkpoint() -> bool:
+        return any(e.data.get("event") == "checkpoint" for e in first)
+
+    with pytest.raises(JobCanceled):
+        run_job("training", params, workdir, first.append, cancel_after_checkpoint)
+    second: list[ProgressEvent] = []
+    result = run_job("training", params, workdir, second.append, _never)
+    return workdir, params, first, second, result
+
+
+def test_training_resumes_from_its_checkpoint(trained) -> None:
+    workdir, _params, first, second, result = trained
+    assert [e.data["step"] for e in first if e.data.get("event") == "step"] == [1, 2]
+    assert result["resumed_from"] == 2
+    assert result["final_step"] == 4
+    assert [e.data["step"] for e in second if e.data.get("event") == "step"] == [3, 4]
+    assert (workdir / "model" / "pytorch_lora_weights.safetensors").is_file()
+    assert "model/pytorch_lora_weights.safetensors" in result["files"]
+    assert all(not f.startswith("model/training-set") for f in result["files"])
+    assert json.loads((workdir / "result.json").read_text()) == result
+
+
+def test_a_finished_job_returns_its_result_without_work(trained) -> None:
+    workdir, params, _first, _second, result = trained
+    events: list[ProgressEvent] = []
+    assert run_job("training", params, workdir, events.append, _never) == result
+    assert events == []
+
+
+def test_events_leave_the_machine_with_relative_paths(tmp_path: Path) -> None:
+    event = ProgressEvent(
+        "train", 2, 4, "checkpoint", {"event": "checkpoint", "path": str(tmp_path / "a" / "b")}
+    )
+    data = relative_event(event, tmp_path)
+    assert data["data"]["path"] == "a/b"
+    assert data["done"] == 2 and data["total"] == 4
+
+
+def test_shoot_continues_without_rendering_again(trained, tmp_path: Path) -> None:
+    workdir, *_ = trained
+    params = {
+        "model_dir": str(workdir / "model"),
+        "descriptions": ["{product} on a marble table"],
+        "n": 3,
+        "steps": 2,
+        "judge": True,
+    }
+    shoot_dir = tmp_path / "shoot"
+    first: list[ProgressEvent] = []
+
+    def cancel_after_first_shot() -> bool:
+        return any(e.data.get("event") == "shot" for e in first)
+
+    with pytest.raises(JobCanceled):
+        run_job("shoot", params, shoot_dir, first.append, cancel_after_first_shot)
+    done_first = sorted(p.name for p in (shoot_dir / "shots").glob("*.png"))
+    assert len(done_first) >= 1
+    kept = {name: (shoot_dir / "shots" / name).stat().st_mtime_ns for name in done_first}
+
+    second: list[ProgressEvent] = []
+    result = run_job("shoot", params, shoot_dir, second.append, _never)
+    assert len(result["images"]) == 3
+    assert all(image["scores"] is not None for image in result["images"])
+    for name, mtime in kept.items():  # not rendered again
+        assert (shoot_dir / "shots" / name).stat().st_mtime_ns == mtime
+    messages = [e.message for e in second if e.data.get("event") == "shot"]
+    assert sum("(kept)" in m for m in messages) == len(kept)
+    assert {i["file"] for i in result["images"]} >= {f"shots/{n}" for n in kept}
+
+
+def test_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown job kind"):
+        run_job("juggle", {}, tmp_path, lambda e: None, _never)

@@ -1,0 +1,86 @@
+"""The job store: migrations, merchants and keys, the queue's state changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from packshot.jobs import store
+from packshot.jobs.models import Product
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> store.Database:
+    url = f"sqlite:///{tmp_path / 'packshot.db'}"
+    store.migrate(url)
+    store.migrate(url)  # applying them twice changes nothing
+    database = store.Database(url)
+    yield database
+    database.dispose()
+
+
+def test_migrations_create_every_table(db: store.Database) -> None:
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"merchants", "products", "photos", "jobs", "job_events", "shots"} <= tables
+    assert {"webhook_deliveries", "web_sessions", "alembic_version"} <= tables
+
+
+def test_keys_are_stored_as_hashes_and_revocable(db: store.Database) -> None:
+    with db.session() as session:
+        merchant, key = store.create_merchant(session, "Acme")
+        assert key.startswith(store.KEY_PREFIX)
+        assert key not in (merchant.key_hash, merchant.key_prefix)
+        assert store.merchant_for_key(session, key).id == merchant.id
+        assert store.merchant_for_key(session, key[:-1] + "x") is None
+        assert store.merchant_for_key(session, "nonsense") is None
+        store.revoke_merchant(session, "Acme")
+        assert store.merchant_for_key(session, key) is None
+
+
+def test_queue_claims_cancels_and_requeues(db: store.Database) -> None:
+    with db.session() as session:
+        merchant, _ = store.create_merchant(session, "Acme")
+        session.add(Product(id="prd_1", merchant_id=merchant.id, name="bag", class_name="bag"))
+        session.commit()
+
+        def enqueue():
+            return store.enqueue(
+                session,
+                merchant_id=merchant.id,
+                product_id="prd_1",
+                kind="training",
+                params={},
+                request={},
+                webhook=None,
+                prefix="trn",
+            )
+
+        first, second = enqueue(), enqueue()
+        claimed = store.claim_next(session, "w1")
+        assert claimed.id == first.id and claimed.status == "running" and claimed.attempts == 1
+        store.request_cancel(session, second)  # queued: canceled at once
+        assert second.status == "canceled"
+        with pytest.raises(store.JobConflict):
+            store.request_cancel(session, second)
+        assert store.claim_next(session, "w1") is None
+        # The worker died: its running job goes back to the queue and is claimed again.
+        assert store.requeue_running(session) == [first.id]
+        again = store.claim_next(session, "w2")
+        assert again.id == first.id and again.attempts == 2
+        store.add_event(
+            session,
+            first.id,
+            {
+                "stage": "train",
+                "done": 1,
+                "total": 4,
+                "message": "loss 0.1",
+                "data": {"event": "step", "loss": 0.1},
+            },
+        )
+        store.finish(session, first.id, {"final_step": 4})
+        job = session.get(type(first), first.id)
+        assert job.status == "succeeded" and job.progress["loss"] == 0.1
+        assert [e.type for e in store.events_after(session, first.id, 0)] == ["step", "done"]
