@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument(
+        "--channels-last", action="store_true", help="CPU: channels-last UNet (CUDA always is)"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="CUDA: write a torch.profiler table of 2 steps"
     )
     parser.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
@@ -105,10 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from packshot.runtime import return_freed_memory_to_os
     from packshot.train import TrainConfig
     from packshot.train.data import EncodedSet
     from packshot.train.step import LoraTrainer, make_batch, save_memory_on_frozen_convs
 
+    if not args.device.startswith("cuda"):
+        return_freed_memory_to_os()  # as `packshot train` does on the CPU
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     torch.manual_seed(0)
@@ -173,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainer = LoraTrainer(
         unet, scheduler, config, device=device, weight_dtype=dtype, is_sdxl=is_sdxl
     )
+    if args.channels_last:
+        unet.to(memory_format=torch.channels_last)
     timings["build_unet_s"] = time.perf_counter() - clock
     trainable = sum(p.numel() for p in trainer.parameters)
     batch = make_batch(

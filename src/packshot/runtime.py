@@ -111,6 +111,27 @@ def pick_device(prefer: str | None = None) -> str:
     return prefer
 
 
+def return_freed_memory_to_os(threshold: int = 1 << 20) -> bool:
+    """glibc only: serve allocations of `threshold` bytes and more by mmap, from now on.
+
+    glibc's default raises its mmap threshold each time a large block is freed (up to 32 MB),
+    after which a training step's activations come from the heap, whose freed holes keep the
+    process's resident memory at its high-water mark. A fixed threshold sends every large
+    tensor back to the OS when it is freed. Measured on the 512 px SD 1.5 LoRA step
+    (`benchmarks/train_step.py`): peak RSS 6.04 GB → 5.00 GB. Returns whether it was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_mmap_threshold = -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, threshold))
+    except (OSError, AttributeError):  # musl and others: no mallopt, nothing to do
+        return False
+
+
 def pick_dtype(device: str, precision: str | None = None) -> torch.dtype:
     """The torch dtype to run models in on `device`.
 

@@ -358,7 +358,12 @@ def _run(
     import diffusers
 
     from packshot.config import default_cache_dir
-    from packshot.runtime import load_pipeline, pick_device, resolve_model
+    from packshot.runtime import (
+        load_pipeline,
+        pick_device,
+        resolve_model,
+        return_freed_memory_to_os,
+    )
 
     started = clock = time.perf_counter()
     checkpoints_dir, samples_dir = work / CHECKPOINTS_DIR, work / SAMPLES_DIR
@@ -381,6 +386,8 @@ def _run(
     pipeline_class = getattr(diffusers, resolved.family.pipeline_class_name("text2img"))
     device = pick_device(config.device)
     weight_dtype = _mixed_precision_dtype(config, device)
+    if device == "cpu":
+        return_freed_memory_to_os()  # activations live in host memory: keep its peak down
 
     # 3. The training examples: intake's square crops, masks and captions.
     examples, photo_hashes = _prepared_examples(photos_dir, work, config, force, progress)
