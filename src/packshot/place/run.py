@@ -1,0 +1,724 @@
+"""Pixel-true mode: the real product, cut out of its photo, with a scene generated around it.
+
+`place(PlaceRequest(photo, ["on a marble kitchen counter"]), out_dir)` cuts the product out
+(`cutout`), places it on the canvas per composition (`compose`), has an inpainting model paint
+everything but the product, adds a contact shadow, blends the edges and pastes the product
+back, so that inside its mask (less a 2 px band) every pixel is the product's own. Each shot is
+a PNG with its recipe (A1111 `parameters`) and a JSON sidecar, as in `shoot`; shots are then
+scored against the product's photos and a shot the judges can't find the product in is flagged.
+
+A job runner can call `place` again with the same request and folder after a crash: shots
+already written are kept, only the missing ones are rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from packshot import __version__
+from packshot.errors import UsageError
+from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+
+REQUEST_FILE = "place-request.json"  # the request as first run: a re-run must match it
+SUMMARY_FILE = "place.json"
+CONTACT_SHEET_FILE = "contact-sheet.png"  # the same name shoot uses: the judge skips it
+SCORES_FILE = "scores.json"
+PRODUCT_DIR = "product"  # the cut-out and its mask
+REFERENCE_DIR = "reference"  # what the shots are judged against without a product model
+DEFAULT_INPAINT_MODELS = {  # by the family of the product's model (or sdxl without one)
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-inpainting",
+    "sdxl": "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+}
+TINY_INPAINT = "tiny-inpaint"
+DEFAULT_PRODUCT_WORD = "product"
+DEFAULT_COUNT = 4
+DEFAULT_ASPECT = "1:1"
+DEFAULT_GUIDANCE = 7.5  # the SD inpainting model cards' default
+# With --keep-framing the product covers the photo's own share of the frame; above these the
+# scene is a thin strip around it.
+KEEP_FRAMING_WARN_SHARE, KEEP_FRAMING_MAX_SHARE = 0.5, 0.8
+LIMITS = {
+    "count": (1, 100),
+    "num_inference_steps": (1, 150),
+    "guidance_scale": (0.0, 30.0),
+    "lora_scale": (0.0, 2.0),
+}
+MAX_SEED = 2**32 - 1
+MIN_PHOTO_SIDE = 64  # px on the short side
+
+
+@dataclass
+class PlaceRequest:
+    """One pixel-true request. Every field is plain JSON (a job can store and replay it)."""
+
+    photo: str  # the product's photo (a transparent PNG's alpha is its mask)
+    descriptions: list[str] = field(default_factory=list)  # the scene: "on a marble counter"
+    presets: list[str] = field(default_factory=list)  # shot presets: studio, lifestyle, …
+    count: int | None = None  # shots per description and preset (preset's, else 4)
+    aspect: str | None = None  # 1:1, 4:5, 3:4, 16:9, 9:16 (preset's, else 1:1)
+    seed: int | None = None  # first seed; shot i of a group gets seed + i
+    num_inference_steps: int | None = None  # 25
+    guidance_scale: float | None = None  # 7.5
+    negative_prompt: str | None = None  # added to the preset's
+    scheduler: str | None = None  # see shoot.render.SCHEDULERS (default DPM++ 2M Karras)
+    model: str | None = None  # the inpainting model: Hub id, folder, tiny-inpaint
+    product_model: str | None = None  # a folder `packshot train` wrote: its LoRA and words
+    lora_scale: float = 1.0
+    product: str | None = None  # what {product} means without a product model ("teapot")
+    keep_framing: bool = False  # keep the photo's framing: only the background is replaced
+    mask: str | None = None  # the merchant's mask (white = product), same size as the photo
+    cutout_model: str | None = None  # "auto", "grabcut", a .onnx file, URL, Hub repo, name
+    composition: str | None = None  # hero, thirds, flat-lay (default: the preset's)
+    judge: bool = True  # score every shot against the product's photos, flag misses
+    dino_model: str | None = None  # None: the default judge (tiny with a tiny model)
+    clip_model: str | None = None
+    reference: str | None = None  # photos to judge against (default: see reference_for)
+    device: str | None = None
+    precision: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlaceRequest:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"Unknown placement field(s): {', '.join(unknown)}.")
+        return cls(**data)
+
+
+@dataclass
+class PlacedShot:
+    """One image written by `place`."""
+
+    path: Path
+    sidecar: Path
+    preset: str | None
+    composition: str
+    description: str
+    prompt: str
+    seed: int
+    width: int
+    height: int
+    placement: dict[str, Any]  # x, y, width, height on the output, and scale
+    device_seconds: float
+    reused: bool  # written by an earlier run of the same request
+    scores: dict[str, Any] | None = None
+
+
+@dataclass
+class PlaceResult:
+    """What `place` wrote."""
+
+    out_dir: Path
+    shots: list[PlacedShot]
+    contact_sheet: Path
+    summary_path: Path
+    cutout: dict[str, Any]  # source ("mask", "alpha", "model", "grabcut"), files, model
+    scores_path: Path | None
+    flagged: list[str]  # shots the judges couldn't find the product in
+    warnings: list[str]
+    timings: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("out_dir", "contact_sheet", "summary_path", "scores_path"):
+            data[key] = str(data[key]) if data[key] is not None else None
+        for shot in data["shots"]:
+            shot["path"], shot["sidecar"] = str(shot["path"]), str(shot["sidecar"])
+        return data
+
+
+@dataclass(frozen=True)
+class _Planned:
+    index: int
+    description: str
+    preset: str | None
+    composition: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    aspect: str
+
+    @property
+    def stem(self) -> str:
+        return f"{self.index:03d}-place-{self.preset or self.composition}-seed{self.seed}"
+
+
+def _check_numbers(request: PlaceRequest) -> None:
+    for name, (low, high) in LIMITS.items():
+        value = getattr(request, name)
+        if value is not None and not low <= value <= high:
+            raise UsageError(f"`{name}` must be between {low} and {high}, but is {value}.")
+    if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
+        raise UsageError(f"`seed` must be between 0 and {MAX_SEED}, but is {request.seed}.")
+    if not [d for d in request.descriptions if d.strip()]:
+        raise UsageError(
+            'Describe the scene, such as "on a marble kitchen counter, soft morning light".'
+        )
+    if request.keep_framing and request.aspect is not None:
+        raise UsageError(
+            "--keep-framing keeps the photo's own frame, so it can't change the aspect ratio: "
+            "drop --aspect, or drop --keep-framing."
+        )
+    if request.keep_framing and request.composition is not None:
+        raise UsageError("--keep-framing keeps the product where it is: drop the composition.")
+
+
+def _same_request(recorded: dict[str, Any], request: PlaceRequest) -> bool:
+    now = request.to_dict()
+    return all(recorded.get(k) == v for k, v in now.items() if k != "seed") and (
+        request.seed is None or recorded.get("seed") == request.seed
+    )
+
+
+def reference_for(request: PlaceRequest, out: Path) -> Path:
+    """The photos shots are judged against: given; else the product model's training crops;
+    else the photo and its cut-out on white (written into `reference/`)."""
+    if request.reference is not None:
+        return Path(request.reference)
+    if request.product_model is not None:
+        crops = Path(request.product_model) / "training-set"
+        if crops.is_dir():
+            return crops
+    return out / REFERENCE_DIR
+
+
+def _scene_size(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """A size for the model at about its native area, with the photo's aspect, sides ÷ 8."""
+    from packshot.shoot.sizes import MIN_SIDE, MULTIPLE
+
+    scale = (resolution * resolution / (width * height)) ** 0.5
+    return tuple(  # type: ignore[return-value]
+        max(MIN_SIDE, int(round(side * scale / MULTIPLE)) * MULTIPLE) for side in (width, height)
+    )
+
+
+def _atomic_png(image: Image.Image, path: Path, parameters: str) -> None:
+    from packshot.shoot.metadata import save_png
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_png(image, tmp, parameters)
+    os.replace(tmp, path)
+
+
+def _atomic_json(path: Path, data: dict[str, Any]) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def place(
+    request: PlaceRequest,
+    out_dir: Path | str,
+    *,
+    progress: ProgressCallback = no_progress,
+    cache_dir: Path | None = None,
+) -> PlaceResult:
+    """Render `request` into `out_dir`; run again after a crash to finish what's missing."""
+    from packshot.config import default_cache_dir
+    from packshot.intake.config import IntakeConfig
+    from packshot.intake.decode import load_photo
+    from packshot.place import compose
+    from packshot.place.cutout import cut_out
+    from packshot.runtime import describe_model, resolve_model
+    from packshot.shoot.presets import get_preset, load_presets
+    from packshot.shoot.prompts import ProductWords, compose_prompt
+    from packshot.shoot.run import read_model_folder
+    from packshot.shoot.sizes import check_aspect, size_for
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = Path(out_dir)
+    cache = cache_dir or default_cache_dir()
+    warnings: list[str] = []
+
+    def emit(done: int, total: int | None, message: str, **data: Any) -> None:
+        progress(ProgressEvent("place", done, total, message, data))
+
+    def warn(message: str) -> None:
+        if message not in warnings:
+            warnings.append(message)
+            emit(0, None, message, event="warning")
+
+    # 1. Check the numbers, and that a re-run asks for the same thing.
+    _check_numbers(request)
+    request_path = out / REQUEST_FILE
+    if request_path.is_file():
+        try:
+            recorded = json.loads(request_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict) or not _same_request(recorded, request):
+            raise UsageError(
+                f"{out} already holds placements made with other settings ({REQUEST_FILE}). "
+                "Choose another output folder, or run the same request again to finish it."
+            )
+        request = PlaceRequest.from_dict(recorded)  # the recorded seed, when none is given
+    elif (out / SUMMARY_FILE).exists():
+        raise UsageError(f"{out} already holds other results. Choose another output folder.")
+    if request.seed is None:
+        request = PlaceRequest.from_dict({**request.to_dict(), "seed": secrets.randbelow(2**31)})
+    if request.aspect is not None:
+        check_aspect(request.aspect)
+
+    # 2. The product model (optional) and the inpainting model.
+    meta: dict[str, Any] = {}
+    lora_path: Path | None = None
+    if request.product_model is not None:
+        meta = read_model_folder(Path(request.product_model))
+        lora_path = Path(request.product_model) / "pytorch_lora_weights.safetensors"
+        product = ProductWords(meta["token"], meta["class_word"], meta.get("product"))
+    else:
+        word = (request.product or DEFAULT_PRODUCT_WORD).strip() or DEFAULT_PRODUCT_WORD
+        product = ProductWords(None, word, word)
+    base_family = str(meta.get("family") or "sdxl").split("-")[0]
+    model_ref = request.model or (
+        TINY_INPAINT
+        if str(meta.get("base_model", "")).startswith("tiny")
+        else DEFAULT_INPAINT_MODELS.get(base_family, DEFAULT_INPAINT_MODELS["sdxl"])
+    )
+    resolved = resolve_model(model_ref, cache_dir=cache)
+    described = describe_model(resolved)
+    resolution = int(described["resolution"])
+    family = resolved.family.name
+    if meta.get("family") and lora_path and family.split("-")[0] != base_family:
+        raise UsageError(
+            f"The product model {request.product_model} was trained on a {meta['family']} model, "
+            f"but the inpainting model {model_ref} is {family}: pass an inpainting model of the "
+            f"same family (for {base_family}: {DEFAULT_INPAINT_MODELS.get(base_family, '?')})."
+        )
+
+    # 3. The photo, and the product cut out of it.
+    # Intake's safety limits, but not its 256 px minimum for training: a small product
+    # photo still places (with a warning when the product must be enlarged).
+    photo = load_photo(Path(request.photo), config=IntakeConfig(min_side=MIN_PHOTO_SIDE))
+    emit(0, None, "cutting out the product", event="cutout")
+    cutout = cut_out(photo, mask_path=request.mask, model=request.cutout_model, cache_dir=cache)
+    for message in cutout.warnings:
+        warn(message)
+    pixels = np.asarray(photo.image.convert("RGB"))  # (H, W, 3)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_json(request_path, request.to_dict())
+    product_dir = out / PRODUCT_DIR
+    product_dir.mkdir(exist_ok=True)
+    Image.fromarray(cutout.mask * 255, "L").save(product_dir / "mask.png")
+    rgba = photo.image.convert("RGB")
+    rgba.putalpha(Image.fromarray(cutout.mask * 255, "L"))
+    rgba.save(product_dir / "cutout.png")
+    box = compose.mask_box(cutout.mask)
+    touches = box[0] == 0 or box[1] == 0 or box[0] + box[2] == photo.width
+    touches = touches or box[1] + box[3] == photo.height
+    if request.keep_framing:
+        share = cutout.share
+        if share > KEEP_FRAMING_MAX_SHARE:
+            raise UsageError(
+                f"The product fills {share:.0%} of the photo: with --keep-framing no scene fits "
+                "around it. Drop --keep-framing, and packshot places it smaller on a new canvas."
+            )
+        if share > KEEP_FRAMING_WARN_SHARE:
+            warn(
+                f"The product fills {share:.0%} of the photo: with --keep-framing the scene is "
+                "only a thin strip around it."
+            )
+    elif touches:
+        warn(
+            f"The product touches the edge of {photo.name}: it may be cut off, and its cut edge "
+            "will show in the scene. Use a photo with space around the product."
+        )
+
+    # 4. Plan every shot: descriptions x presets x count.
+    all_presets = load_presets()
+    presets = [get_preset(all_presets, name) for name in request.presets] or [None]
+    planned: list[_Planned] = []
+    for description in (d for d in request.descriptions if d.strip()):
+        for preset in presets:
+            composed = compose_prompt(
+                description,
+                product,
+                preset_prompt=preset.prompt if preset else None,
+                preset_negative_prompt=preset.negative_prompt if preset else None,
+                negative_prompt=request.negative_prompt,
+            )
+            if request.composition is not None:
+                composition = compose.get_composition(request.composition)
+            elif request.keep_framing:
+                composition = compose.Composition("keep-framing", "As photographed", (0, 0), 1, "")
+            else:
+                composition = compose.composition_for_preset(preset.name if preset else None)
+            count = request.count or (preset.count if preset else DEFAULT_COUNT)
+            aspect = request.aspect or (preset.aspect if preset else DEFAULT_ASPECT)
+            for number in range(count):
+                planned.append(
+                    _Planned(
+                        len(planned),
+                        description,
+                        preset.name if preset else None,
+                        composition.name,
+                        composed.prompt,
+                        composed.negative_prompt,
+                        (request.seed + number) % (MAX_SEED + 1),
+                        aspect,
+                    )
+                )
+
+    # 5. Placements, one per canvas size and composition (shared by the shots that use it).
+    placements: dict[tuple[str, str], compose.Placement] = {}
+    for shot in planned:
+        key = (shot.aspect, shot.composition)
+        if key in placements:
+            continue
+        if request.keep_framing:
+            placements[key] = compose.keep_framing(pixels, cutout.mask)
+        else:
+            canvas = size_for(shot.aspect, resolution)
+            placement, notes = compose.place_product(
+                pixels, cutout.mask, canvas, compose.get_composition(shot.composition)
+            )
+            placements[key] = placement
+            for note in notes:
+                warn(note)
+
+    # 6. The reference photos for the judges.
+    reference = reference_for(request, out)
+    if request.judge and reference == out / REFERENCE_DIR:
+        reference.mkdir(exist_ok=True)
+        photo.image.convert("RGB").save(reference / "photo.png")
+        x, y, w, h = box
+        white = np.where(cutout.mask[..., None] > 0, pixels, 255).astype(np.uint8)
+        Image.fromarray(white[y : y + h, x : x + w]).save(reference / "on-white.png")
+
+    # 7. Render what isn't there yet.
+    timings["prepare_s"] = round(time.perf_counter() - started, 3)
+    todo = [s for s in planned if not _done(out, s)]
+    shots: list[PlacedShot] = [_read_shot(out, s) for s in planned if s not in todo]
+    total = len(planned)
+    if shots:
+        emit(len(shots), total, f"{len(shots)} shots already written", event="resume")
+    if todo:
+        shots += _render(
+            request,
+            out,
+            todo,
+            placements,
+            model_ref=model_ref,
+            family=family,
+            resolution=resolution,
+            lora_path=lora_path,
+            product=product,
+            cutout=cutout,
+            cache_dir=cache,
+            done_before=len(shots),
+            total=total,
+            emit=emit,
+            warn=warn,
+        )
+    shots.sort(key=lambda s: s.path.name)
+    timings["render_s"] = round(sum(s.device_seconds for s in shots if not s.reused), 3)
+
+    # 8. Contact sheet, judges, summary.
+    from packshot.shoot.sheet import make_contact_sheet
+
+    scores_path: Path | None = None
+    flagged: list[str] = []
+    if request.judge:
+        scores_path, flagged = _judge(request, out, shots, reference, described, cache, progress)
+        for name in flagged:
+            warn(f"{name}: the judges can't find the product in it; check it before using it.")
+    cells = []
+    for shot in shots:
+        score = shot.scores or {}
+        flag = "  MISSING?" if score and not score.get("present") else ""
+        caption = f"{shot.composition} · seed {shot.seed}{flag}"
+        with Image.open(shot.path) as image:
+            cells.append((image.copy(), caption))
+    sheet = out / CONTACT_SHEET_FILE
+    make_contact_sheet(cells).save(sheet, format="PNG")
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    cutout_info = {
+        "source": cutout.source,
+        "model": cutout.model,
+        "mask": f"{PRODUCT_DIR}/mask.png",
+        "cutout": f"{PRODUCT_DIR}/cutout.png",
+        "share": round(cutout.share, 4),
+        "box": dict(zip(("x", "y", "width", "height"), box, strict=True)),
+    }
+    summary = {
+        "kind": "packshot-place",
+        "packshot_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "request": request.to_dict(),
+        "photo": {"file": photo.name, "width": photo.width, "height": photo.height},
+        "model": model_ref,
+        "family": family,
+        "stand_in": bool(described["tiny_stand_in"]),
+        "cutout": cutout_info,
+        "guarantee_band_px": compose.GUARANTEE_BAND_PX,
+        "images": [
+            {
+                "file": s.path.name,
+                "sidecar": s.sidecar.name,
+                "preset": s.preset,
+                "composition": s.composition,
+                "description": s.description,
+                "seed": s.seed,
+                "width": s.width,
+                "height": s.height,
+                "placement": s.placement,
+                "scores": s.scores,
+            }
+            for s in shots
+        ],
+        "product_missing": flagged,
+        "contact_sheet": sheet.name,
+        "scores_file": scores_path.name if scores_path else None,
+        "timings": timings,
+        "warnings": warnings,
+    }
+    summary_path = _atomic_json(out / SUMMARY_FILE, summary)
+    emit(total, total, "done", event="done", path=str(out))
+    return PlaceResult(
+        out, shots, sheet, summary_path, cutout_info, scores_path, flagged, warnings, timings
+    )
+
+
+def _done(out: Path, shot: _Planned) -> bool:
+    """A shot counts as written when its PNG and its sidecar (written last) are both there."""
+    sidecar = out / f"{shot.stem}.json"
+    if not (out / f"{shot.stem}.png").is_file() or not sidecar.is_file():
+        return False
+    try:
+        return json.loads(sidecar.read_text(encoding="utf-8")).get("seed") == shot.seed
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _read_shot(out: Path, shot: _Planned) -> PlacedShot:
+    data = json.loads((out / f"{shot.stem}.json").read_text(encoding="utf-8"))
+    return PlacedShot(
+        path=out / f"{shot.stem}.png",
+        sidecar=out / f"{shot.stem}.json",
+        preset=shot.preset,
+        composition=shot.composition,
+        description=shot.description,
+        prompt=shot.prompt,
+        seed=shot.seed,
+        width=int(data["width"]),
+        height=int(data["height"]),
+        placement=dict(data["placement"]),
+        device_seconds=float(data.get("timings", {}).get("device_s", 0.0)),
+        reused=True,
+    )
+
+
+def _render(
+    request: PlaceRequest,
+    out: Path,
+    todo: list[_Planned],
+    placements: dict[tuple[str, str], Any],
+    *,
+    model_ref: str,
+    family: str,
+    resolution: int,
+    lora_path: Path | None,
+    product: Any,
+    cutout: Any,
+    cache_dir: Path,
+    done_before: int,
+    total: int,
+    emit: Any,
+    warn: Any,
+) -> list[PlacedShot]:
+    """Generate the scenes of `todo`, composite the product, write PNGs and sidecars."""
+    import torch
+
+    from packshot.place import compose
+    from packshot.runtime import load_pipeline, pick_device
+    from packshot.shoot import render
+    from packshot.shoot.metadata import Recipe, lora_hash, write_sidecar
+    from packshot.shoot.prompts import check_token_limit
+
+    # 1. The pipeline, its scheduler and the product's LoRA.
+    emit(done_before, total, f"loading {model_ref}", event="loading")
+    device = pick_device(request.device)
+    pipe = load_pipeline(
+        model_ref, kind="inpaint", device=device, dtype=request.precision, cache_dir=cache_dir
+    )
+    scheduler = render.get_scheduler(request.scheduler or render.DEFAULT_SCHEDULER)
+    steps = request.num_inference_steps or render.DEFAULT_STEPS
+    guidance = DEFAULT_GUIDANCE if request.guidance_scale is None else request.guidance_scale
+    loras = []
+    lora_names: dict[str, str] = {}
+    if lora_path is not None:
+        loras.append(render.LoraWeights(render.PRODUCT_ADAPTER, lora_path, request.lora_scale))
+        lora_names[Path(request.product_model or "").resolve().name] = lora_hash(lora_path)
+    for prompt in dict.fromkeys(s.prompt for s in todo):
+        cut = check_token_limit(prompt, pipe.tokenizer, what=f'prompt "{prompt[:40]}…"')
+        if cut:
+            warn(cut)
+
+    # 2. One scene per shot: paint all but the product's core, shade, blend, paste back.
+    written: list[PlacedShot] = []
+    model_name = Path(model_ref.rstrip("/")).name
+    with render.configured(pipe, scheduler, loras):
+        sampler = render.scheduler_label(scheduler, pipe)
+        for shot in todo:
+            placement = placements[(shot.aspect, shot.composition)]
+            width, height = placement.canvas
+            scene_w, scene_h = (
+                _scene_size(width, height, resolution) if request.keep_framing else (width, height)
+            )
+            init = np.where(placement.mask[..., None] > 0, placement.rgb, 127).astype(np.uint8)
+            paint = compose.generation_mask(placement)
+            init_image = Image.fromarray(init).resize((scene_w, scene_h), Image.Resampling.LANCZOS)
+            mask_image = Image.fromarray(paint, "L").resize(
+                (scene_w, scene_h), Image.Resampling.NEAREST
+            )
+            generator = torch.Generator("cpu").manual_seed(shot.seed)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            result = pipe(
+                prompt=shot.prompt,
+                negative_prompt=shot.negative_prompt or None,
+                image=init_image,
+                mask_image=mask_image,
+                width=scene_w,
+                height=scene_h,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generator,
+            )
+            if device.startswith("cuda"):
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - t0
+            scene = result.images[0].convert("RGB")
+            if scene.size != (width, height):
+                scene = scene.resize((width, height), Image.Resampling.LANCZOS)
+            composition_shadow = (
+                "contact"
+                if request.keep_framing
+                else compose.get_composition(shot.composition).shadow
+            )
+            shaded = compose.add_shadow(np.asarray(scene), placement, composition_shadow)
+            final = Image.fromarray(compose.composite(shaded, placement))
+
+            recipe = Recipe(
+                prompt=shot.prompt,
+                negative_prompt=shot.negative_prompt,
+                num_inference_steps=steps,
+                sampler=sampler,
+                guidance_scale=guidance,
+                seed=shot.seed,
+                width=width,
+                height=height,
+                model=model_name,
+                lora_hashes=lora_names,
+                lora_scale=request.lora_scale if lora_path is not None else None,
+            )
+            png = out / f"{shot.stem}.png"
+            _atomic_png(final, png, recipe.to_parameters())
+            sidecar_tmp = out / f".{shot.stem}.json.tmp"
+            write_sidecar(
+                sidecar_tmp,
+                recipe,
+                {
+                    "mode": "place",
+                    "scheduler": scheduler.name,
+                    "product": {
+                        "name": product.name,
+                        "token": product.token,
+                        "class_word": product.class_word,
+                        "phrase": product.phrase,
+                    },
+                    "preset": shot.preset,
+                    "composition": shot.composition,
+                    "description": shot.description,
+                    "photo": str(request.photo),
+                    "inpaint_model": model_ref,
+                    "family": family,
+                    "product_model": request.product_model,
+                    "keep_framing": request.keep_framing,
+                    "placement": placement.to_dict(),
+                    "scene_size": [scene_w, scene_h],
+                    "cutout": {"source": cutout.source, "model": cutout.model},
+                    "guarantee_band_px": compose.GUARANTEE_BAND_PX,
+                    "device": device,
+                    "timings": {"device_s": round(seconds, 3)},
+                },
+            )
+            os.replace(sidecar_tmp, out / f"{shot.stem}.json")
+            written.append(
+                PlacedShot(
+                    path=png,
+                    sidecar=out / f"{shot.stem}.json",
+                    preset=shot.preset,
+                    composition=shot.composition,
+                    description=shot.description,
+                    prompt=shot.prompt,
+                    seed=shot.seed,
+                    width=width,
+                    height=height,
+                    placement=placement.to_dict(),
+                    device_seconds=seconds,
+                    reused=False,
+                )
+            )
+            emit(
+                done_before + len(written), total, f"shot {shot.stem}", event="shot", path=str(png)
+            )
+    return written
+
+
+def _judge(
+    request: PlaceRequest,
+    out: Path,
+    shots: list[PlacedShot],
+    reference: Path,
+    described: dict[str, Any],
+    cache: Path,
+    progress: ProgressCallback,
+) -> tuple[Path, list[str]]:
+    """Score every shot against `reference`, record the scores, return the flagged shots."""
+    from packshot.judge import JudgeConfig, score_shots, write_report
+
+    tiny = bool(described["tiny_stand_in"])
+    values = {
+        "dino_model": request.dino_model or ("tiny" if tiny else None),
+        "clip_model": request.clip_model or ("tiny" if tiny else None),
+    }
+    config = JudgeConfig(**{k: v for k, v in values.items() if v is not None})
+    report = score_shots(out, reference, config=config, progress=progress, cache_dir=cache)
+    by_file = {s.file: s for s in report.shots}
+    flagged = []
+    for shot in shots:
+        score = by_file.get(shot.path.name)
+        if score is None:
+            continue
+        shot.scores = {
+            "dino": score.dino,
+            "clip_i": score.clip_i,
+            "clip_t": score.clip_t,
+            "present": score.present,
+            "flags": list(score.flags),
+        }
+        if not score.present:
+            flagged.append(shot.path.name)
+        data = json.loads(shot.sidecar.read_text(encoding="utf-8"))
+        data["scores"] = shot.scores
+        _atomic_json(shot.sidecar, data)
+    path = report.save(out / SCORES_FILE)
+    write_report(report)
+    return path, flagged
