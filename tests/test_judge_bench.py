@@ -51,6 +51,8 @@ def test_dreambench_end_to_end_and_resume(
         out_dir=out,
         judge=TINY_JUDGES,
         num_inference_steps=2,
+        place_model="tiny-inpaint",  # and the pixel-true row beside it
+        cutout_model="grabcut",
         progress=events.append,
         cache_dir=cache_dir,
     )
@@ -60,6 +62,8 @@ def test_dreambench_end_to_end_and_resume(
     # results.csv: one row per shot, with the DreamBench prompts (token and class filled in).
     with result.results_csv.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
+    placed = [r for r in rows if r["mode"] == "place"]
+    rows = [r for r in rows if r["mode"] == "finetune"]
     assert len(rows) == 2 * 2 * 2
     assert {r["prompt"] for r in rows if r["subject"] == "can"} == {
         "a sks can in the jungle",
@@ -82,6 +86,26 @@ def test_dreambench_end_to_end_and_resume(
             assert image.format == "PNG" and image.width > 100
     assert not (out / "subjects" / "teapot" / "model").exists()  # deleted once scored
 
+    # The pixel-true row: each subject's first photo placed in each prompt's scene, scored.
+    assert len(placed) == 2 * 2 * 2
+    assert {r["prompt"] for r in placed if r["subject"] == "can"} == {
+        "a can in the jungle",
+        "a can in the snow",
+    }
+    assert result.place_means is not None
+    assert result.place_means["dino"] == pytest.approx(
+        sum(float(r["dino"]) for r in placed) / len(placed)
+    )
+    assert summary["place"]["means"] == result.place_means and summary["place"]["shots"] == 8
+    assert summary["run"]["place_model"] == "tiny-inpaint"
+    placed_row = f"| packshot pixel-true (place, tiny-inpaint) | {result.place_means['dino']:.3f} |"
+    assert placed_row in table
+    place_dir = out / "subjects" / "can" / "place"
+    sidecar = json.loads((place_dir / "000-place-hero-seed0.json").read_text())
+    assert sidecar["mode"] == "place" and sidecar["cutout"]["source"] == "grabcut"
+    assert (out / "subjects" / "can" / "place-scores.json").is_file()
+    stamp = (place_dir / "000-place-hero-seed0.png").stat().st_mtime_ns
+
     # A second call skips both subjects and writes the same table.
     again = run_dreambench(
         dreambench,
@@ -94,7 +118,10 @@ def test_dreambench_end_to_end_and_resume(
         out,
         judge=TINY_JUDGES,
         num_inference_steps=2,
+        place_model="tiny-inpaint",
+        cutout_model="grabcut",
         cache_dir=cache_dir,
     )
     assert again.subjects_run == [] and again.subjects_skipped == ["teapot", "can"]
-    assert again.means == result.means
+    assert again.means == result.means and again.place_means == result.place_means
+    assert (place_dir / "000-place-hero-seed0.png").stat().st_mtime_ns == stamp

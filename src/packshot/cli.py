@@ -789,13 +789,23 @@ def bench_dreambench(
     dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
     clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
     keep_models: bool = typer.Option(False, help="Keep each subject's trained model."),
+    place_model: str | None = typer.Option(
+        None,
+        "--place-model",
+        help="Also the pixel-true row: place each subject's photo with this inpainting model.",
+    ),
+    cutout_model: str | None = typer.Option(
+        None, "--cutout-model", help="The pixel-true row's background removal (see place)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run the DreamBench protocol: train per subject, shoot its prompts, score, tabulate.
 
     Writes results.csv, summary.json, results.md (the paper's table format, with the
     real-images row computed from the data and the paper's SD row beside ours) and plots.
-    Subjects already done in --out are skipped, so an interrupted run resumes.
+    Subjects already done in --out are skipped, so an interrupted run resumes. With
+    --place-model, each subject's first photo is also placed in every prompt's scene
+    (`packshot place`) and scored: the pixel-true row of the table.
     """
     from packshot.judge import run_dreambench
 
@@ -813,6 +823,8 @@ def bench_dreambench(
             judge=_judge_config(dino_model, clip_model),
             num_inference_steps=inference_steps,
             keep_models=keep_models,
+            place_model=place_model,
+            cutout_model=cutout_model,
             progress=progress,
         )
     if as_json:
