@@ -97,6 +97,12 @@ def test_api_end_to_end_with_the_guarantee(
     assert sorted(s["file"] for s in scores["shots"]) == [s.path.name for s in result.shots]
     assert (out / "contact-sheet.png").is_file() and (out / "report" / "index.html").is_file()
     assert [e.data.get("event") for e in events if e.stage == "place"][-1] == "done"
+    # JSON-ready for a job runner, paths relative to its folder.
+    data = json.loads(json.dumps(result.to_dict(relative_to=tmp_path)))
+    assert (
+        data["out_dir"] == "out" and data["shots"][0]["path"] == f"out/{result.shots[0].path.name}"
+    )
+    assert PlaceRequest.from_dict(json.loads((out / "place-request.json").read_text())).seed == 11
 
 
 def test_keep_framing_keeps_the_photos_own_pixels(

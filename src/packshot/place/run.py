@@ -131,12 +131,19 @@ class PlaceResult:
     warnings: list[str]
     timings: dict[str, float]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, relative_to: Path | str | None = None) -> dict[str, Any]:
+        """JSON-ready; paths relative to `relative_to` when given (a job's workdir)."""
+
+        def path(value: Path | None) -> str | None:
+            if value is None:
+                return None
+            return str(value.relative_to(relative_to) if relative_to is not None else value)
+
         data = asdict(self)
         for key in ("out_dir", "contact_sheet", "summary_path", "scores_path"):
-            data[key] = str(data[key]) if data[key] is not None else None
-        for shot in data["shots"]:
-            shot["path"], shot["sidecar"] = str(shot["path"]), str(shot["sidecar"])
+            data[key] = path(getattr(self, key))
+        for shot, original in zip(data["shots"], self.shots, strict=True):
+            shot["path"], shot["sidecar"] = path(original.path), path(original.sidecar)
         return data
 
 
