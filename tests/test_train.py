@@ -264,6 +264,37 @@ def test_frozen_convolutions_give_the_same_gradients() -> None:
     torch.testing.assert_close(grad_got, grad_expected)
 
 
+def test_geglu_gates_give_the_same_outputs_and_gradients_and_keep_less() -> None:
+    from diffusers.models.activations import GEGLU
+
+    from packshot.train.step import save_memory_on_geglu
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(GEGLU(8, 16), torch.nn.Linear(16, 8)).requires_grad_(False)
+    x = torch.randn(2, 5, 8, requires_grad=True)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor, int]:
+        saved: list[int] = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved.append(t.untyped_storage().data_ptr())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x)
+        (grad,) = torch.autograd.grad(out.square().sum(), x)
+        return out, grad, len(set(saved))
+
+    expected, grad_expected, kept_before = run()
+    assert save_memory_on_geglu(model) == 1
+    got, grad_got, kept_after = run()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_got, grad_expected)
+    assert kept_after < kept_before  # gelu(gate) is recomputed, not kept
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+
+
 def test_mask_becomes_latent_loss_weights() -> None:
     from packshot.train.data import mask_to_loss_weights
 
