@@ -81,3 +81,18 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ray_local(cache_dir: Path) -> Iterator[object]:
+    """One local Ray instance for the whole session (it takes 10-20 s to start on 2 cores).
+
+    Two CPUs, as the issue asks, and one *logical* GPU: no device is behind it, but Ray
+    accounts for it as for a real one, so tests can see a task hold it and give it back.
+    Started after `cache_dir`, so its workers find the tiny models in the same cache.
+    """
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

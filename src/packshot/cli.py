@@ -107,7 +107,7 @@ def _root(
 
 
 # Events worth a line of their own even when the bar is drawn (see train's events).
-NOTABLE_EVENTS = {"resume", "checkpoint", "sample", "rollback", "failed", "done"}
+NOTABLE_EVENTS = {"resume", "checkpoint", "sample", "rollback", "failed", "done", "retry"}
 
 
 def _describe(event: ProgressEvent) -> str:
@@ -170,6 +170,23 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
             )
 
         yield update
+
+
+RUNNER_HELP = "Where the work runs: local (this process) or ray (RAY_ADDRESS, else a local Ray)."
+
+
+def _check_runner(runner: str) -> str:
+    if runner not in ("local", "ray"):
+        raise typer.BadParameter(
+            f"unknown runner {runner!r}; choose local or ray", param_hint="--runner"
+        )
+    return runner
+
+
+def _ray_settings() -> Any:
+    from packshot.jobs.ray_runner import RaySettings
+
+    return RaySettings.from_env()
 
 
 def _print_json(data: Any) -> None:
@@ -355,6 +372,7 @@ def train_command(
         None, "--push-to-hub", help="Also upload the model to this Hub repo (OWNER/NAME)."
     ),
     public: bool = typer.Option(False, "--public", help="With --push-to-hub: a public repo."),
+    runner: str = typer.Option("local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a product model: DreamBooth-LoRA of the base model on the product's photos.
@@ -366,6 +384,7 @@ def train_command(
     from packshot.jobs.execute import build_train_config
     from packshot.train import train
 
+    _check_runner(runner)
     if preset not in ("quick", "standard", "best"):
         raise typer.BadParameter(
             f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
@@ -389,7 +408,20 @@ def train_command(
         precision=precision,
     )
     with progress_bar("Training", enabled=not as_json) as progress:
-        result = train(config, photos, out_dir, progress=progress, resume=resume, force=force)
+        if runner == "ray":
+            from packshot.jobs.ray_runner import train_on_ray
+
+            result = train_on_ray(
+                config,
+                photos,
+                out_dir,
+                progress=progress,
+                resume=resume,
+                force=force,
+                settings=_ray_settings(),
+            )
+        else:
+            result = train(config, photos, out_dir, progress=progress, resume=resume, force=force)
     summary = {
         "model_dir": str(result.model_dir),
         "lora": str(result.lora_path),
@@ -497,6 +529,7 @@ def shoot_command(
     ),
     dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
     clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    runner: str = typer.Option("local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the shoot summary as JSON."),
 ) -> None:
     """Shoot product photos from descriptions with a trained product model.
@@ -539,19 +572,35 @@ def shoot_command(
         values["descriptions"], values["model_dir"] = [str(model_dir)], None
     if best is not None and not judge:
         raise typer.BadParameter("--best needs the judges; drop --no-judge", param_hint="--best")
+    _check_runner(runner)
     request = ShootRequest(**values)
+    judges = None
+    if judge:
+        base_ref = base or read_model_folder(Path(values["model_dir"]))["base_model"]
+        # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
+        tiny = str(base_ref).startswith("tiny")
+        judges = _judge_config(
+            dino_model or ("tiny" if tiny else None),
+            clip_model or ("tiny" if tiny else None),
+        )
     flagged: list[str] = []
     with progress_bar("Shooting", enabled=not as_json) as progress:
-        if not judge:
+        if runner == "ray":
+            from packshot.jobs.ray_runner import shoot_on_ray
+
+            on_ray = shoot_on_ray(
+                request,
+                out_dir,
+                judge=judges,
+                reference_dir=reference,
+                best=best,
+                progress=progress,
+                settings=_ray_settings(),
+            )
+            result, flagged = on_ray.result, on_ray.flagged
+        elif judges is None:
             result = shoot(request, out_dir, progress=progress)
         else:
-            base_ref = base or read_model_folder(Path(values["model_dir"]))["base_model"]
-            # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
-            tiny = str(base_ref).startswith("tiny")
-            judges = _judge_config(
-                dino_model or ("tiny" if tiny else None),
-                clip_model or ("tiny" if tiny else None),
-            )
             judged = shoot_and_judge(
                 request,
                 out_dir,
