@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packshot.errors import PackshotError, UsageError
+from packshot.jobs.execute import JobCanceled
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ ENV_TRAIN_GPUS = "PACKSHOT_RAY_TRAIN_GPUS"  # GPUs a training task asks for (def
 ENV_SHOOT_GPUS = "PACKSHOT_RAY_SHOOT_GPUS"  # GPUs a shooting task asks for (default: auto)
 ENV_TASK_CPUS = "PACKSHOT_RAY_CPUS"  # CPUs a task asks for (default 1)
 ENV_MAX_ATTEMPTS = "PACKSHOT_RAY_MAX_ATTEMPTS"  # tries per job when workers die (default 3)
-
-
-class JobCanceled(PackshotError):
-    """The job was canceled while it ran; its Ray task was stopped."""
 
 
 class WorkersLost(PackshotError):
