@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,12 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from packshot.errors import PackshotError, UsageError
 from packshot.jobs.execute import JobCanceled
+from packshot.jobs.runner import register_runner
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 
 if TYPE_CHECKING:
     from packshot.judge import JudgeConfig
     from packshot.shoot import ShootRequest, ShootResult
     from packshot.train import TrainConfig, TrainResult
+
+log = logging.getLogger("packshot.jobs")
 
 # Environment variables the surfaces read into RaySettings (documented in the README).
 ENV_ADDRESS = "RAY_ADDRESS"  # an existing cluster ("ray://head:10001" or "auto"); none: local
@@ -813,3 +819,350 @@ def _read_shoot(out: Path) -> RayShoot:
         cost=dict(summary.get("cost", {})),
     )
     return RayShoot(result, list(summary.get("product_missing", [])))
+
+
+# -- any studio job, on the seam (`run_job` in a folder) ------------------------------------------
+
+SKIPPED_INPUT_PARTS = ("checkpoints", "samples")  # a model folder's parts no job reads
+
+
+def _is_input_path(value: Any, workdir: Path) -> bool:
+    """A param that names a file or folder on this machine, outside the job's own folder."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return False
+    path = Path(value)
+    return path.exists() and not path.resolve().is_relative_to(workdir)
+
+
+def _workdir_files(workdir: Path) -> dict[str, bytes]:
+    """What a try needs of the job's folder: all of it but the checkpoints older than the latest."""
+    from packshot.train.checkpoints import list_checkpoints
+
+    files = pack_folder(workdir)
+    for checkpoints in {
+        p.parent for p in workdir.rglob("step-*") if p.parent.name == "checkpoints"
+    }:
+        found = list_checkpoints(checkpoints)
+        for old in found[:-1]:
+            prefix = old.path.relative_to(workdir).as_posix() + "/"
+            files = {k: v for k, v in files.items() if not k.startswith(prefix)}
+    return files
+
+
+def _job_task(
+    kind: str,
+    params: dict[str, Any],
+    inputs: dict[str, dict[str, Any]],
+    workdir_files: dict[str, bytes],
+    mailbox: Any,
+    attempt: int,
+) -> dict[str, Any]:
+    """On the worker: `run_job` in a temporary copy of the job's folder; files mailed back."""
+    ray = _ray()
+    from packshot.jobs.execute import relative_event, run_job
+
+    _use_task_threads()
+    _task_started(mailbox, kind, attempt)
+    with tempfile.TemporaryDirectory(prefix=f"packshot-ray-{kind}-") as tmp:
+        root = Path(tmp).resolve()
+        workdir = root / "job"
+        # 1. The inputs under their own names (a shot's recipe records its model folder's),
+        #    the params pointing at them, and the job's folder as the driver has it.
+        renames: dict[str, str] = {}
+        params = dict(params)
+        for key, item in inputs.items():
+            path = root / "inputs" / key / item["name"]
+            if item["is_dir"]:
+                unpack_folder(item["files"], path)
+            else:
+                write_atomic(path, item["files"][item["name"]])
+            params[key] = str(path)
+            renames[str(path)] = item["original"]
+        unpack_folder(workdir_files, workdir)
+
+        def forward(event: ProgressEvent) -> None:
+            payload = relative_event(event, workdir)
+            data, files = payload["data"], {}
+            kind_ = data.get("event")
+            if kind_ == "checkpoint" and data.get("path"):
+                folder = workdir / data["path"]
+                files = {f"{data['path']}/{k}": v for k, v in pack_folder(folder).items()}
+            elif kind_ == "sample":
+                files = {p: (workdir / p).read_bytes() for p in data.get("paths", [])}
+            elif kind_ == "shot" and data.get("path") and data["path"] not in workdir_files:
+                png = data["path"]
+                sidecar = str(Path(png).with_suffix(".json"))
+                files = {
+                    png: (workdir / png).read_bytes(),
+                    sidecar: (workdir / sidecar).read_bytes(),
+                }
+            if files:
+                payload["files"] = _rename_paths(files, renames)
+                ray.get(mailbox.put.remote(payload))  # it has reached the driver's node
+            else:
+                mailbox.put.remote(payload)
+
+        # 2. The job, exactly as the local worker runs it (it resumes from what it finds).
+        result = run_job(kind, params, workdir, forward, lambda: False)
+        ray.get(mailbox.put.remote({"stage": kind, "done": 0, "total": None, "message": "",
+                                    "data": {"event": "ray_flush"}}))  # fmt: skip
+        return {"result": result, "files": _rename_paths(pack_folder(workdir), renames)}
+
+
+def run_job_on_ray(
+    kind: str,
+    params: dict[str, Any],
+    workdir: Path | str,
+    progress: ProgressCallback,
+    should_cancel: Callable[[], bool],
+    *,
+    settings: RaySettings | None = None,
+) -> dict[str, Any]:
+    """`run_job` as a Ray task, with the seam's promises (events, cancel, resume, results).
+
+    The files the params name (photos, the product model) travel to the worker; the job's
+    folder travels both ways: to the worker as the driver has it (so a try resumes from what
+    was delivered), and back piece by piece while it runs (checkpoints, samples, shots), then
+    whole when it is done.
+    """
+    from packshot.jobs.execute import RESULT_FILE
+
+    settings = settings or RaySettings()
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    done = workdir / RESULT_FILE
+    if done.is_file():  # finished before: the runner lost the news
+        return json.loads(done.read_text(encoding="utf-8"))
+    if should_cancel():
+        raise JobCanceled(f"{kind} job canceled")
+    seed_file = workdir / "seed.txt"
+    if kind == "shoot" and params.get("seed") is None and not seed_file.is_file():
+        # The random first seed `run_job` keeps in the folder, chosen here, where the folder
+        # lives: every try (and a resumed local run) must plan the same shots.
+        from packshot.shoot.run import MAX_SEED
+
+        write_atomic(seed_file, str(secrets.randbelow(MAX_SEED - 10_000)).encode())
+
+    # 1. Inputs: every param naming a file or folder here (model folders without their
+    #    checkpoints and samples).
+    inputs: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        if _is_input_path(value, workdir):
+            path = Path(value)
+            files = (
+                pack_folder(path, skip=SKIPPED_INPUT_PARTS)
+                if path.is_dir()
+                else {path.name: path.read_bytes()}
+            )
+            name = path.resolve().name
+            inputs[key] = {"name": name, "is_dir": path.is_dir(), "files": files, "original": value}
+
+    ray = _ray()
+    connect(settings)
+    inputs_ref = ray.put(inputs)
+    mailbox = _mailbox()
+    stage_gpus = gpus_for("train" if kind == "training" else "shoot", settings)
+    task = ray.remote(_job_task).options(
+        num_gpus=stage_gpus, num_cpus=settings.task_cpus, max_retries=0
+    )
+    held: list[ProgressEvent] = []
+
+    def on_event(payload: dict[str, Any]) -> None:
+        from packshot.train.checkpoints import prune_checkpoints
+
+        data = payload["data"]
+        kind_ = data.get("event")
+        if kind_ == "ray_flush":
+            return
+        files: dict[str, bytes] = payload.get("files", {})
+        if kind_ == "checkpoint" and files:
+            final = _safe_target(workdir, data["path"])
+            tmp = final.with_name(f"{final.name}.tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            prefix = f"{data['path']}/"
+            unpack_folder({k.removeprefix(prefix): v for k, v in files.items()}, tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            prune_checkpoints(final.parent, 1)  # the next try needs only the latest
+        elif kind_ == "shot" and files:
+            png = data["path"]
+            sidecar = str(Path(png).with_suffix(".json"))
+            write_atomic(_safe_target(workdir, sidecar), files[sidecar])
+            write_atomic(_safe_target(workdir, png), files[png])  # the pair is delivered now
+        elif files:
+            unpack_folder(files, workdir)
+        for key in ("path", "paths"):  # back to paths inside the job's folder, as run_job's
+            if isinstance(data.get(key), str) and key == "path":
+                data[key] = str(workdir / data[key])
+            elif isinstance(data.get(key), list):
+                data[key] = [str(workdir / p) for p in data[key]]
+        event = _to_event(payload)
+        if kind_ == "done":
+            held.append(event)
+            return
+        progress(event)
+
+    def submit(attempt: int) -> Any:
+        return task.remote(kind, params, inputs_ref, _workdir_files(workdir), mailbox, attempt)
+
+    def retry_note() -> dict[str, Any]:
+        return {}
+
+    try:
+        value = _with_retries(
+            kind, settings, submit, on_event, progress, should_cancel, mailbox, retry_note
+        )
+    finally:
+        ray.kill(mailbox)
+
+    # 2. The finished folder, as the worker left it: new and changed files written, files it
+    #    moved or removed (candidates set aside, pruned checkpoints) gone here too.
+    files = value["files"]
+    for name, data in files.items():
+        target = _safe_target(workdir, name)
+        if not (target.is_file() and target.read_bytes() == data):
+            write_atomic(target, data)
+    for path in sorted(workdir.rglob("*"), reverse=True):
+        relative = path.relative_to(workdir).as_posix()
+        if path.is_file() and relative not in files:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    for event in held:
+        progress(event)
+    return value["result"]
+
+
+class RayRunner:
+    """The studio's jobs on a Ray cluster (`PACKSHOT_RUNNER=ray`): the API node drives them.
+
+    A thread takes queued jobs from the database while the cluster has room for them (one per
+    GPU, or per task CPUs on a CPU-only cluster) and drives each one with `run_job_on_ray`:
+    events into the job store, cancel within a second, a dead worker's job tried again from
+    what reached this node. Jobs this runner held when the API node stopped are queued again
+    on the next start and resume.
+    """
+
+    name = "ray"
+
+    def __init__(self, settings: Any, ray_settings: RaySettings | None = None):
+        import socket
+
+        self.settings = settings
+        self.ray_settings = ray_settings or RaySettings.from_env()
+        self.worker_id = f"ray:{socket.gethostname()}:{os.getpid()}"
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._jobs: dict[str, threading.Thread] = {}
+        self.db: Any = None
+
+    def capacity(self) -> int:
+        ray = _ray()
+        total = ray.cluster_resources()
+        if gpus_for("train", self.ray_settings) > 0:
+            return max(1, int(total.get("GPU", 0)))
+        return max(1, int(total.get("CPU", 1) // max(self.ray_settings.task_cpus, 1)))
+
+    def start(self) -> None:
+        from packshot.jobs import store
+
+        connect(self.ray_settings)
+        self.db = store.Database(self.settings.database_url)
+        with self.db.session() as session:
+            store.requeue_running(session, runner=self.name)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._dispatch, name="ray-dispatch", daemon=True)
+        self._thread.start()
+
+    def _dispatch(self) -> None:
+        from packshot.jobs import store
+
+        while not self._stopping.is_set():
+            self._jobs = {k: t for k, t in self._jobs.items() if t.is_alive()}
+            job = None
+            if len(self._jobs) < self.capacity():
+                with self.db.session() as session:
+                    job = store.claim_next(session, self.worker_id, runner=self.name)
+                    if job is not None:
+                        claimed = (job.id, job.kind, dict(job.params))
+                        workdir = store.job_dir(self.settings.data_dir, job).resolve()
+            if job is None:
+                self._stopping.wait(0.25)
+                continue
+            thread = threading.Thread(
+                target=self._run, args=(*claimed, workdir), name=f"ray-{claimed[0]}", daemon=True
+            )
+            self._jobs[claimed[0]] = thread
+            thread.start()
+
+    def _run(self, job_id: str, kind: str, params: dict[str, Any], workdir: Path) -> None:
+        from packshot.jobs import store
+        from packshot.jobs.execute import relative_event
+        from packshot.jobs.worker import CANCEL_POLL_S, HEARTBEAT_S, KEEP_ALWAYS
+
+        last = {"event": 0.0, "cancel": 0.0, "beat": time.monotonic()}
+        canceled = {"value": False}
+
+        def should_cancel() -> bool:
+            clock = time.monotonic()
+            if clock - last["cancel"] >= CANCEL_POLL_S:
+                last["cancel"] = clock
+                with self.db.session() as session:
+                    canceled["value"] = store.cancel_requested(session, job_id)
+            return canceled["value"] or self._stopping.is_set()
+
+        def progress(event: ProgressEvent) -> None:
+            clock = time.monotonic()
+            final = event.total is not None and event.done >= event.total
+            notable = event.data.get("event") in KEEP_ALWAYS | {"retry"}
+            if not notable and not final and clock - last["event"] < 0.25:
+                return
+            last["event"] = clock
+            with self.db.session() as session:
+                store.add_event(session, job_id, relative_event(event, workdir))
+                if clock - last["beat"] >= HEARTBEAT_S:
+                    last["beat"] = clock
+                    store.heartbeat(session, job_id, self.worker_id)
+
+        try:
+            result = run_job_on_ray(
+                kind, params, workdir, progress, should_cancel, settings=self.ray_settings
+            )
+        except JobCanceled:
+            if self._stopping.is_set() and not canceled["value"]:
+                return  # shutting down: the job stays running and resumes on the next start
+            with self.db.session() as session:
+                store.mark_canceled(session, job_id)
+        except PackshotError as exc:
+            with self.db.session() as session:
+                store.fail(session, job_id, "job_failed", " ".join(str(exc).split()))
+        except Exception as exc:
+            log.exception("job %s failed with an internal error", job_id)
+            with self.db.session() as session:
+                store.fail(
+                    session,
+                    job_id,
+                    "internal_error",
+                    f"packshot hit an internal error ({type(exc).__name__}); the job can be "
+                    "started again, and the server log has the details.",
+                )
+        else:
+            with self.db.session() as session:
+                store.finish(session, job_id, result)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for thread in list(self._jobs.values()):
+            thread.join(timeout=60)  # each cancels its Ray task within a poll
+        if self.db is not None:
+            self.db.dispose()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+register_runner("ray", RayRunner)
