@@ -206,7 +206,7 @@ def test_a_jobs_own_failure_is_not_retried(
     with pytest.raises(PackshotError, match="unstable"):
         train_on_ray(config, training_set, tmp_path / "m", progress=watch, settings=CPU_ONLY)
     assert tries == [1]
-    assert not (tmp_path / "m").exists()
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
 
 
 def test_cancel_stops_the_task_and_gives_its_gpu_back(

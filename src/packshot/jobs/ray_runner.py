@@ -539,6 +539,11 @@ def train_on_ray(
         value = _with_retries(
             "train", settings, submit, on_event, progress, should_cancel, mailbox, retry_note
         )
+    except BaseException:
+        # As a local run: keep the work folder only when a checkpoint in it can be resumed.
+        if latest_checkpoint(checkpoints_dir) is None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         ray.kill(mailbox)
 
