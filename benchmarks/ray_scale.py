@@ -7,9 +7,12 @@ its own thread as the studio's Ray runner drives them. A local Ray is started wi
 `num_cpus` 1, then 2 (each task asks for 1 CPU, so that is 1 or 2 jobs at a time); one
 warm-up job per worker runs first, so the makespan counts jobs, not Python imports.
 
-Overhead per job = (wall time of a job on Ray, one at a time) - (the same job with the local
-runner, in this process): the photos and model folder through the object store, the events
-and checkpoints through the mailbox, the task's scheduling.
+Dispatch overhead per job, two ways: (wall time of one job on Ray, alone) - (the time `train`
+itself took on the worker, from the model's timings): the scheduling, the photos and the model
+folder through the object store, the events and checkpoints through the mailbox; and (wall
+time on Ray) - (the same job with the local runner in this process), which also counts the
+difference between the two processes (threads, warm caches). On a busy machine both are noisy:
+run it on an idle one.
 
     .venv/bin/python benchmarks/ray_scale.py                 # 8 jobs of 20 steps
     .venv/bin/python benchmarks/ray_scale.py --jobs 4 --steps 10
@@ -152,13 +155,17 @@ def main() -> None:
         rounds = []
         for workers in (1, 2):
             result = _ray_round(workers, args.jobs, args.steps, training_set, root)
-            result["dispatch_overhead_s_per_job"] = round(result["one_job_alone_s"] - local_s, 2)
+            result["dispatch_overhead_s_per_job"] = round(
+                result["one_job_alone_s"] - result["one_job_train_s_on_worker"], 2
+            )
+            result["wall_vs_local_runner_s"] = round(result["one_job_alone_s"] - local_s, 2)
             rounds.append(result)
             print(
                 f"ray, {workers} worker(s): makespan {result['makespan_s']:.1f} s for "
                 f"{args.jobs} jobs ({result['jobs_per_minute']:.1f} jobs/min); one job alone "
-                f"{result['one_job_alone_s']:.2f} s, overhead "
-                f"{result['dispatch_overhead_s_per_job']:+.2f} s against local"
+                f"{result['one_job_alone_s']:.2f} s of which {result['one_job_train_s_on_worker']}"
+                f" s in train: dispatch overhead {result['dispatch_overhead_s_per_job']:.2f} s; "
+                f"{result['wall_vs_local_runner_s']:+.2f} s against the local runner"
                 + (f"; ERRORS: {result['errors']}" if result["errors"] else "")
             )
         speedup = rounds[0]["makespan_s"] / rounds[1]["makespan_s"]
