@@ -886,6 +886,152 @@ def bench_dreambench(
 
 
 # ---------------------------------------------------------------------------------------
+# packshot serve · packshot merchants …
+
+merchants_app = typer.Typer(
+    cls=PackshotGroup, no_args_is_help=True, help="Create, list and revoke studio merchants."
+)
+app.add_typer(merchants_app, name="merchants")
+DATA_HELP = "The studio's data folder (default: $PACKSHOT_DATA, else ~/.local/share/packshot)."
+
+
+def _service(data: Path | None) -> Any:
+    from packshot.jobs import store
+    from packshot.jobs.settings import ServiceSettings
+
+    settings = ServiceSettings.from_env(data)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store.migrate(settings.database_url)
+    return settings, store.Database(settings.database_url)
+
+
+@app.command("serve")
+def serve_command(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every one)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Run the studio: the web page and REST API, and one worker process that owns the GPU.
+
+    The database (SQLite in the data folder, or PACKSHOT_DATABASE_URL) is migrated on start.
+    Queued and running jobs survive a restart of either process: a training resumes from its
+    last checkpoint, a shoot keeps the shots it already rendered. API docs: /docs.
+    """
+    import logging
+
+    import uvicorn
+
+    from packshot.api.app import create_app
+    from packshot.api.settings import ApiSettings
+    from packshot.jobs.runner import make_runner
+    from packshot.jobs.webhooks import WebhookSender
+
+    if not 0 < port < 65536:
+        raise typer.BadParameter(f"must be 1–65535, got {port}", param_hint="--port")
+    service, db = _service(data)
+    settings = ApiSettings.from_env(service)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    api = create_app(settings, migrate=False)
+    runner = make_runner(service)
+    sender = WebhookSender(db)
+    runner.start()
+    sender.start()
+    err.print(f"packshot studio on http://{host}:{port} · data in {service.data_dir}")
+    try:
+        uvicorn.run(api, host=host, port=port, log_level="info", server_header=False)
+    finally:
+        sender.stop()
+        runner.stop()
+        db.dispose()
+
+
+@merchants_app.command("create")
+def merchants_create(
+    name: str = typer.Argument(..., help="The merchant's name."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the merchant as JSON."),
+) -> None:
+    """Create a merchant and print its API key, once: only a hash of it is stored."""
+    from packshot.jobs import store
+
+    _settings, db = _service(data)
+    with db.session() as session:
+        merchant, key = store.create_merchant(session, name)
+    if as_json:
+        _print_json(
+            {
+                "id": merchant.id,
+                "name": merchant.name,
+                "api_key": key,
+                "webhook_secret": merchant.webhook_secret,
+            }
+        )
+        return
+    out.print(f"Merchant {merchant.name} ({merchant.id})")
+    typer.echo(f"API key (shown once, store it now): {key}")
+    typer.echo(f"Webhook signing secret: {merchant.webhook_secret}")
+
+
+@merchants_app.command("list")
+def merchants_list(
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the merchants as JSON."),
+) -> None:
+    """List the merchants: id, name, the start of their key, created, revoked."""
+    from sqlalchemy import select
+
+    from packshot.jobs.models import Merchant
+
+    _settings, db = _service(data)
+    with db.session() as session:
+        rows = session.scalars(select(Merchant).order_by(Merchant.created_at)).all()
+    items = [
+        {
+            "id": m.id,
+            "name": m.name,
+            "key_prefix": m.key_prefix + "…",
+            "created_at": m.created_at.isoformat(timespec="seconds"),
+            "revoked": m.revoked_at is not None,
+        }
+        for m in rows
+    ]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table()
+    for column in ("id", "name", "key", "created", "revoked"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            item["id"],
+            item["name"],
+            item["key_prefix"],
+            item["created_at"],
+            "yes" if item["revoked"] else "",
+        )
+    out.print(table)
+
+
+@merchants_app.command("revoke")
+def merchants_revoke(
+    merchant: str = typer.Argument(..., help="The merchant's id or name."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Revoke a merchant's API key (and its page sessions) at once."""
+    from sqlalchemy import delete
+
+    from packshot.jobs import store
+    from packshot.jobs.models import WebSession
+
+    _settings, db = _service(data)
+    with db.session() as session:
+        row = store.revoke_merchant(session, merchant)
+        session.execute(delete(WebSession).where(WebSession.merchant_id == row.id))
+        session.commit()
+    out.print(f"Revoked the key of {row.name} ({row.id}).")
+
+
+# ---------------------------------------------------------------------------------------
 # packshot demo
 
 

@@ -7,6 +7,7 @@ transaction; none of them knows about HTTP.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -121,7 +122,7 @@ def create_merchant(session: Session, name: str) -> tuple[Merchant, str]:
         name=name,
         key_prefix=key[: len(KEY_PREFIX) + 6],
         key_hash=hash_key(key),
-        webhook_secret="whsec_" + secrets.token_urlsafe(32),
+        webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
     )
     session.add(merchant)
     session.commit()
@@ -385,15 +386,26 @@ def events_after(session: Session, job_id: str, after: int, limit: int = 500) ->
 
 # -- webhooks -------------------------------------------------------------------------------
 
-# The payload builder is set by the API (it knows the public shape of a job); the store only
-# records what to send. Until then a minimal payload is sent.
-payload_builder: Any = None
+
+def job_payload(job: Job) -> dict[str, Any]:
+    """What a webhook carries: the job's public fields (the same as GET on it, minus files)."""
+    path = {"training": "trainings", "shoot": "shoots"}.get(job.kind, f"{job.kind}s")
+    return {
+        "id": job.id,
+        "object": job.kind,
+        "product_id": job.product_id,
+        "status": job.status,
+        "progress": job.progress or {},
+        "error": job.error,
+        "result": job.result,
+        "url": f"/v1/{path}/{job.id}",
+    }
 
 
 def _webhook(session: Session, job: Job, event_type: str) -> None:
     if not job.webhook:
         return
-    data = payload_builder(job) if payload_builder else {"id": job.id, "status": job.status}
+    data = job_payload(job)
     session.add(
         WebhookDelivery(
             id=new_id("msg"),

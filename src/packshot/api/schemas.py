@@ -1,0 +1,291 @@
+"""Request and response bodies (`XCreate` in, `XPublic` out), as the OpenAPI schema shows them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from packshot.shoot.sizes import ASPECTS
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+# A Hub id ("owner/name") or a tiny stand-in; never a path on the server.
+MODEL_PATTERN = re.compile(r"^(tiny(-sdxl|-inpaint)?|[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96})$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorBody
+
+
+class WebhookField(Strict):
+    webhook: str | None = Field(
+        None,
+        max_length=2000,
+        description="An http(s) URL that receives the job on start, progress and completion.",
+    )
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+# -- session ----------------------------------------------------------------------------------
+
+
+class SessionCreate(Strict):
+    key: str = Field(..., min_length=1, max_length=200, description="The merchant's API key.")
+
+
+class MerchantPublic(BaseModel):
+    id: str
+    name: str
+
+
+class SessionPublic(BaseModel):
+    merchant: MerchantPublic
+    csrf_token: str | None = Field(
+        None, description="Send it as X-CSRF-Token on every POST/DELETE made with the cookie."
+    )
+    webhook_secret: str = Field(..., description="Verifies the webhook-signature header.")
+
+
+# -- products and photos ----------------------------------------------------------------------
+
+
+class ProductCreate(Strict):
+    name: str = Field(..., min_length=1, max_length=200, description='e.g. "bose headphones"')
+    class_name: str = Field(
+        ..., min_length=1, max_length=100, description='The kind of product, e.g. "headphones".'
+    )
+
+    @field_validator("name", "class_name")
+    @classmethod
+    def _words(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("must not be blank")
+        if any(ord(c) < 32 for c in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class ProductPublic(BaseModel):
+    id: str
+    name: str
+    class_name: str
+    photo_count: int
+    created_at: datetime
+
+
+class ProductsPublic(BaseModel):
+    data: list[ProductPublic]
+    count: int
+
+
+class PhotoPublic(BaseModel):
+    id: str
+    file_name: str
+    width: int
+    height: int
+    warnings: list[str]
+    url: str
+    created_at: datetime
+
+
+class PhotosPublic(BaseModel):
+    data: list[PhotoPublic]
+    count: int
+
+
+class UploadResult(BaseModel):
+    file_name: str
+    status: Literal["accepted", "rejected", "skipped"]
+    photo: PhotoPublic | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class UploadPublic(BaseModel):
+    results: list[UploadResult]
+    accepted: int
+    rejected: int
+    photo_count: int
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    stage: str | None = None
+    done: int | None = None
+    total: int | None = None
+    message: str = ""
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class TrainingCreate(WebhookField):
+    model: str = Field(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        max_length=200,
+        description="Base model: a Hugging Face Hub id, or tiny / tiny-sdxl (test stand-ins).",
+    )
+    preset: Literal["quick", "standard", "best"] = "standard"
+    steps: int | None = Field(None, ge=1, le=20000, description="max_train_steps")
+    resolution: int | None = Field(None, ge=64, le=2048, multiple_of=8)
+    rank: int | None = Field(None, ge=1, le=256)
+    learning_rate: float | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    token: str | None = Field(None, pattern=r"^[a-z]{2,12}$", description="Default sks.")
+    checkpoint_every: int | None = Field(None, ge=0, le=20000)
+    sample_every: int | None = Field(None, ge=0, le=20000)
+    prior_preservation: bool | None = None
+    train_text_encoder: bool | None = None
+    background_weight: float | None = Field(None, ge=0, le=1)
+    precision: Literal["auto", "no", "fp16", "bf16"] | None = None
+    force: bool = Field(False, description='Train on a photo set judged "not enough".')
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not MODEL_PATTERN.match(value) or ".." in value:
+            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny / tiny-sdxl")
+        return value
+
+
+class FilePublic(BaseModel):
+    name: str
+    url: str
+    size: int
+
+
+class TrainingPublic(BaseModel):
+    id: str
+    product_id: str
+    status: JobStatus
+    progress: Progress
+    error: JobError | None
+    request: dict[str, Any]
+    final_step: int | None = None
+    final_loss: float | None = None
+    resumed_from: int | None = None
+    files: list[FilePublic] = []
+    samples: list[FilePublic] = []
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrainingsPublic(BaseModel):
+    data: list[TrainingPublic]
+    count: int
+
+
+class ShootCreate(WebhookField):
+    descriptions: list[str] = Field(
+        ...,
+        min_length=1,
+        max_length=20,
+        description='What to shoot, e.g. "{product} on a marble table".',
+    )
+    training_id: str | None = Field(
+        None, max_length=60, description="Which model; default: the product's latest training."
+    )
+    presets: list[str] = Field([], max_length=10, description="Shot presets (see /v1/presets).")
+    n: int | None = Field(None, ge=1, le=16, description="Shots per description and preset.")
+    aspect: str | None = Field(None, description="1:1, 4:5, 3:4, 16:9 or 9:16.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 10_001)
+    steps: int | None = Field(None, ge=1, le=150, description="num_inference_steps")
+    guidance: float | None = Field(None, ge=0, le=30)
+    negative_prompt: str | None = Field(None, max_length=1000)
+    best: int | None = Field(None, ge=1, le=8, description="Render 2K candidates, keep K best.")
+    judge: bool = Field(True, description="Score the shots and flag those without the product.")
+
+    @field_validator("descriptions")
+    @classmethod
+    def _descriptions(cls, value: list[str]) -> list[str]:
+        cleaned = [" ".join(v.split()) for v in value]
+        for text in cleaned:
+            if not text:
+                raise ValueError("a description must not be blank")
+            if len(text) > 500:
+                raise ValueError("a description must be at most 500 characters")
+        return cleaned
+
+    @field_validator("aspect")
+    @classmethod
+    def _aspect(cls, value: str | None) -> str | None:
+        if value is not None and value not in ASPECTS:
+            raise ValueError(f"must be one of {', '.join(ASPECTS)}")
+        return value
+
+
+class ScoresPublic(BaseModel):
+    dino: float | None = None
+    clip_i: float | None = None
+    clip_t: float | None = None
+    present: bool | None = None
+    flags: list[str] = []
+
+
+class ShotPublic(BaseModel):
+    id: str
+    url: str
+    preset: str | None = None
+    description: str | None = None
+    prompt: str | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    scores: ScoresPublic | None = None
+    product_missing: bool = False
+
+
+class ShootPublic(BaseModel):
+    id: str
+    product_id: str
+    training_id: str
+    status: JobStatus
+    progress: Progress
+    error: JobError | None
+    request: dict[str, Any]
+    shots: list[ShotPublic]
+    warnings: list[str] = []
+    download_url: str
+    contact_sheet_url: str | None = None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ShootsPublic(BaseModel):
+    data: list[ShootPublic]
+    count: int
+
+
+class PresetPublic(BaseModel):
+    name: str
+    label: str
+    description: str
+    aspect: str
+    count: int

@@ -1,0 +1,61 @@
+"""The API's typed settings, read once from the environment by `packshot serve`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from packshot.errors import UsageError
+from packshot.jobs.settings import ServiceSettings
+
+MIB = 1024 * 1024
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be a number, got {raw!r}.") from None
+    if value <= 0:
+        raise UsageError(f"{name} must be positive, got {raw!r}.")
+    return value
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Limits and switches of the web API. Every one has an environment variable (README)."""
+
+    service: ServiceSettings
+    max_file_mb: float = 25.0  # one uploaded photo (PACKSHOT_MAX_FILE_MB)
+    max_request_mb: float = 200.0  # one upload request, all files (PACKSHOT_MAX_REQUEST_MB)
+    max_photos: int = 100  # photos per product (PACKSHOT_MAX_PHOTOS)
+    max_megapixels: float = 50.0  # intake's pixel limit (PACKSHOT_MAX_MEGAPIXELS)
+    rate_limit: int = 600  # requests per minute per key (PACKSHOT_RATE_LIMIT)
+    # Session cookies marked Secure (HTTPS only). Off by default because the default bind is
+    # loopback over plain HTTP; turn on behind TLS (PACKSHOT_SECURE_COOKIES=1).
+    secure_cookies: bool = False
+    session_hours: float = 12.0
+    models: tuple[str, ...] = field(default=())  # allowed base models; empty: any Hub id + tiny
+
+    @classmethod
+    def from_env(cls, service: ServiceSettings) -> ApiSettings:
+        return cls(
+            service=service,
+            max_file_mb=_env_number("PACKSHOT_MAX_FILE_MB", cls.max_file_mb),
+            max_request_mb=_env_number("PACKSHOT_MAX_REQUEST_MB", cls.max_request_mb),
+            max_photos=int(_env_number("PACKSHOT_MAX_PHOTOS", cls.max_photos)),
+            max_megapixels=_env_number("PACKSHOT_MAX_MEGAPIXELS", cls.max_megapixels),
+            rate_limit=int(_env_number("PACKSHOT_RATE_LIMIT", cls.rate_limit)),
+            secure_cookies=os.environ.get("PACKSHOT_SECURE_COOKIES", "") == "1",
+        )
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * MIB)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * MIB)

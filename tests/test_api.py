@@ -1,0 +1,429 @@
+"""The studio's REST API against the real app, a real worker process and a real database.
+
+Every test here runs twice: on SQLite, and on PostgreSQL when PACKSHOT_TEST_POSTGRES_URL names
+a server (`.ci/run` starts one; see the README).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from api_support import ENV_POSTGRES, example_photos, postgres_database, studio_for, upload
+from packshot.jobs.webhooks import verify
+
+TRAINING = {
+    "model": "tiny",
+    "preset": "quick",
+    "steps": 4,
+    "resolution": 64,
+    "checkpoint_every": 2,
+    "sample_every": 2,
+    "learning_rate": 0.001,
+}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def studio(request, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp(f"studio-{request.param}")
+    if request.param == "sqlite":
+        with studio_for(f"sqlite:///{data / 'packshot.db'}", data, cache_dir) as running:
+            yield running
+    else:
+        if not os.environ.get(ENV_POSTGRES):
+            pytest.skip(f"{ENV_POSTGRES} is not set (.ci/run sets it; see the README)")
+        with postgres_database() as url, studio_for(url, data, cache_dir) as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def product(studio) -> dict:
+    created = studio.a.post("/v1/products", json={"name": "red backpack", "class_name": "backpack"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    result = upload(studio.a, body["id"], example_photos())
+    assert result.status_code == 201, result.text
+    return body
+
+
+@pytest.fixture(scope="module")
+def training(studio, product) -> dict:
+    created = studio.a.post(
+        f"/v1/products/{product['id']}/trainings",
+        json={**TRAINING, "webhook": studio.receiver.url},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "queued"
+    return studio.wait(studio.a, f"/v1/trainings/{created.json()['id']}", ("succeeded", "failed"))
+
+
+@pytest.fixture(scope="module")
+def shoot(studio, product, training) -> dict:
+    created = studio.a.post(
+        f"/v1/products/{product['id']}/shoots",
+        json={"descriptions": ["{product} on a marble table"], "n": 2, "steps": 2, "seed": 7},
+    )
+    assert created.status_code == 201, created.text
+    return studio.wait(studio.a, f"/v1/shoots/{created.json()['id']}", ("succeeded", "failed"))
+
+
+# -- auth and errors --------------------------------------------------------------------------
+
+
+def test_no_key_wrong_key_and_errors_are_json(studio) -> None:
+    response = studio.client.get("/v1/products")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    response = studio.client.get("/v1/products", headers={"Authorization": "Bearer pk_live_no"})
+    assert response.status_code == 401
+    response = studio.client.get("/v1/products", headers={"Authorization": "Basic abc"})
+    assert response.status_code == 401 and "Bearer" in response.json()["error"]["message"]
+    response = studio.a.get("/v1/nothing-here")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    response = studio.a.post("/v1/products", json={"name": "", "class_name": "bag"})
+    assert response.status_code == 422
+    assert "`name`" in response.json()["error"]["message"]
+    response = studio.a.post(
+        "/v1/products", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_openapi_schema_is_served(studio) -> None:
+    schema = studio.client.get("/openapi.json").json()
+    assert "/v1/products/{product_id}/trainings" in schema["paths"]
+    assert "multipart/form-data" in json.dumps(schema["paths"]["/v1/products/{product_id}/photos"])
+
+
+def test_products_crud(studio) -> None:
+    created = studio.a.post("/v1/products", json={"name": " blue  mug ", "class_name": "mug"})
+    assert created.status_code == 201
+    body = created.json()
+    assert body["name"] == "blue mug" and body["photo_count"] == 0
+    assert body["id"] in [p["id"] for p in studio.a.get("/v1/products").json()["data"]]
+    assert studio.a.get(f"/v1/products/{body['id']}").json()["class_name"] == "mug"
+    assert studio.a.delete(f"/v1/products/{body['id']}").status_code == 204
+    assert studio.a.get(f"/v1/products/{body['id']}").status_code == 404
+    assert studio.a.post(f"/v1/products/{body['id']}/trainings", json=TRAINING).status_code == 404
+
+
+# -- photos -----------------------------------------------------------------------------------
+
+
+def test_upload_judges_each_file_as_intake_does(studio, product) -> None:
+    from packshot.intake import check_files
+
+    fresh = studio.a.post("/v1/products", json={"name": "bag 2", "class_name": "backpack"}).json()
+    photos = example_photos()[:3]
+    files = [*photos, ("notes.txt", b"not a photo at all"), (".DS_Store", b"\0\0")]
+    response = upload(studio.a, fresh["id"], files)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    expected = check_files(files)
+    by_name = {r["file_name"]: r for r in body["results"]}
+    for accepted in expected.accepted:
+        assert by_name[accepted.file]["status"] == "accepted"
+        assert by_name[accepted.file]["photo"]["id"].startswith("pho_")
+    for rejected in expected.rejected:
+        assert by_name[rejected.file]["status"] == "rejected"
+        assert by_name[rejected.file]["reason"] == rejected.reason
+    assert by_name[".DS_Store"]["status"] == "skipped"
+    assert body["accepted"] == 3 and body["photo_count"] == 3
+    # Stored under server ids, re-encoded as PNG without the uploaded bytes' metadata.
+    listed = studio.a.get(f"/v1/products/{fresh['id']}/photos").json()["data"]
+    image = studio.a.get(listed[0]["url"])
+    assert image.status_code == 200 and image.content[:8] == b"\x89PNG\r\n\x1a\n"
+    stored = list((studio.settings.service.data_dir / "products" / fresh["id"]).rglob("*.png"))
+    assert sorted(p.stem for p in stored) == sorted(p["id"] for p in listed)
+    # A file name is a label, never a path.
+    sneaky = upload(studio.a, fresh["id"], [("../../../etc/passwd.jpg", photos[0][1])])
+    assert sneaky.json()["results"][0]["file_name"] == "passwd.jpg"
+    assert not (studio.settings.service.data_dir / "etc").exists()
+
+
+def test_upload_limits(studio, product) -> None:
+    too_big = b"\xff\xd8" + b"\0" * int(3.5 * 2**20)
+    response = upload(studio.a, product["id"], [("huge.jpg", too_big)])
+    assert response.status_code == 413 and "huge.jpg" in response.json()["error"]["message"]
+    response = studio.a.post(f"/v1/products/{product['id']}/photos", json={"files": []})
+    assert response.status_code == 415
+    many = [(f"{i}.jpg", b"\xff\xd8" + b"\0" * (2 * 2**20)) for i in range(7)]
+    response = upload(studio.a, product["id"], many)  # 14 MiB > 12 MiB a request
+    assert response.status_code == 413
+    assert studio.a.get(f"/v1/products/{product['id']}").json()["photo_count"] == 6
+
+
+def test_report(studio, product) -> None:
+    report = studio.a.get(f"/v1/products/{product['id']}/report").json()
+    assert report["verdict"] in ("usable", "ready", "not enough")
+    assert len(report["accepted"]) == 6 and report["advice"]
+    assert "directory" not in report
+    assert {p["file"] for p in report["accepted"]} == {f"{i:02d}.jpg" for i in range(6)}
+
+
+# -- trainings --------------------------------------------------------------------------------
+
+
+def test_training_runs_in_the_worker(studio, training) -> None:
+    assert training["status"] == "succeeded", training
+    assert training["final_step"] == 4
+    names = {f["name"] for f in training["files"]}
+    assert {"pytorch_lora_weights.safetensors", "packshot.json", "README.md"} <= names
+    assert any(n.startswith("samples/") for n in names)
+    lora = studio.a.get(f"/v1/trainings/{training['id']}/files/pytorch_lora_weights.safetensors")
+    assert lora.status_code == 200 and len(lora.content) > 1000
+    for bad in ("../../packshot.db", "checkpoints/step-000002/state.json", "nope.txt"):
+        assert studio.a.get(f"/v1/trainings/{training['id']}/files/{bad}").status_code == 404
+
+
+def test_training_events_stream(studio, training) -> None:
+    with studio.client.stream(
+        "GET",
+        f"/v1/trainings/{training['id']}/events",
+        headers={"Authorization": f"Bearer {studio.a.key}"},
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    kinds = [
+        line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event:")
+    ]
+    assert kinds[0] == "start" or "start" in kinds
+    assert "step" in kinds and "checkpoint" in kinds and "sample" in kinds
+    assert kinds[-2:] == ["done", "end"]
+    samples = [
+        json.loads(line.removeprefix("data: "))
+        for line, prev in zip(text.splitlines()[1:], text.splitlines(), strict=False)
+        if prev == "event: sample"
+    ]
+    url = samples[-1]["urls"][0]
+    assert studio.a.get(url).status_code == 200
+
+
+def test_webhooks_are_signed_and_cover_the_job(studio, training) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        types = [r["json"]["type"] for r in studio.receiver.received]
+        if "job.succeeded" in types:
+            break
+        time.sleep(0.2)
+    mine = [r for r in studio.receiver.received if r["json"]["data"]["id"] == training["id"]]
+    types = [r["json"]["type"] for r in mine]
+    assert types[0] == "job.started" and types[-1] == "job.succeeded"
+    assert "job.progress" in types
+    for delivery in mine:
+        assert verify(studio.a.secret, delivery["headers"], delivery["body"])
+        assert not verify(studio.b.secret, delivery["headers"], delivery["body"])
+
+
+def test_killed_worker_resumes_the_training(studio, product) -> None:
+    """Kill the worker process (SIGKILL) after the first checkpoint: the runner starts a new
+    one, which resumes the run from that checkpoint and finishes it with nothing lost."""
+    import signal
+    import time
+
+    from packshot.jobs.models import JobEvent
+
+    if not studio.db.url.startswith("sqlite"):
+        pytest.skip("one backend is enough for the worker's restart")
+    steps = 24
+    created = studio.a.post(
+        f"/v1/products/{product['id']}/trainings",
+        json={**TRAINING, "steps": steps, "sample_every": 0, "checkpoint_every": 2},
+    ).json()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with studio.db.session() as session:
+            from sqlalchemy import select
+
+            kinds = session.scalars(
+                select(JobEvent.type).where(JobEvent.job_id == created["id"])
+            ).all()
+        if "checkpoint" in kinds:
+            break
+        time.sleep(0.05)
+    assert "checkpoint" in kinds
+    old = studio.runner.process
+    os.kill(old.pid, signal.SIGKILL)
+    old.wait()
+    assert "done" not in kinds  # killed mid-run
+    final = studio.wait(studio.a, f"/v1/trainings/{created['id']}", ("succeeded", "failed"))
+    assert final["status"] == "succeeded", final
+    assert studio.runner.process.pid != old.pid and studio.runner.restarts >= 1
+    assert final["final_step"] == steps
+    assert final["resumed_from"] is not None and final["resumed_from"] >= 2
+    events = studio.a.get(f"/v1/trainings/{created['id']}/events").text
+    assert "event: resume" in events
+
+
+def test_cancel(studio, product) -> None:
+    created = studio.a.post(
+        f"/v1/products/{product['id']}/trainings", json={**TRAINING, "steps": 500}
+    ).json()
+    canceled = studio.a.post(f"/v1/trainings/{created['id']}/cancel")
+    assert canceled.status_code == 200
+    final = studio.wait(studio.a, f"/v1/trainings/{created['id']}", ("canceled",), timeout=120)
+    assert final["status"] == "canceled"
+    again = studio.a.post(f"/v1/trainings/{created['id']}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+
+
+def test_training_needs_photos_and_valid_options(studio) -> None:
+    empty = studio.a.post("/v1/products", json={"name": "empty", "class_name": "bag"}).json()
+    response = studio.a.post(f"/v1/products/{empty['id']}/trainings", json=TRAINING)
+    assert response.status_code == 409
+    for bad in ({"resolution": 65}, {"steps": 0}, {"model": "/etc/passwd"}, {"bogus": 1}):
+        response = studio.a.post(f"/v1/products/{empty['id']}/trainings", json={**TRAINING, **bad})
+        assert response.status_code == 422, bad
+
+
+# -- shoots -----------------------------------------------------------------------------------
+
+
+def test_shoot_delivers_scored_shots(studio, shoot) -> None:
+    assert shoot["status"] == "succeeded", shoot
+    assert len(shoot["shots"]) == 2
+    for shot in shoot["shots"]:
+        assert shot["scores"]["dino"] is not None
+        assert shot["product_missing"] == (shot["scores"]["present"] is False)
+        image = studio.a.get(shot["url"])
+        assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+    archive = zipfile.ZipFile(io.BytesIO(studio.a.get(shoot["download_url"]).content))
+    names = archive.namelist()
+    assert sum(n.endswith(".png") and n != "contact-sheet.png" for n in names) == 2
+    assert "shoot.json" in names
+    assert studio.a.get(shoot["contact_sheet_url"]).status_code == 200
+
+
+def test_shoot_checks_its_request(studio, product) -> None:
+    url = f"/v1/products/{product['id']}/shoots"
+    assert studio.a.post(url, json={"descriptions": []}).status_code == 422
+    assert studio.a.post(url, json={"descriptions": ["x"], "aspect": "2:7"}).status_code == 422
+    response = studio.a.post(url, json={"descriptions": ["x"], "presets": ["nope"]})
+    assert response.status_code == 422 and "nope" in response.json()["error"]["message"]
+    assert (
+        studio.a.post(url, json={"descriptions": ["x"], "training_id": "trn_x"}).status_code == 404
+    )
+
+
+# -- scoping: another merchant's ids are 404 on every route ------------------------------------
+
+
+def test_every_route_hides_other_merchants_objects(studio, product, training, shoot) -> None:
+    photo = studio.a.get(f"/v1/products/{product['id']}/photos").json()["data"][0]
+    shot = shoot["shots"][0]
+    p, t, s = product["id"], training["id"], shoot["id"]
+    routes = [
+        ("GET", f"/v1/products/{p}", None),
+        ("DELETE", f"/v1/products/{p}", None),
+        ("GET", f"/v1/products/{p}/photos", None),
+        ("POST", f"/v1/products/{p}/photos", "files"),
+        ("GET", f"/v1/products/{p}/report", None),
+        ("GET", f"/v1/photos/{photo['id']}/image", None),
+        ("DELETE", f"/v1/photos/{photo['id']}", None),
+        ("POST", f"/v1/products/{p}/trainings", TRAINING),
+        ("GET", f"/v1/products/{p}/trainings", None),
+        ("GET", f"/v1/trainings/{t}", None),
+        ("POST", f"/v1/trainings/{t}/cancel", None),
+        ("GET", f"/v1/trainings/{t}/events", None),
+        ("GET", f"/v1/trainings/{t}/files/packshot.json", None),
+        ("POST", f"/v1/products/{p}/shoots", {"descriptions": ["x"]}),
+        ("GET", f"/v1/products/{p}/shoots", None),
+        ("GET", f"/v1/shoots/{s}", None),
+        ("POST", f"/v1/shoots/{s}/cancel", None),
+        ("GET", f"/v1/shoots/{s}/events", None),
+        ("GET", f"/v1/shoots/{s}/download", None),
+        ("GET", f"/v1/shoots/{s}/contact-sheet", None),
+        ("GET", f"/v1/shots/{shot['id']}/image", None),
+    ]
+    # Every /v1 route with an id is in the list (a new route must be added here).
+    schema = studio.client.get("/openapi.json").json()
+    with_ids = {
+        (method.upper(), path)
+        for path, ops in schema["paths"].items()
+        for method in ops
+        if "{" in path
+    }
+    import re
+
+    listed = {(m, re.sub(r"/(prd|pho|trn|sht|shot)_[\w-]+", "/{id}", u)) for m, u, _ in routes}
+    templated = {(m, re.sub(r"\{[a-z_]+(:path)?\}", "{id}", u)) for m, u in with_ids}
+    templated = {(m, u.replace("/files/{id}", "/files/packshot.json")) for m, u in templated}
+    assert templated <= listed, templated - listed
+    for method, url, body in routes:
+        headers = {"Authorization": f"Bearer {studio.b.key}"}
+        if body == "files":
+            response = studio.client.request(
+                method, url, headers=headers, files=[("files", ("a.jpg", b"x", "image/jpeg"))]
+            )
+        else:
+            response = studio.client.request(method, url, headers=headers, json=body)
+        assert response.status_code == 404, (method, url, response.status_code)
+        assert response.json()["error"]["code"] == "not_found"
+    # …and they are all still there for their owner.
+    assert studio.a.get(f"/v1/products/{p}").status_code == 200
+    assert studio.a.get(f"/v1/photos/{photo['id']}/image").status_code == 200
+
+
+# -- the page's session -----------------------------------------------------------------------
+
+
+def test_cookie_session_with_csrf(studio) -> None:
+    from fastapi.testclient import TestClient
+
+    browser = TestClient(studio.client.app)
+    assert browser.post("/v1/session", json={"key": "pk_live_wrong"}).status_code == 401
+    signed = browser.post("/v1/session", json={"key": studio.b.key})
+    assert signed.status_code == 200
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    csrf = signed.json()["csrf_token"]
+    assert browser.get("/v1/products").status_code == 200
+    assert browser.get("/v1/session").json()["csrf_token"] == csrf
+    refused = browser.post("/v1/products", json={"name": "n", "class_name": "c"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+    wrong = browser.post(
+        "/v1/products", json={"name": "n", "class_name": "c"}, headers={"X-CSRF-Token": "x"}
+    )
+    assert wrong.status_code == 403
+    made = browser.post(
+        "/v1/products", json={"name": "n", "class_name": "c"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert made.status_code == 201
+    assert browser.delete("/v1/session", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert browser.get("/v1/products").status_code == 401
+
+
+def test_rate_limit_per_key(studio, cache_dir: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from packshot.api.app import create_app
+    from packshot.api.settings import ApiSettings
+
+    settings = ApiSettings(service=studio.settings.service, rate_limit=3)
+    client = TestClient(create_app(settings, migrate=False))
+    headers_a = {"Authorization": f"Bearer {studio.a.key}"}
+    codes = [client.get("/v1/products", headers=headers_a).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    limited = client.get("/v1/products", headers=headers_a)
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    other = client.get("/v1/products", headers={"Authorization": f"Bearer {studio.b.key}"})
+    assert other.status_code == 200  # per key
+
+
+def test_the_api_imports_no_torch() -> None:
+    code = (
+        "import sys; from packshot.api.app import create_app; "
+        "import packshot.api.routes.jobs, packshot.jobs.store; "
+        "assert 'torch' not in sys.modules, 'torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

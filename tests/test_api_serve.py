@@ -1,0 +1,111 @@
+"""`packshot serve` and `packshot merchants`: the commands a merchant's operator runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from packshot.cli import app
+
+runner = CliRunner()
+
+
+def test_merchants_create_list_revoke(tmp_path: Path) -> None:
+    created = runner.invoke(app, ["merchants", "create", "Acme", "--data", str(tmp_path), "--json"])
+    assert created.exit_code == 0, created.output
+    body = json.loads(created.output)
+    key = body["api_key"]
+    assert key.startswith("pk_live_") and body["webhook_secret"].startswith("whsec_")
+    assert key not in (tmp_path / "packshot.db").read_bytes().decode("latin-1")  # only a hash
+    listed = runner.invoke(app, ["merchants", "list", "--data", str(tmp_path), "--json"])
+    rows = json.loads(listed.output)
+    assert [r["name"] for r in rows] == ["Acme"] and key not in listed.output
+    assert rows[0]["revoked"] is False
+    revoked = runner.invoke(app, ["merchants", "revoke", "Acme", "--data", str(tmp_path)])
+    assert revoked.exit_code == 0
+    listed = runner.invoke(app, ["merchants", "list", "--data", str(tmp_path), "--json"])
+    assert json.loads(listed.output)[0]["revoked"] is True
+    missing = runner.invoke(app, ["merchants", "revoke", "Nobody", "--data", str(tmp_path)])
+    assert missing.exit_code == 2 and "No merchant" in missing.output
+
+
+def test_data_dir_comes_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PACKSHOT_DATA", str(tmp_path / "from-env"))
+    assert runner.invoke(app, ["merchants", "create", "Env"]).exit_code == 0
+    assert (tmp_path / "from-env" / "packshot.db").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_runs_the_api_and_the_worker(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = runner.invoke(app, ["merchants", "create", "Acme", "--data", str(data), "--json"])
+    key = json.loads(created.output)["api_key"]
+    port = _free_port()
+    env = {**os.environ, "PACKSHOT_WORKER_THREADS": "1"}
+    env.pop("PACKSHOT_DATA", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "packshot.cli", "serve", "--port", str(port), "--data", str(data)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        headers = {"Authorization": f"Bearer {key}"}
+        made = httpx.post(
+            f"{base}/v1/products", json={"name": "mug", "class_name": "mug"}, headers=headers
+        )
+        assert made.status_code == 201
+        assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "packshot studio"
+        workers = _workers_of(process.pid)
+        assert workers, "no worker process"
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert key not in output  # no key in the logs
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+def _workers_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and b"packshot.jobs.worker" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
