@@ -1,0 +1,394 @@
+"""The studio's web page in a real headless Chromium, against the real server and worker.
+
+`packshot serve` runs on a free loopback port with a temporary data dir and a merchant made by
+`packshot merchants create`; Playwright drives Debian's chromium (its executable path, never a
+downloaded browser) through the whole flow: sign in, create a product, drop photos (one of them
+broken), read the report, train `tiny` a few steps while the progress bar moves, shoot, read the
+gallery's scores and download an image, the zip and the LoRA. Every step is photographed at
+desktop and phone width into pytest's tmp path, and into $PACKSHOT_SCREENSHOTS when it is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WEB = Path(__file__).resolve().parents[1] / "src" / "packshot" / "api" / "web"
+CHROMIUM = os.environ.get("PACKSHOT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+TRAIN_STEPS = 4
+
+
+# -- the real server ----------------------------------------------------------------------------
+
+
+class StudioServer:
+    """`packshot serve` (web server + worker process) on a free loopback port."""
+
+    def __init__(self, url: str, key: str):
+        self.url = url
+        self.key = key
+
+    def api(self, path: str) -> Any:
+        """GET an API path with the merchant's key (what a developer's script sees)."""
+        import httpx
+
+        response = httpx.get(
+            self.url + path, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def start_studio(data: Path, cache_dir: Path) -> Iterator[StudioServer]:
+    packshot = [str(Path(sys.executable).with_name("packshot"))]
+    env = {
+        **os.environ,
+        "PACKSHOT_CACHE": str(cache_dir),
+        "HF_HUB_OFFLINE": "1",
+        # Tiny models spend their time in per-op overhead: one thread is faster, and on a busy
+        # 2-core machine more threads spin against each other (see conftest.py).
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    env.pop("PACKSHOT_DATABASE_URL", None)  # this test's own SQLite database in `data`
+    created = subprocess.run(
+        [*packshot, "merchants", "create", "Web Shop", "--data", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    key = re.search(r"pk_live_\S+", created.stdout)
+    assert key, created.stdout
+    port = _free_port()
+    log = (data / "serve.log").open("w")
+    server = subprocess.Popen(
+        [*packshot, "serve", "--port", str(port), "--data", str(data)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # the worker process goes down with it
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, (data / "serve.log").read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "packshot serve did not start in 90 s"
+                time.sleep(0.2)
+        yield StudioServer(url, key.group(0))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+# -- the static files, without a browser --------------------------------------------------------
+
+
+def test_page_files_are_plain_modules_that_resolve() -> None:
+    """Every relative import and url() in the page points at a file that ships with it."""
+    index = (WEB / "index.html").read_text(encoding="utf-8")
+    for ref in re.findall(r'(?:src|href)="([^"#:]+)"', index):
+        assert (WEB / ref).is_file(), ref
+    for js in WEB.glob("*.js"):
+        text = js.read_text(encoding="utf-8")
+        for ref in re.findall(r'from "(\./[^"]+)"', text):
+            assert (WEB / ref).is_file(), f"{js.name} imports {ref}"
+        assert "innerHTML = `" not in text or js.name == "dom.js", f"{js.name} builds markup"
+    css = (WEB / "app.css").read_text(encoding="utf-8")
+    for ref in re.findall(r'url\("([^"]+)"\)', css):
+        assert (WEB / ref).is_file(), ref
+
+
+def test_server_serves_the_page(studio: StudioServer) -> None:
+    import httpx
+
+    with httpx.Client(base_url=studio.url) as client:
+        index = client.get("/")
+        assert index.status_code == 200
+        assert index.headers["content-type"].startswith("text/html")
+        assert '<script type="module" src="app.js">' in index.text
+        js = client.get("/app.js")
+        assert js.status_code == 200
+        assert "javascript" in js.headers["content-type"]
+        assert client.get("/fonts/inter-latin.woff2").status_code == 200
+        # The API stays JSON underneath the page.
+        missing = client.get("/v1/products")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "unauthorized"
+
+
+# -- the browser ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def studio(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
+    with start_studio(tmp_path_factory.mktemp("studio"), cache_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+class Camera:
+    """Screenshots of each step at desktop and phone width, numbered in order."""
+
+    def __init__(self, page, folder: Path):
+        self.page = page
+        self.folders = [folder]
+        extra = os.environ.get("PACKSHOT_SCREENSHOTS")
+        if extra:
+            self.folders.append(Path(extra))
+        for f in self.folders:
+            f.mkdir(parents=True, exist_ok=True)
+        self.n = 0
+
+    def shoot(self, name: str) -> None:
+        self.n += 1
+        stem = f"{self.n:02d}-{name}"
+        for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+            self.page.set_viewport_size(size)
+            self.page.wait_for_timeout(120)  # layout and image decode after the resize
+            # Nothing may stick out sideways at phone width.
+            overflow = self.page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{stem}: {overflow} px wider than the {label} screen"
+            self.page.evaluate("window.scrollTo(0, 0)")  # the sticky bar at the top
+            path = self.folders[0] / f"{stem}-{label}.png"
+            self.page.screenshot(path=str(path), full_page=True)
+            for other in self.folders[1:]:
+                shutil.copy(path, other / path.name)
+        self.page.set_viewport_size(DESKTOP)
+
+
+def _drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Drop files on an element the way a browser does: a `drop` event with a DataTransfer."""
+    payload = [
+        {"name": name, "type": mime, "b64": base64.b64encode(data).decode()}
+        for name, data, mime in files
+    ]
+    page.evaluate(
+        """([selector, files]) => {
+          const dt = new DataTransfer();
+          for (const f of files) {
+            const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+            dt.items.add(new File([bytes], f.name, { type: f.type }));
+          }
+          const zone = document.querySelector(selector);
+          zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true }));
+          zone.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true }));
+        }""",
+        [selector, payload],
+    )
+
+
+def test_whole_flow_in_chromium(
+    studio: StudioServer, browser, dreambench: Path, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # 401 before signing in and the 403 provoked below are expected; nothing else may fail.
+    expected = re.compile(r"status of (401|403)")
+    page.on(
+        "console",
+        lambda msg: (
+            msg.type == "error" and not expected.search(msg.text) and errors.append(msg.text)
+        ),
+    )
+    camera = Camera(page, tmp_path / "screenshots")
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect.set_options(timeout=20_000)
+
+    # 1. Sign in: a wrong key is refused with a message, the right one opens the studio.
+    page.goto(studio.url + "/")
+    expect(page.get_by_role("heading", name="Sign in to your studio")).to_be_visible()
+    camera.shoot("sign-in")
+    page.get_by_label("API key").fill("pk_live_not-a-real-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("wasn't recognised")
+    camera.shoot("sign-in-wrong-key")
+    page.get_by_label("API key").fill(studio.key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("products-empty")).to_be_visible()
+    expect(page.get_by_test_id("merchant-name")).to_have_text("Web Shop")
+    camera.shoot("products-empty")
+
+    # The session cookie is out of the page's reach, and a write without the CSRF token fails.
+    assert "packshot_session" not in page.evaluate("document.cookie")
+    status = page.evaluate(
+        """fetch('/v1/products', {method: 'POST', headers: {'Content-Type': 'application/json'},
+             body: JSON.stringify({name: 'x', class_name: 'y'})}).then(r => r.status)"""
+    )
+    assert status == 403
+
+    # 2. Create a product.
+    page.get_by_test_id("products-empty").get_by_role("button", name="New product").click()
+    page.get_by_label("Name").fill("Trail backpack")
+    page.get_by_label("What is it?").fill("backpack")
+    camera.shoot("new-product")
+    page.get_by_role("button", name="Create product").click()
+    expect(page.get_by_test_id("product-title")).to_have_text("Trail backpack")
+    camera.shoot("product-new")
+
+    # 3. Drop the photos and one broken file: each gets its verdict, then the set's report.
+    photos = sorted((dreambench / "backpack").glob("*.jpg"))
+    files = [(p.name, p.read_bytes(), "image/jpeg") for p in photos]
+    files.append(("broken.jpg", b"\xff\xd8\xff\xe0 this is not really a JPEG", "image/jpeg"))
+    _drop_files(page, "[data-testid=dropzone]", files)
+    results = page.get_by_test_id("upload-results")
+    # Intake judges every file on the server (decode, sharpness, masks): allow a busy machine.
+    expect(results.get_by_test_id("result-accepted")).to_have_count(len(photos), timeout=90_000)
+    rejected = results.get_by_test_id("result-rejected")
+    expect(rejected).to_have_count(1)
+    expect(rejected).to_contain_text("broken.jpg")
+    reason = rejected.locator(".why").inner_text()
+    assert len(reason) > 15, reason  # a sentence, not a code
+    report = page.get_by_test_id("photo-report")
+    expect(report.get_by_test_id("verdict")).to_have_text(re.compile("Ready|Usable|Not enough"))
+    expect(page.get_by_test_id("photo-count")).to_have_text(f"{len(photos)} photos")
+    camera.shoot("photos-uploaded")
+
+    # 4. Train tiny for a few steps: the bar moves to done, samples appear, LoRA files listed.
+    page.locator("#training details.advanced summary").click()
+    page.get_by_label("Steps", exact=True).fill(str(TRAIN_STEPS))
+    page.get_by_label("Base model").fill("tiny")
+    page.get_by_text("Quick", exact=True).click()
+    camera.shoot("training-options")
+    page.get_by_test_id("start-training").click()
+    progress = page.get_by_test_id("training-progress")
+    expect(progress).to_be_visible()
+    expect(page.get_by_test_id("training-step")).to_contain_text(
+        re.compile(r"step \d+ of " + str(TRAIN_STEPS)), timeout=90_000
+    )
+    camera.shoot("training-progress")
+    done = page.get_by_test_id("training-done")
+    expect(done).to_be_visible(timeout=120_000)
+    expect(done.locator(".samples img").first).to_be_visible()
+    lora_links = done.get_by_test_id("lora-file")
+    expect(lora_links.first).to_be_visible()
+    names = [link.get_attribute("data-file") for link in lora_links.all()]
+    assert "pytorch_lora_weights.safetensors" in names, names
+    assert "pytorch_lora_weights_kohya.safetensors" in names, names
+    camera.shoot("training-done")
+
+    with page.expect_download() as lora_download:
+        done.locator("[data-file='pytorch_lora_weights.safetensors']").click()
+    lora_path = tmp_path / "lora.safetensors"
+    lora_download.value.save_as(lora_path)
+    header_len = int.from_bytes(lora_path.read_bytes()[:8], "little")
+    header = json.loads(lora_path.read_bytes()[8 : 8 + header_len])
+    assert any("lora" in key for key in header), list(header)[:5]
+
+    # 5. Shoot: two descriptions, one preset; the gallery fills in with scores.
+    page.get_by_label("Describe your shots").fill(
+        "the backpack on a wooden bench\nthe backpack on a mountain trail"
+    )
+    page.locator("#shoot details.advanced summary").click()
+    page.get_by_label("Shots per description").fill("1")
+    page.get_by_label("Sampling steps").fill("2")
+    camera.shoot("shoot-form")
+    page.get_by_test_id("start-shoot").click()
+    shoot = page.get_by_test_id("shoot").first
+    expect(shoot).to_be_visible()
+    expect(shoot.get_by_test_id("download-zip")).to_be_visible(timeout=120_000)
+    shots = shoot.get_by_test_id("shot")
+    expect(shots).to_have_count(2)
+    for text in shots.locator(".scores").all_inner_texts():
+        assert re.search(r"DINO\s+-?\d\.\d\d", text), text  # scored, not blank
+    shoot_id = shoot.get_attribute("data-shoot")
+    from_api = studio.api(f"/v1/shoots/{shoot_id}")
+    assert from_api["status"] == "succeeded"
+    flagged = sum(shot["product_missing"] for shot in from_api["shots"])
+    expect(shoot.get_by_test_id("product-missing")).to_have_count(flagged)
+    camera.shoot("gallery")
+
+    with page.expect_download() as zip_download:
+        shoot.get_by_test_id("download-zip").click()
+    zip_path = tmp_path / "shots.zip"
+    zip_download.value.save_as(zip_path)
+    with zipfile.ZipFile(zip_path) as archive:
+        pngs = [n for n in archive.namelist() if n.endswith(".png")]
+    assert len(pngs) >= 2, archive.namelist()
+
+    with page.expect_download() as shot_download:
+        shots.first.get_by_test_id("download-shot").click()
+    shot_bytes = Path(shot_download.value.path()).read_bytes()
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(shot_bytes)).size[0] > 0
+
+    # 6. Back to the products list: the product is there with its photo count.
+    page.get_by_role("link", name="Products").first.click()
+    card = page.get_by_test_id("product-card")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text("Trail backpack")
+    camera.shoot("products")
+
+    # A reload keeps the session (cookie) and lands on the trained product with its gallery.
+    card.click()
+    page.reload()
+    expect(page.get_by_test_id("training-done")).to_be_visible()
+    expect(page.get_by_test_id("shot")).to_have_count(2)
+    camera.shoot("product-reloaded")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to your studio")).to_be_visible()
+    context.close()
+    assert not errors, errors
