@@ -56,12 +56,16 @@ class StudioServer:
         self.url = url
         self.key = key
 
-    def api(self, path: str) -> Any:
-        """GET an API path with the merchant's key (what a developer's script sees)."""
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Call the API with the merchant's key (what a developer's script sees)."""
         import httpx
 
-        response = httpx.get(
-            self.url + path, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        response = httpx.request(
+            method,
+            self.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {self.key}"},
+            timeout=30,
         )
         response.raise_for_status()
         return response.json()
@@ -82,8 +86,8 @@ def start_studio(data: Path, cache_dir: Path) -> Iterator[StudioServer]:
         "HF_HUB_OFFLINE": "1",
         # Tiny models spend their time in per-op overhead: one thread is faster, and on a busy
         # 2-core machine more threads spin against each other (see conftest.py).
+        "PACKSHOT_WORKER_THREADS": "1",
         "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
     }
     env.pop("PACKSHOT_DATABASE_URL", None)  # this test's own SQLite database in `data`
     created = subprocess.run(
@@ -353,7 +357,7 @@ def test_whole_flow_in_chromium(
     for text in shots.locator(".scores").all_inner_texts():
         assert re.search(r"DINO\s+-?\d\.\d\d", text), text  # scored, not blank
     shoot_id = shoot.get_attribute("data-shoot")
-    from_api = studio.api(f"/v1/shoots/{shoot_id}")
+    from_api = studio.api("GET", f"/v1/shoots/{shoot_id}")
     assert from_api["status"] == "succeeded"
     flagged = sum(shot["product_missing"] for shot in from_api["shots"])
     expect(shoot.get_by_test_id("product-missing")).to_have_count(flagged)
@@ -374,11 +378,17 @@ def test_whole_flow_in_chromium(
 
     assert Image.open(io.BytesIO(shot_bytes)).size[0] > 0
 
-    # 6. Back to the products list: the product is there with its photo count.
+    # 6. Back to the products list, where a product made through the API shows up too.
+    studio.api("POST", "/v1/products", {"name": "Ceramic teapot", "class_name": "teapot"})
     page.get_by_role("link", name="Products").first.click()
-    card = page.get_by_test_id("product-card")
-    expect(card).to_have_count(1)
-    expect(card).to_contain_text("Trail backpack")
+    expect(page.get_by_test_id("product-card")).to_have_count(2)
+    card = page.get_by_test_id("product-card").filter(has_text="Trail backpack")
+    expect(card).to_contain_text(f"{len(photos)} photos")
+    expect(card).to_contain_text("Ready to shoot")
+    expect(card.locator(".cover img")).to_be_visible()
+    expect(page.get_by_test_id("product-card").filter(has_text="Ceramic teapot")).to_contain_text(
+        "Needs photos"
+    )
     camera.shoot("products")
 
     # A reload keeps the session (cookie) and lands on the trained product with its gallery.

@@ -193,20 +193,16 @@ function productStatus(product, training) {
   return h("span.badge.warn", "Ready to train");
 }
 
-/** Fill a product card's cover (its newest shot, else its first photo) and status. */
+/** Fill a product card's cover (its first photo) and its status (its newest training). */
 async function enrichCard(card, product) {
   const base = `/v1/products/${encodeURIComponent(product.id)}`;
   const first = (body) => (Array.isArray(body) ? body : body?.data || [])[0];
-  const [training, shoot] = await Promise.all([
+  const [training, photo] = await Promise.all([
     api.get(`${base}/trainings`).then(first, () => null),
-    api.get(`${base}/shoots`).then(first, () => null),
+    product.photo_count ? api.get(`${base}/photos`).then(first, () => null) : null,
   ]);
   card.querySelector(".badge")?.replaceWith(productStatus(product, training));
-  let cover = shoot?.shots?.find((s) => !s.product_missing)?.url;
-  if (!cover && product.photo_count) {
-    cover = await api.get(`${base}/photos`).then((b) => first(b)?.url, () => null);
-  }
-  if (cover) mount(card.querySelector(".cover"), h("img", { src: cover, alt: "", decoding: "async" }));
+  if (photo) mount(card.querySelector(".cover"), h("img", { src: photo.url, alt: "", decoding: "async" }));
 }
 
 async function productsPage(main) {

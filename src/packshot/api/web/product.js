@@ -361,21 +361,7 @@ class ProductPage {
     const right = h("span");
     const samples = h("div.samples", { "data-testid": "samples" });
     const samplesWrap = h("div.stack", { hidden: true }, h("h3", "Samples so far"), samples);
-    const cancel = h(
-      "button.btn.small",
-      {
-        type: "button",
-        onclick: async () => {
-          try {
-            await busy(cancel, () => api.post(`/v1/trainings/${enc(t.id)}/cancel`, {}));
-            toast("Canceling the training…");
-          } catch (exc) {
-            toast(exc.message, "bad");
-          }
-        },
-      },
-      "Cancel",
-    );
+    const cancel = cancelButton(`/v1/trainings/${enc(t.id)}/cancel`, "Canceling the training…");
     const box = h(
       "div.job",
       { "data-testid": "training-progress" },
@@ -589,6 +575,7 @@ class ProductPage {
       aspects.map((a) => h("option", { value: a }, a)),
     );
     const steps = h("input.input", { id: "shoot-steps", name: "steps", type: "number", min: 1, max: 150, placeholder: "default", inputmode: "numeric" });
+    const best = h("input", { id: "shoot-best", name: "best", type: "checkbox" });
     const error = h("div.notice.bad", { role: "alert", hidden: true });
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-shoot" }, icon("camera"), "Shoot");
     const fail = (message, focus) => {
@@ -613,6 +600,12 @@ class ProductPage {
           body.n = count;
           if (aspect.value) body.aspect = aspect.value;
           if (steps.value) body.steps = Number(steps.value);
+          if (best.checked) {
+            // Render twice as many and keep the highest-scoring: `best` replaces `n`.
+            if (count > 8) return fail("With “Pick the best”, ask for at most 8 shots per description.", n);
+            delete body.n;
+            body.best = count;
+          }
           let shoot;
           try {
             shoot = await busy(submit, () => api.post(`${this.base()}/shoots`, body));
@@ -635,6 +628,12 @@ class ProductPage {
           field(n, "Shots per description"),
           field(aspect, "Aspect ratio"),
           field(steps, "Sampling steps", "More is slower and finer."),
+          h(
+            "div.field",
+            h("span.label", "Quality"),
+            h("label.check", { for: "shoot-best" }, best, "Pick the best"),
+            h("span.hint", "Renders twice as many and keeps the highest-scoring. Takes twice as long."),
+          ),
         ),
       ),
       error,
@@ -661,7 +660,9 @@ class ProductPage {
         ),
         s.status === "succeeded"
           ? h("a.btn.small", { href: `/v1/shoots/${enc(s.id)}/download`, download: "", "data-testid": "download-zip" }, icon("download"), "Download all (.zip)")
-          : statusBadge(s.status),
+          : active
+            ? h("div.row", statusBadge(s.status), cancelButton(`/v1/shoots/${enc(s.id)}/cancel`, "Canceling the shoot…"))
+            : statusBadge(s.status),
       );
       const gallery = h("div.gallery", { "data-testid": "gallery" }, shots.map((shot) => shotCard(shot)));
       if (active) {
@@ -737,6 +738,25 @@ function listOf(body, key) {
   if (!body) return [];
   if (Array.isArray(body)) return body;
   return body[key] || body.items || body.data || [];
+}
+
+function cancelButton(url, message) {
+  const button = h(
+    "button.btn.small",
+    {
+      type: "button",
+      onclick: async () => {
+        try {
+          await busy(button, () => api.post(url, {}));
+          toast(message);
+        } catch (exc) {
+          toast(exc.message, "bad");
+        }
+      },
+    },
+    "Cancel",
+  );
+  return button;
 }
 
 function sectionHead(n, id, title, lead, state, extra) {
@@ -823,28 +843,51 @@ function rank(result) {
 }
 
 function resultList(results) {
-  return h(
+  // What needs the merchant's attention first: rejected files, then photos with warnings;
+  // a long run of plain "accepted" rows folds away behind a button.
+  const sorted = [...results].sort((a, b) => rank(a) - rank(b));
+  const plain = sorted.filter((r) => rank(r) === 2);
+  const fold = plain.length > 8 ? plain.slice(5) : [];
+  const shown = sorted.filter((r) => !fold.includes(r));
+  const list = h(
     "ul.results",
     { "data-testid": "upload-results", "aria-label": "Upload results" },
-    // What needs the merchant's attention first: rejected files, then photos with warnings.
-    [...results].sort((a, b) => rank(a) - rank(b)).map((r) => {
-      const ok = isAccepted(r);
-      const name = r.file_name || "file";
-      const thumb =
-        ok && r.preview
-          ? h("img.thumb", { src: URL.createObjectURL(r.preview), alt: "" })
-          : h(`span.thumb${ok ? "" : ".broken"}`, icon(ok ? "check" : "x"));
-      const why = ok
-        ? (r.photo?.warnings || []).join(" ") || "Good to train on"
-        : r.message || r.reason || "Rejected";
-      return h(
-        `li.${ok ? "accepted" : "rejected"}`,
-        { "data-testid": ok ? "result-accepted" : "result-rejected" },
-        thumb,
-        h("div.what", h("div.file", name), h("div.why", why)),
-        h(`span.badge.${ok ? (r.photo?.warnings?.length ? "warn" : "ok") : "bad"}`, ok ? "Accepted" : "Rejected"),
-      );
-    }),
+    shown.map(resultRow),
+  );
+  if (fold.length) {
+    const more = h(
+      "li.more",
+      h(
+        "button.btn.ghost.small",
+        { type: "button", onclick: () => more.replaceWith(...fold.map(resultRow)) },
+        `Show ${fold.length} more accepted photos`,
+      ),
+    );
+    list.append(more);
+  }
+  return list;
+}
+
+function resultRow(r) {
+  const ok = isAccepted(r);
+  const skipped = r.status === "skipped";
+  const warned = ok && r.photo?.warnings?.length;
+  const thumb =
+    ok && r.preview
+      ? h("img.thumb", { src: URL.createObjectURL(r.preview), alt: "" })
+      : h(`span.thumb${ok || skipped ? "" : ".broken"}`, icon(ok ? "check" : "x"));
+  const why = ok
+    ? (r.photo?.warnings || []).join(" ") || "Good to train on"
+    : r.message || r.reason || "Not used";
+  return h(
+    `li.${ok ? "accepted" : skipped ? "skipped" : "rejected"}`,
+    { "data-testid": `result-${r.status}` },
+    thumb,
+    h("div.what", h("div.file", r.file_name || "file"), h("div.why", why)),
+    h(
+      `span.badge.${ok ? (warned ? "warn" : "ok") : skipped ? "plain" : "bad"}`,
+      ok ? "Accepted" : skipped ? "Skipped" : "Rejected",
+    ),
   );
 }
 
