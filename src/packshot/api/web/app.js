@@ -2,7 +2,7 @@
 // sign-in and the products list; the product page itself is in product.js.
 
 import * as api from "./api.js";
-import { brandMark, busy, field, h, icon, mount, plural, spinner, timeAgo, toast } from "./dom.js";
+import { brandMark, busy, field, h, rich, icon, mount, plural, spinner, timeAgo, toast } from "./dom.js";
 import { productPage } from "./product.js";
 
 const root = document.getElementById("app");
@@ -59,7 +59,7 @@ function fatal(exc, retry) {
       "div.card.empty",
       h("div.art", icon("alert")),
       h("h2", "The studio isn't answering"),
-      h("p", exc.message),
+      h("p", rich(exc.message)),
       h("button.btn.primary", { type: "button", onclick: retry }, "Try again"),
     ),
   );
@@ -153,7 +153,7 @@ function signInPage() {
     ),
   );
   function showError(message) {
-    mount(error, icon("alert"), h("div.grow", message));
+    mount(error, icon("alert"), h("div.grow", rich(message)));
     error.hidden = false;
     key.setAttribute("aria-invalid", "true");
     key.focus();
@@ -162,7 +162,7 @@ function signInPage() {
     "div.signin",
     h(
       "section.signin-art",
-      h("a.brand", { href: "#/" }, brandMark(), "packshot", h("span.brand-tag", "studio")),
+      h("a.brand", { href: "#/" }, brandMark(true), "packshot", h("span.brand-tag", "studio")),
       h(
         "div",
         h("h2", "Product photography from the photos you already have."),
@@ -228,7 +228,7 @@ async function productsPage(main) {
     const body = await api.get("/v1/products");
     products = Array.isArray(body) ? body : body.products || body.items || body.data || [];
   } catch (exc) {
-    mount(list, h("div.notice.bad", { style: { gridColumn: "1 / -1" } }, icon("alert"), h("div.grow", exc.message)));
+    mount(list, h("div.notice.bad", { style: { gridColumn: "1 / -1" } }, icon("alert"), h("div.grow", rich(exc.message))));
     list.removeAttribute("aria-busy");
     return;
   }
@@ -327,7 +327,7 @@ function createProductDialog() {
             toast(`${product.name} created. Now add its photos.`);
             location.hash = `#/products/${encodeURIComponent(product.id)}`;
           } catch (exc) {
-            mount(error, icon("alert"), h("div.grow", exc.message));
+            mount(error, icon("alert"), h("div.grow", rich(exc.message)));
             error.hidden = false;
           }
         },

@@ -72,10 +72,11 @@ export function icon(name) {
   return wrap.firstChild;
 }
 
-/** The packshot mark: a product on a sweep, in the accent colour. */
-export function brandMark() {
+/** The packshot mark: a product on a sweep. `onDark`: a light tile for dark backgrounds. */
+export function brandMark(onDark = false) {
+  const [tile, product] = onDark ? ["#f6f5f2", "#17181a"] : ["#17181a", "#ffffff"];
   const wrap = document.createElement("span");
-  wrap.innerHTML = `<svg class="brand-mark" viewBox="0 0 28 28" aria-hidden="true"><rect width="28" height="28" rx="8" fill="#17181a"/><path d="M6 19.5c4.5 0 7-1.2 16-1.2" stroke="#6d86f5" stroke-width="1.6" fill="none" stroke-linecap="round"/><rect x="10" y="7.5" width="8" height="9" rx="2" fill="#fff"/></svg>`;
+  wrap.innerHTML = `<svg class="brand-mark" viewBox="0 0 28 28" aria-hidden="true"><rect width="28" height="28" rx="8" fill="${tile}"/><path d="M6 19.5c4.5 0 7-1.2 16-1.2" stroke="#6d86f5" stroke-width="1.6" fill="none" stroke-linecap="round"/><rect x="10" y="7.5" width="8" height="9" rx="2" fill="${product}"/></svg>`;
   return wrap.firstChild;
 }
 
@@ -90,7 +91,7 @@ export function toast(message, kind = "") {
     toastBox = h("div.toasts", { "aria-live": "polite" });
     document.body.append(toastBox);
   }
-  const el = h(`div.toast${kind ? "." + kind : ""}`, { role: kind === "bad" ? "alert" : "status" }, message);
+  const el = h(`div.toast${kind ? "." + kind : ""}`, { role: kind === "bad" ? "alert" : "status" }, rich(message));
   toastBox.append(el);
   setTimeout(() => el.remove(), kind === "bad" ? 8000 : 4000);
 }
@@ -138,4 +139,23 @@ export function field(control, label, hint) {
   const hintEl = hint ? h("span.hint", { id: `${control.id}-hint` }, hint) : null;
   if (hintEl) control.setAttribute("aria-describedby", hintEl.id);
   return h("div.field", h("label", { for: control.id }, label), control, hintEl);
+}
+
+/** A message with `code` spans (as the server writes them) as text and <code> nodes. */
+export function rich(message) {
+  return String(message ?? "")
+    .split(/`([^`]+)`/)
+    .map((part, i) => (i % 2 ? h("code", part) : part));
+}
+
+/** Mark the form fields an API message names (`steps`: …) as invalid; focus the first. */
+export function markInvalid(form, message) {
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  const names = [...String(message ?? "").matchAll(/`([\w.]+)`/g)].map((m) => m[1].split(".")[0]);
+  const fields = names.map((n) => form.querySelector(`[name="${CSS.escape(n)}"]`)).filter(Boolean);
+  for (const el of fields) {
+    el.setAttribute("aria-invalid", "true");
+    el.closest("details")?.setAttribute("open", ""); // a field under "Advanced" comes into view
+  }
+  fields[0]?.focus();
 }

@@ -3,7 +3,7 @@
 // 3. shooting (descriptions x shot presets, a gallery that fills in with scores and flags).
 
 import * as api from "./api.js";
-import { busy, duration, field, h, icon, mount, plural, spinner, timeAgo, toast } from "./dom.js";
+import { busy, duration, field, h, markInvalid, rich, icon, mount, plural, spinner, timeAgo, toast } from "./dom.js";
 
 const ACCEPT = "image/jpeg,image/png,image/webp,image/gif,image/heic,image/heif,image/avif";
 const PRESET_STEPS = { quick: 300, standard: 500, best: 1000 }; // presets/training.json
@@ -52,6 +52,7 @@ class ProductPage {
     this.photos = [];
     this.report = null;
     this.training = null; // the newest training
+    this.hasModel = false; // some training of this product succeeded: it can be shot
     this.shoots = [];
     this.presets = []; // the shot presets
   }
@@ -77,7 +78,9 @@ class ProductPage {
         api.get(`${this.base()}/shoots`).catch(() => null),
       ]);
       this.report = report;
-      this.training = listOf(trainings, "trainings")[0] || product.latest_training || null;
+      const all = listOf(trainings, "trainings");
+      this.training = all[0] || null;
+      this.hasModel = all.some((t) => t.status === "succeeded");
       this.shoots = listOf(shoots, "shoots");
     } catch (exc) {
       if (this.gone) return;
@@ -87,7 +90,7 @@ class ProductPage {
           "div.card.empty",
           h("div.art", icon("alert")),
           h("h2", exc.status === 404 ? "Product not found" : "Couldn't load this product"),
-          h("p", exc.message),
+          h("p", rich(exc.message)),
           h("a.btn", { href: "#/" }, "Back to products"),
         ),
       );
@@ -223,7 +226,7 @@ class ProductPage {
     } catch (exc) {
       mount(
         this.uploadStatus,
-        h("div.notice.bad", { role: "alert" }, icon("alert"), h("div.grow", h("strong", "Upload failed"), exc.message)),
+        h("div.notice.bad", { role: "alert" }, icon("alert"), h("div.grow", h("strong", "Upload failed"), rich(exc.message))),
       );
       return;
     }
@@ -331,8 +334,9 @@ class ProductPage {
           try {
             this.training = await busy(start, () => api.post(`${this.base()}/trainings`, body));
           } catch (exc) {
-            mount(error, icon("alert"), h("div.grow", h("strong", "Training didn't start"), exc.message));
+            mount(error, icon("alert"), h("div.grow", h("strong", "Training didn't start"), rich(exc.message)));
             error.hidden = false;
+            markInvalid(form, exc.message);
             return;
           }
           this.renderTraining();
@@ -405,7 +409,10 @@ class ProductPage {
         return;
       }
       if (this.gone) return;
-      if (this.training.status === "succeeded") toast("Your model is ready. Describe your first shots below.");
+      if (this.training.status === "succeeded") {
+        this.hasModel = true;
+        toast("Your model is ready. Describe your first shots below.");
+      }
       this.renderTraining();
       this.renderShoot();
     };
@@ -464,7 +471,7 @@ class ProductPage {
         "div.notice.bad",
         { role: "alert", "data-testid": "training-failed" },
         icon("alert"),
-        h("div.grow", h("strong", "Training failed"), errorText(t.error) || "No reason was given. Try again; if it fails again, the server log has details."),
+        h("div.grow", h("strong", "Training failed"), rich(errorText(t.error)) || "No reason was given. Try again; if it fails again, the server log has details."),
       );
     }
     if (t.status === "canceled") {
@@ -528,7 +535,7 @@ class ProductPage {
   // ---------------------------------------------------------------- 3. shoot
 
   renderShoot() {
-    const ready = this.training && this.training.status === "succeeded";
+    const ready = this.hasModel;
     const head = sectionHead(
       3,
       "shoot-title",
@@ -579,7 +586,7 @@ class ProductPage {
     const error = h("div.notice.bad", { role: "alert", hidden: true });
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-shoot" }, icon("camera"), "Shoot");
     const fail = (message, focus) => {
-      mount(error, icon("alert"), h("div.grow", message));
+      mount(error, icon("alert"), h("div.grow", rich(message)));
       error.hidden = false;
       focus?.focus();
     };
@@ -610,7 +617,8 @@ class ProductPage {
           try {
             shoot = await busy(submit, () => api.post(`${this.base()}/shoots`, body));
           } catch (exc) {
-            return fail(exc.message);
+            fail(exc.message);
+            return markInvalid(form, exc.message);
           }
           this.shoots.unshift(shoot);
           this.gallery.prepend(this.shootBlock(shoot));
@@ -672,7 +680,7 @@ class ProductPage {
       }
       const notices = [];
       if (s.status === "failed") {
-        notices.push(h("div.notice.bad", { role: "alert" }, icon("alert"), h("div.grow", h("strong", "Shoot failed"), errorText(s.error) || "Try again.")));
+        notices.push(h("div.notice.bad", { role: "alert" }, icon("alert"), h("div.grow", h("strong", "Shoot failed"), rich(errorText(s.error) || "Try again."))));
       }
       if (missing) {
         notices.push(
@@ -914,7 +922,7 @@ function reportCard(report) {
       stat(c.accepted, "photos"),
       stat(c.distinct, "distinct"),
       stat((c.exact_duplicates || 0) + (c.near_duplicates || 0), "duplicates"),
-      stat((report.accepted || []).filter((p) => p.warnings?.length).length, "with warnings"),
+      stat((report.accepted || []).filter((p) => p.warnings?.length).length, "warnings"),
     ),
     report.advice?.length
       ? h("ul.advice", { "data-testid": "advice" }, report.advice.map((a) => h("li", a)))
