@@ -219,6 +219,15 @@ def test_webhooks_are_signed_and_cover_the_job(studio, training) -> None:
     types = [r["json"]["type"] for r in mine]
     assert types[0] == "job.started" and types[-1] == "job.succeeded"
     assert "job.progress" in types
+    from datetime import datetime
+
+    stamps = [
+        datetime.fromisoformat(r["json"]["timestamp"])
+        for r in mine
+        if r["json"]["type"] == "job.progress"
+    ]
+    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(gap >= 0.5 for gap in gaps), gaps  # progress at most every 500 ms
     for delivery in mine:
         assert verify(studio.a.secret, delivery["headers"], delivery["body"])
         assert not verify(studio.b.secret, delivery["headers"], delivery["body"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from packshot.jobs import store
 from packshot.jobs.models import Product
@@ -84,3 +84,53 @@ def test_queue_claims_cancels_and_requeues(db: store.Database) -> None:
         job = session.get(type(first), first.id)
         assert job.status == "succeeded" and job.progress["loss"] == 0.1
         assert [e.type for e in store.events_after(session, first.id, 0)] == ["step", "done"]
+
+
+def test_webhooks_are_signed_and_retried_with_back_off(db: store.Database) -> None:
+    import sys
+    from datetime import timedelta
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import httpx
+
+    from api_support import webhook_receiver
+    from packshot.jobs.models import WebhookDelivery
+    from packshot.jobs.webhooks import WebhookSender, verify
+
+    with webhook_receiver() as receiver, db.session() as session, httpx.Client() as client:
+        merchant, _ = store.create_merchant(session, "Acme")
+        session.add(Product(id="prd_1", merchant_id=merchant.id, name="bag", class_name="bag"))
+        session.commit()
+        job = store.enqueue(
+            session,
+            merchant_id=merchant.id,
+            product_id="prd_1",
+            kind="training",
+            params={},
+            request={},
+            webhook=receiver.url,
+            prefix="trn",
+        )
+        receiver.fail_first = 1
+        store.claim_next(session, "w1")  # job.started
+        sender = WebhookSender(db)
+        assert sender.send_due(client) == 1
+        delivery = session.scalars(select(WebhookDelivery)).one()
+        session.refresh(delivery)
+        assert delivery.status == "pending" and delivery.attempts == 1
+        assert delivery.last_error == "HTTP 500"
+        wait = store.utc(delivery.next_attempt_at) - store.utc(delivery.created_at)
+        assert wait >= timedelta(seconds=store.WEBHOOK_BACKOFF[0] - 1)
+        assert sender.send_due(client) == 0  # not due yet
+        delivery.next_attempt_at = store.now()
+        session.commit()
+        assert sender.send_due(client) == 1
+        session.refresh(delivery)
+        assert delivery.status == "sent" and delivery.attempts == 2
+        (received,) = receiver.received
+        assert received["json"]["type"] == "job.started"
+        assert received["json"]["data"]["id"] == job.id
+        assert received["headers"]["webhook-id"] == delivery.id
+        assert verify(merchant.webhook_secret, received["headers"], received["body"])
+        tampered = received["body"].replace(b"running", b"succeeded")
+        assert not verify(merchant.webhook_secret, received["headers"], tampered)

@@ -98,6 +98,8 @@ def current_merchant(request: Request, session: SessionDep) -> Merchant:
     if key is not None:
         merchant = store.merchant_for_key(session, key)
         if merchant is None:
+            client = request.client.host if request.client else "unknown"
+            limit(request, f"bad-key:{client}")  # guessing keys is rate limited per address
             raise ApiError(401, "This API key is not valid (or was revoked).")
         limit(request, merchant.id)
         request.state.csrf_token = None

@@ -102,7 +102,7 @@ class LocalRunner:
     def spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(self.settings.environ())
-        return subprocess.Popen(self.command(), env=env)
+        return subprocess.Popen(self.command(), env=env, preexec_fn=_die_with_parent)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -143,6 +143,19 @@ class LocalRunner:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+def _die_with_parent() -> None:
+    """In the worker, before it starts: killed when `packshot serve` dies, however it dies.
+
+    Otherwise a server killed with SIGKILL would leave its worker running, and the next
+    server's worker would run the same job beside it.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 - prctl's name
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 register_runner("local", LocalRunner)
