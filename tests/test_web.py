@@ -201,7 +201,8 @@ class Camera:
             f.mkdir(parents=True, exist_ok=True)
         self.n = 0
 
-    def shoot(self, name: str) -> None:
+    def shoot(self, name: str, full_page: bool = True) -> None:
+        """`full_page=False` for a modal dialog, whose backdrop covers only the screen."""
         self.n += 1
         stem = f"{self.n:02d}-{name}"
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
@@ -214,7 +215,7 @@ class Camera:
             assert overflow <= 0, f"{stem}: {overflow} px wider than the {label} screen"
             self.page.evaluate("window.scrollTo(0, 0)")  # the sticky bar at the top
             path = self.folders[0] / f"{stem}-{label}.png"
-            self.page.screenshot(path=str(path), full_page=True)
+            self.page.screenshot(path=str(path), full_page=full_page)
             for other in self.folders[1:]:
                 shutil.copy(path, other / path.name)
         self.page.set_viewport_size(DESKTOP)
@@ -286,7 +287,7 @@ def test_whole_flow_in_chromium(
     page.get_by_test_id("products-empty").get_by_role("button", name="New product").click()
     page.get_by_label("Name").fill("Trail backpack")
     page.get_by_label("What is it?").fill("backpack")
-    camera.shoot("new-product")
+    camera.shoot("new-product", full_page=False)
     page.get_by_role("button", name="Create product").click()
     expect(page.get_by_test_id("product-title")).to_have_text("Trail backpack")
     camera.shoot("product-new")
@@ -370,6 +371,14 @@ def test_whole_flow_in_chromium(
     flagged = sum(shot["product_missing"] for shot in from_api["shots"])
     expect(shoot.get_by_test_id("product-missing")).to_have_count(flagged)
     camera.shoot("gallery")
+
+    shots.first.get_by_role("button", name="View this shot larger").click()
+    viewer = page.locator("dialog.viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer).to_contain_text("Seed")
+    camera.shoot("shot-viewer", full_page=False)
+    viewer.get_by_role("button", name="Close").click()
+    expect(viewer).to_have_count(0)
 
     with page.expect_download() as zip_download:
         shoot.get_by_test_id("download-zip").click()

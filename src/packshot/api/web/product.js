@@ -945,28 +945,21 @@ function photoStrip(photos) {
 
 function shotCard(shot) {
   const missing = isMissing(shot);
-  const s = shot.scores || {};
-  const fmt = (v) => (v == null ? "–" : Number(v).toFixed(2));
-  const url = shot.url || shot.image_url || `/v1/shots/${enc(shot.id)}/image`;
+  const url = shot.url || `/v1/shots/${enc(shot.id)}/image`;
   const ar = shot.width && shot.height ? `${shot.width} / ${shot.height}` : "1";
   return h(
     `article.card.shot${missing ? ".missing" : ""}`,
     { "data-testid": "shot" },
     h(
-      "div.frame",
+      "button.frame",
+      { type: "button", "aria-label": "View this shot larger", onclick: () => shotDialog(shot) },
       h("img", { src: url, alt: shot.description || shot.prompt || "Shot", style: { "--ar": ar } }),
       missing ? h("span.badge.bad.flag", { "data-testid": "product-missing" }, "Product missing") : null,
     ),
     h(
       "div.body",
       h("p.desc", shot.description || shot.prompt || ""),
-      h(
-        "div.scores",
-        { title: "How much the shot looks like your photos (DINO, CLIP-I) and the description (CLIP-T)" },
-        h("span", "DINO ", h("b", fmt(s.dino))),
-        h("span", "CLIP-I ", h("b", fmt(s.clip_i))),
-        h("span", "CLIP-T ", h("b", fmt(s.clip_t))),
-      ),
+      scoreLine(shot),
       h(
         "div.foot",
         shot.preset ? h("span.badge.plain", shot.preset) : h("span"),
@@ -974,4 +967,52 @@ function shotCard(shot) {
       ),
     ),
   );
+}
+
+function scoreLine(shot) {
+  const s = shot.scores || {};
+  const fmt = (v) => (v == null ? "–" : Number(v).toFixed(2));
+  return h(
+    "div.scores",
+    { title: "How much the shot looks like your photos (DINO, CLIP-I) and the description (CLIP-T)" },
+    h("span", "DINO ", h("b", fmt(s.dino))),
+    h("span", "CLIP-I ", h("b", fmt(s.clip_i))),
+    h("span", "CLIP-T ", h("b", fmt(s.clip_t))),
+  );
+}
+
+/** One shot, large, with its recipe: what a merchant checks before using it. */
+function shotDialog(shot) {
+  const missing = isMissing(shot);
+  const url = shot.url || `/v1/shots/${enc(shot.id)}/image`;
+  const row = (label, value) => (value == null || value === "" ? null : h("div", h("dt", label), h("dd", String(value))));
+  const dialog = h(
+    "dialog.viewer",
+    { "aria-label": "Shot" },
+    h("img", { src: url, alt: shot.description || "Shot" }),
+    h(
+      "div.viewer-side",
+      h("div.row", missing ? h("span.badge.bad", "Product missing") : h("span.badge.ok", "Product present"), shot.preset ? h("span.badge.plain", shot.preset) : null),
+      h("p", shot.description || ""),
+      scoreLine(shot),
+      missing
+        ? h("p.small.muted", "The judge couldn't find your product in this shot. Leave it out of your listings.")
+        : null,
+      h(
+        "dl",
+        row("Size", shot.width && shot.height ? `${shot.width} × ${shot.height}` : null),
+        row("Seed", shot.seed),
+        row("Prompt", shot.prompt),
+      ),
+      h(
+        "div.row",
+        h("a.btn.primary", { href: url, download: "" }, icon("download"), "Download"),
+        h("button.btn.ghost", { type: "button", onclick: () => dialog.close() }, "Close"),
+      ),
+    ),
+  );
+  dialog.addEventListener("close", () => dialog.remove());
+  dialog.addEventListener("click", (e) => e.target === dialog && dialog.close()); // the backdrop
+  document.body.append(dialog);
+  dialog.showModal();
 }
