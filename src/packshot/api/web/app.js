@@ -129,7 +129,7 @@ function signInPage() {
         } catch (exc) {
           showError(
             exc.status === 401
-              ? "That key wasn't recognised. Check it was copied whole, or ask for a new one with `packshot merchants create`."
+              ? "That key wasn't recognised. Check it was copied whole (it starts with pk_live_), or ask for a new key."
               : exc.message,
           );
           return;
@@ -172,7 +172,7 @@ function signInPage() {
         ),
         h("div.flow", h("span", "1 · Upload photos"), h("span", "2 · Train"), h("span", "3 · Shoot")),
       ),
-      h("p.small", { style: { color: "#8b8c90" } }, "Runs on your own machine. Your photos never leave it."),
+      h("p.small", { style: { color: "#8b8c90" } }, "Runs on your own hardware: your photos and models stay with you."),
     ),
     h("section.signin-form", form),
   );

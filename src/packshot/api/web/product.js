@@ -72,6 +72,7 @@ class ProductPage {
       this.product = product;
       this.photos = listOf(photos, "photos");
       this.presets = listOf(presets, "presets");
+      presetLabels = Object.fromEntries(this.presets.map((p) => [p.name, p.label]));
       const [report, trainings, shoots] = await Promise.all([
         this.photos.length ? api.get(`${this.base()}/report`).catch(() => null) : null,
         api.get(`${this.base()}/trainings`).catch(() => null),
@@ -962,11 +963,16 @@ function shotCard(shot) {
       scoreLine(shot),
       h(
         "div.foot",
-        shot.preset ? h("span.badge.plain", shot.preset) : h("span"),
+        shot.preset ? h("span.badge.plain", presetLabel(shot.preset)) : h("span"),
         h("a.btn.ghost.small", { href: url, download: "", "aria-label": "Download this shot", "data-testid": "download-shot" }, icon("download")),
       ),
     ),
   );
+}
+
+let presetLabels = {};
+function presetLabel(name) {
+  return presetLabels[name] || name;
 }
 
 function scoreLine(shot) {
@@ -992,7 +998,7 @@ function shotDialog(shot) {
     h("img", { src: url, alt: shot.description || "Shot" }),
     h(
       "div.viewer-side",
-      h("div.row", missing ? h("span.badge.bad", "Product missing") : h("span.badge.ok", "Product present"), shot.preset ? h("span.badge.plain", shot.preset) : null),
+      h("div.row", missing ? h("span.badge.bad", "Product missing") : h("span.badge.ok", "Product present"), shot.preset ? h("span.badge.plain", presetLabel(shot.preset)) : null),
       h("p", shot.description || ""),
       scoreLine(shot),
       missing
