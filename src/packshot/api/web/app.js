@@ -226,7 +226,7 @@ async function productsPage(main) {
   let products;
   try {
     const body = await api.get("/v1/products");
-    products = Array.isArray(body) ? body : body.products || body.items || body.data || [];
+    products = body.data;
   } catch (exc) {
     mount(list, h("div.notice.bad", { style: { gridColumn: "1 / -1" } }, icon("alert"), h("div.grow", rich(exc.message))));
     list.removeAttribute("aria-busy");

@@ -70,8 +70,8 @@ class ProductPage {
         api.get("/v1/presets").catch(() => null),
       ]);
       this.product = product;
-      this.photos = listOf(photos, "photos");
-      this.presets = listOf(presets, "presets");
+      this.photos = listOf(photos);
+      this.presets = listOf(presets);
       presetLabels = Object.fromEntries(this.presets.map((p) => [p.name, p.label]));
       const [report, trainings, shoots] = await Promise.all([
         this.photos.length ? api.get(`${this.base()}/report`).catch(() => null) : null,
@@ -79,10 +79,10 @@ class ProductPage {
         api.get(`${this.base()}/shoots`).catch(() => null),
       ]);
       this.report = report;
-      const all = listOf(trainings, "trainings");
+      const all = listOf(trainings);
       this.training = all[0] || null;
       this.hasModel = all.some((t) => t.status === "succeeded");
-      this.shoots = listOf(shoots, "shoots");
+      this.shoots = listOf(shoots);
     } catch (exc) {
       if (this.gone) return;
       mount(
@@ -148,7 +148,7 @@ class ProductPage {
 
   // ---------------------------------------------------------------- 1. photos
 
-  renderPhotos(results = null) {
+  renderPhotos(results = null, reportPending = false) {
     const count = this.photos.length;
     const input = h("input", { type: "file", multiple: true, accept: ACCEPT, hidden: true, id: "photo-input" });
     const zone = h(
@@ -202,7 +202,11 @@ class ProductPage {
         input,
         this.uploadStatus,
         results ? resultList(results) : null,
-        this.report ? reportCard(this.report) : null,
+        reportPending
+          ? h("div.report.row", { "aria-busy": "true" }, spinner(), h("span.muted", "Updating the photo-set report…"))
+          : this.report
+            ? reportCard(this.report)
+            : null,
         count ? photoStrip(this.photos) : null,
       ),
     );
@@ -232,17 +236,20 @@ class ProductPage {
       return;
     }
     if (this.gone) return;
-    const results = listOf(body, "results");
+    const results = body.results || [];
     const previews = new Map(files.map((f) => [f.name, f]));
     for (const r of results) r.preview = previews.get(r.file_name);
-    const [photos, report] = await Promise.all([
-      api.get(`${this.base()}/photos`).catch(() => null),
-      body.report ? body.report : api.get(`${this.base()}/report`).catch(() => null),
-    ]);
-    if (photos) this.photos = listOf(photos, "photos");
-    if (report) this.report = report;
     const accepted = results.filter(isAccepted).length;
     toast(`${plural(accepted, "photo")} added${results.length > accepted ? `, ${results.length - accepted} rejected` : ""}.`);
+    // The per-file results at once; the set's report (intake over every photo) follows.
+    this.renderPhotos(results, true);
+    const [photos, report] = await Promise.all([
+      api.get(`${this.base()}/photos`).catch(() => null),
+      api.get(`${this.base()}/report`).catch(() => null),
+    ]);
+    if (this.gone) return;
+    if (photos) this.photos = listOf(photos);
+    if (report) this.report = report;
     this.renderPhotos(results);
     this.renderTraining();
   }
@@ -743,10 +750,10 @@ class ProductPage {
 
 // ---------------------------------------------------------------- pieces
 
-function listOf(body, key) {
+/** The items of an API list: `{data: [...], count}`, or a plain array (presets). */
+function listOf(body) {
   if (!body) return [];
-  if (Array.isArray(body)) return body;
-  return body[key] || body.items || body.data || [];
+  return Array.isArray(body) ? body : body.data || [];
 }
 
 function cancelButton(url, message) {
@@ -932,14 +939,13 @@ function reportCard(report) {
 }
 
 function photoStrip(photos) {
-  const withImages = photos.filter((p) => p.url || p.thumbnail_url);
-  if (!withImages.length) return null;
+  if (!photos.length) return null;
   return h(
     "div.stack",
     h("h3", "Your photos"),
     h(
       "div.photo-strip",
-      withImages.map((p) => h("img", { src: p.thumbnail_url || p.url, alt: p.file_name || "", loading: "lazy", title: p.file_name || "" })),
+      photos.map((p) => h("img", { src: p.url, alt: p.file_name, loading: "lazy", decoding: "async", title: p.file_name })),
     ),
   );
 }
