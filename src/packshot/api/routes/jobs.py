@@ -61,28 +61,38 @@ def _error(job: Job) -> dict[str, str] | None:
 # -- trainings --------------------------------------------------------------------------------
 
 
-def model_files(settings: ApiSettings, job: Job) -> tuple[Path | None, list[str]]:
-    """The training's model folder (finished, else the run in progress) and its file names."""
+def model_files(settings: ApiSettings, job: Job) -> tuple[Path | None, dict[str, int]]:
+    """The training's model folder (finished, else the run in progress) and its files' sizes.
+
+    The run renames `model.partial` to `model` when it finishes, and prunes checkpoints as it
+    goes: a listing that races with either is taken again from the folder that exists now.
+    """
     root = store.job_dir(settings.service.data_dir, job)
-    for folder in (root / MODEL_DIR, root / f"{MODEL_DIR}.partial"):
-        if folder.is_dir():
-            names = sorted(
-                str(p.relative_to(folder))
-                for p in folder.rglob("*")
-                if p.is_file()
-                and not HIDDEN_MODEL_PARTS & set(p.relative_to(folder).parts)
-                and not p.name.endswith(".tmp")
-            )
-            return folder, names
-    return None, []
+    for _attempt in range(3):
+        for folder in (root / MODEL_DIR, root / f"{MODEL_DIR}.partial"):
+            if not folder.is_dir():
+                continue
+            try:
+                files = {}
+                for path in folder.rglob("*"):
+                    relative = path.relative_to(folder)
+                    parts = set(relative.parts)
+                    if HIDDEN_MODEL_PARTS & parts or any(p.endswith(".tmp") for p in parts):
+                        continue
+                    if path.is_file():
+                        files[str(relative)] = path.stat().st_size
+            except OSError:  # renamed or pruned while listed
+                break
+            return folder, dict(sorted(files.items()))
+    return None, {}
 
 
 def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
-    folder, names = model_files(settings, job)
-    files = []
-    for name in names:
-        size = (folder / name).stat().st_size if folder else 0
-        files.append(FilePublic(name=name, url=f"/v1/trainings/{job.id}/files/{name}", size=size))
+    _folder, sizes = model_files(settings, job)
+    files = [
+        FilePublic(name=name, url=f"/v1/trainings/{job.id}/files/{name}", size=size)
+        for name, size in sizes.items()
+    ]
     result = job.result or {}
     return TrainingPublic(
         id=job.id,
@@ -189,11 +199,15 @@ def training_file(
     """A file of the trained model: the LoRA (diffusers, kohya), packshot.json, README.md,
     samples/…; only names listed in the training's `files`."""
     job = _job(session, merchant.id, training_id, "training")
-    folder, names = model_files(settings, job)
-    if folder is None or name not in names:  # a listed name: never a path from the client
+    folder, sizes = model_files(settings, job)
+    if folder is None or name not in sizes:  # a listed name: never a path from the client
         raise not_found("file")
     media = {".png": "image/png", ".json": "application/json", ".md": "text/markdown"}
     path = folder / name
+    if not path.is_file():  # the run moved it (model.partial → model) since the listing
+        path = store.job_dir(settings.service.data_dir, job) / MODEL_DIR / name
+        if not path.is_file():
+            raise not_found("file")
     return FileResponse(
         path,
         media_type=media.get(path.suffix, "application/octet-stream"),
