@@ -444,10 +444,9 @@ def train_on_ray(
     )
     from packshot.train.loop import (
         CHECKPOINTS_DIR,
-        RUN_FILE,
         SAMPLES_DIR,
         TrainResult,
-        _config_diff,
+        open_work_dir,
         work_dir_for,
     )
 
@@ -457,33 +456,7 @@ def train_on_ray(
     checkpoints_dir = work / CHECKPOINTS_DIR
 
     # 1. The same checks as a local run, before anything travels.
-    if not photos_dir.is_dir():
-        raise UsageError(f"No photo folder at {photos_dir}.")
-    if out_dir.exists() and not force:
-        raise UsageError(
-            f"{out_dir} already exists. Choose another output folder, or pass force=True "
-            "(--force) to replace it."
-        )
-    if work.exists() and not resume:
-        if not force:
-            raise UsageError(
-                f"An interrupted training run is in {work}. Pass resume=True (--resume) to "
-                "continue it, or force=True (--force) to start over."
-            )
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    signature = config.run_signature()
-    run_file = work / RUN_FILE
-    if run_file.is_file():
-        changes = _config_diff(json.loads(run_file.read_text("utf-8")), signature)
-        if changes:
-            raise UsageError(
-                f"Can't resume {work}: the config differs from the interrupted run's ("
-                + "; ".join(changes)
-                + "). Resume with the same settings, or pass force=True without resume."
-            )
-    else:
-        run_file.write_text(json.dumps(signature, indent=2), encoding="utf-8")
+    open_work_dir(config, photos_dir, out_dir, resume=resume, force=force)
 
     # 2. The photos into the object store, once for every try.
     ray = _ray()

@@ -89,6 +89,47 @@ def work_dir_for(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.partial"
 
 
+def open_work_dir(
+    config: TrainConfig, photos_dir: Path, out_dir: Path, *, resume: bool, force: bool
+) -> Path:
+    """Check the folders of a run and open its work folder (`work_dir_for(out_dir)`).
+
+    Refuses an existing `out_dir` or interrupted run unless `force`/`resume` say what to do,
+    and a resume whose config differs from the interrupted run's; records the run's config
+    signature on a fresh start. Returns the work folder.
+    """
+    work = work_dir_for(out_dir)
+    if not photos_dir.is_dir():
+        raise UsageError(f"No photo folder at {photos_dir}.")
+    if out_dir.exists() and not force:
+        raise UsageError(
+            f"{out_dir} already exists. Choose another output folder, or pass force=True "
+            "(--force) to replace it."
+        )
+    if work.exists() and not resume:
+        if not force:
+            raise UsageError(
+                f"An interrupted training run is in {work}. Pass resume=True (--resume) to "
+                "continue it, or force=True (--force) to start over."
+            )
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    run_file = work / RUN_FILE
+    signature = config.run_signature()
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        changes = _config_diff(previous, signature)
+        if changes:
+            raise UsageError(
+                f"Can't resume {work}: the config differs from the interrupted run's ("
+                + "; ".join(changes)
+                + "). Resume with the same settings, or pass force=True without resume."
+            )
+    else:
+        run_file.write_text(json.dumps(signature, indent=2), encoding="utf-8")
+    return work
+
+
 def oom_advice(config: TrainConfig, device: str) -> str:
     """What to change after running out of memory, in concrete settings."""
     smaller = max(256, (config.resolution * 3 // 4) // 64 * 64)
@@ -295,37 +336,9 @@ def train(
     """
     timings: dict[str, float] = {}
     photos_dir, out_dir = Path(photos_dir), Path(out_dir)
-    work = work_dir_for(out_dir)
 
     # 1. Check the inputs and the folders before loading anything.
-    if not photos_dir.is_dir():
-        raise UsageError(f"No photo folder at {photos_dir}.")
-    if out_dir.exists() and not force:
-        raise UsageError(
-            f"{out_dir} already exists. Choose another output folder, or pass force=True "
-            "(--force) to replace it."
-        )
-    if work.exists() and not resume:
-        if not force:
-            raise UsageError(
-                f"An interrupted training run is in {work}. Pass resume=True (--resume) to "
-                "continue it, or force=True (--force) to start over."
-            )
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    run_file = work / RUN_FILE
-    signature = config.run_signature()
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
-        changes = _config_diff(previous, signature)
-        if changes:
-            raise UsageError(
-                f"Can't resume {work}: the config differs from the interrupted run's ("
-                + "; ".join(changes)
-                + "). Resume with the same settings, or pass force=True without resume."
-            )
-    else:
-        run_file.write_text(json.dumps(signature, indent=2), encoding="utf-8")
+    work = open_work_dir(config, photos_dir, out_dir, resume=resume, force=force)
 
     def emit(done: int, message: str, **data: Any) -> None:
         progress(ProgressEvent("train", done, config.max_train_steps, message, data))
