@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--channels-last", action="store_true", help="CPU: channels-last UNet (CUDA always is)"
     )
     parser.add_argument(
+        "--compare-channels-last",
+        action="store_true",
+        help="CPU: also time packshot's step with the other UNet memory layout, interleaved",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="CUDA: write a torch.profiler table of 2 steps"
     )
     parser.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
@@ -111,7 +116,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from packshot.runtime import return_freed_memory_to_os
     from packshot.train import TrainConfig
     from packshot.train.data import EncodedSet
-    from packshot.train.step import LoraTrainer, make_batch, save_memory_on_frozen_convs
+    from packshot.train.step import (
+        LoraTrainer,
+        make_batch,
+        save_memory_on_frozen_convs,
+        save_memory_on_geglu,
+    )
 
     if not args.device.startswith("cuda"):
         return_freed_memory_to_os()  # as `packshot train` does on the CPU
@@ -202,12 +212,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             torch.cuda.synchronize()
 
     # 3. Warm-up, then the timed steps (interleaved with bare steps when comparing).
-    convs = [m for m in unet.modules() if "forward" in vars(m)]  # the frozen-conv layers
+    patched = [m for m in unet.modules() if "forward" in vars(m)]  # frozen convs, GEGLU gates
 
     def bare_step() -> None:
-        """The diffusers example's UNet step: plain convs, unweighted MSE, same optimizer."""
-        for conv in convs:
-            del conv.forward  # back to nn.Conv2d.forward
+        """The diffusers example's UNet step: plain convs and GEGLU, unweighted MSE, same
+        optimizer."""
+        for module in patched:
+            del module.forward  # back to the class's forward
         noise, timesteps = trainer.draw_noise(batch, generator)
         noisy = trainer.noise_scheduler.add_noise(batch.latents, noise, timesteps)
         pred = unet(noisy, timesteps, batch.prompt_embeds, return_dict=False)[0]
@@ -216,18 +227,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=True)
         save_memory_on_frozen_convs(unet)
+        save_memory_on_geglu(unet)
 
     for _ in range(args.warmup):
         trainer.train_step(batch, generator)
     sync()
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
-    durations, bare = [], []
+    durations, bare, other_layout = [], [], []
     for _ in range(args.steps):
         start = time.perf_counter()
         trainer.train_step(batch, generator)
         sync()
         durations.append(time.perf_counter() - start)
+        if args.compare_channels_last and not on_cuda:
+            flip = torch.contiguous_format if args.channels_last else torch.channels_last
+            unet.to(memory_format=flip)
+            start = time.perf_counter()
+            trainer.train_step(batch, generator)
+            other_layout.append(time.perf_counter() - start)
+            back = torch.channels_last if args.channels_last else torch.contiguous_format
+            unet.to(memory_format=back)
         if args.compare_bare and not is_sdxl:
             start = time.perf_counter()
             bare_step()
@@ -294,6 +314,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["bare_seconds_per_step"] = round(sum(bare) / len(bare), 3)
         result["bare_step_seconds"] = [round(d, 3) for d in bare]
         result["ratio_to_bare_step"] = round(seconds / result["bare_seconds_per_step"], 3)
+    if other_layout:
+        # Same process, same load: the step with the other memory layout of the UNet.
+        key = "nchw" if args.channels_last else "channels_last"
+        result[f"{key}_seconds_per_step"] = round(sum(other_layout) / len(other_layout), 3)
+        result[f"{key}_step_seconds"] = [round(d, 3) for d in other_layout]
+        result[f"ratio_to_{key}"] = round(seconds / result[f"{key}_seconds_per_step"], 3)
     if on_cuda:
         name = torch.cuda.get_device_name(device)
         result["gpu"] = name
@@ -344,6 +370,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     if bare:
         print(f"bare diffusers-style UNet step, same run: {result['bare_seconds_per_step']:.2f} s")
+    for key in ("nchw", "channels_last"):
+        if f"{key}_seconds_per_step" in result:
+            print(
+                f"packshot's step with a {key} UNet, same run: "
+                f"{result[f'{key}_seconds_per_step']:.2f} s"
+            )
     print(f"wrote {args.json}")
     return result
 

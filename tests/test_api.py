@@ -96,6 +96,17 @@ def test_no_key_wrong_key_and_errors_are_json(studio) -> None:
     assert response.status_code == 422
 
 
+def test_security_headers_on_api_and_page(studio) -> None:
+    api = studio.client.get("/v1/products")  # an error response gets them too
+    page = studio.client.get("/")
+    for response in (api, page):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert api.headers["cache-control"] == "no-store"
+    assert page.status_code == 200 and page.headers.get("cache-control") != "no-store"
+
+
 def test_openapi_schema_is_served(studio) -> None:
     schema = studio.client.get("/openapi.json").json()
     assert "/v1/products/{product_id}/trainings" in schema["paths"]
@@ -427,6 +438,35 @@ def test_rate_limit_per_key(studio, cache_dir: Path, tmp_path: Path) -> None:
     assert int(limited.headers["retry-after"]) >= 1
     other = client.get("/v1/products", headers={"Authorization": f"Bearer {studio.b.key}"})
     assert other.status_code == 200  # per key
+
+
+def test_photo_limit_per_product(studio) -> None:
+    """At most `max_photos` a product: a request that would pass it is refused whole (409),
+    saying how many more fit, and stores nothing; what was accepted before stays."""
+    from fastapi.testclient import TestClient
+
+    from packshot.api.app import create_app
+    from packshot.api.settings import ApiSettings
+
+    settings = ApiSettings(service=studio.settings.service, max_photos=4, rate_limit=100000)
+    client = TestClient(create_app(settings, migrate=False))
+    client.headers["Authorization"] = f"Bearer {studio.a.key}"
+    made = client.post("/v1/products", json={"name": "limited", "class_name": "backpack"}).json()
+    photos = example_photos()
+    url = f"/v1/products/{made['id']}/photos"
+    files = [("files", (n, d, "application/octet-stream")) for n, d in photos[:3]]
+    assert client.post(url, files=files).json()["accepted"] == 3
+    folder = studio.settings.service.data_dir / "products" / made["id"] / "photos"
+    stored = sorted(folder.iterdir())
+    refused = client.post(url, files=[("files", (n, d, "image/jpeg")) for n, d in photos[3:5]])
+    assert refused.status_code == 409
+    assert "send at most 1 more" in refused.json()["error"]["message"]
+    assert sorted(folder.iterdir()) == stored  # nothing of the refused request kept
+    assert client.get(f"/v1/products/{made['id']}").json()["photo_count"] == 3
+    fourth = [("files", (photos[3][0], photos[3][1], "image/jpeg"))]
+    assert client.post(url, files=fourth).status_code == 201
+    full = client.post(url, files=files[:1])
+    assert full.status_code == 409 and "already has 4 photos" in full.json()["error"]["message"]
 
 
 def test_the_api_imports_no_torch() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from packshot import __version__
-from packshot.api import errors
-from packshot.api.deps import RateLimiter
+from packshot.api import errors, judging
+from packshot.api.deps import RateLimiter, close_intake_pool, intake_pool
 from packshot.api.routes import jobs, products, session
 from packshot.api.settings import ApiSettings
 from packshot.jobs import store
@@ -28,6 +30,34 @@ SECURITY_HEADERS = {
 }
 
 
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response, and `Cache-Control: no-store` under /v1/.
+
+    A plain ASGI middleware: Starlette's `@app.middleware("http")` runs each request in a
+    task of its own with a stream in between, a cost every request pays under load.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        no_store = scope["path"].startswith("/v1/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if no_store:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     """The app, its database (migrated to the newest schema unless told not to) and limits."""
     if migrate:
@@ -35,8 +65,10 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     db = store.Database(settings.service.database_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(app: FastAPI):
+        intake_pool(app).submit(judging.warm)  # the first upload finds intake loaded
         yield
+        close_intake_pool(app)
         db.dispose()
 
     app = FastAPI(
@@ -56,14 +88,7 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     app.state.limiter = RateLimiter(settings.rate_limit)
     errors.install(app)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith("/v1/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/v1/health", tags=["health"])
     def health() -> dict[str, str]:

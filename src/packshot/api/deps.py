@@ -7,13 +7,18 @@ CSRF token in `X-CSRF-Token`. Every request of a merchant counts against its rat
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import multiprocessing
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -32,13 +37,56 @@ def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """A session for the request, opened and closed on the event loop.
+
+    Closing only hands the connection back to the pool. Done in a sync dependency, that
+    would need one of the thread pool's 40 threads: under load, all 40 can be waiting for a
+    pooled connection that only such a closing frees, until the pool's 30 s timeout.
+    """
     with request.app.state.db.session() as session:
         yield session
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_db)]
+
+T = TypeVar("T")
+
+
+def intake_pool(app: Any) -> ProcessPoolExecutor:
+    """The app's process pool for intake (one process per two cores), made on first use."""
+    pool = getattr(app.state, "intake_pool", None)
+    if pool is None:
+        workers = max(1, (os.cpu_count() or 2) // 2)
+        # spawn, not fork: the web process has threads (the pool's, the database's).
+        context = multiprocessing.get_context("spawn")
+        pool = app.state.intake_pool = ProcessPoolExecutor(workers, mp_context=context)
+    return pool
+
+
+def close_intake_pool(app: Any) -> None:
+    pool = getattr(app.state, "intake_pool", None)
+    if pool is not None:
+        app.state.intake_pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def run_intake(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run intake's judging (CPU-bound Python and numpy, holding the GIL much of the time) in
+    the app's intake process, not on the web process's threads: 50 uploads at once queue
+    there, and the rest of the API keeps its core and its speed. `fn` and its arguments are
+    plain, picklable data (`packshot.api.judging`)."""
+    try:
+        return await asyncio.wrap_future(intake_pool(request.app).submit(fn, *args))
+    except BrokenProcessPool:
+        close_intake_pool(request.app)  # a new one on the next upload
+        raise ApiError(
+            503,
+            "Judging the photos stopped unexpectedly (the server may be short of memory). "
+            "Nothing of this upload was kept: send it again, or fewer or smaller photos.",
+            code="intake_failed",
+        ) from None
 
 
 class RateLimiter:

@@ -47,21 +47,41 @@ def utc(value: datetime | None) -> datetime | None:
 # -- the database ---------------------------------------------------------------------------
 
 
+# The web app runs its sync routes on anyio's thread pool (40 threads): a pool as large lets
+# every one of them hold a connection, so that none waits for another's request to finish.
+POOL_CONNECTIONS = 40
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine for `database_url`; SQLite gets WAL and a busy timeout (two processes write)."""
     if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"timeout": 30})
+        engine = create_engine(  # SQLite connections are cheap: keep them all open
+            database_url,
+            connect_args={"timeout": 30},
+            pool_size=POOL_CONNECTIONS,
+            max_overflow=POOL_CONNECTIONS // 4,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL's recommended durability: a commit no longer waits for an fsync (only a
+            # checkpoint does), so 50 clients writing at once are not queued behind the disk.
+            # The database stays consistent through any crash; a power cut may undo the last
+            # commits, never half of one.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=POOL_CONNECTIONS // 4,
+        max_overflow=POOL_CONNECTIONS - POOL_CONNECTIONS // 4,
+    )
 
 
 def migrate(database_url: str) -> None:

@@ -14,7 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 
-from packshot.api.deps import CurrentMerchant, SessionDep, SettingsDep
+from packshot.api import judging
+from packshot.api.deps import CurrentMerchant, SessionDep, SettingsDep, run_intake
 from packshot.api.errors import ApiError, not_found
 from packshot.api.schemas import (
     ErrorPublic,
@@ -55,6 +56,15 @@ def photos_dir(settings: ApiSettings, product_id: str) -> Path:
 
 def _photo_count(session: SessionDep, product_id: str) -> int:
     return session.scalar(select(func.count()).where(Photo.product_id == product_id)) or 0
+
+
+def _check_room(have: int, adding: int, most: int) -> None:
+    if have + adding > most:
+        raise ApiError(
+            409,
+            f"The product has {have} photos and may have {most}: send at most "
+            f"{max(0, most - have)} more.",
+        )
 
 
 def _product_public(session: SessionDep, product: Product) -> ProductPublic:
@@ -152,75 +162,6 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def _intake_config(settings: ApiSettings) -> Any:
-    from packshot.intake import IntakeConfig
-
-    return IntakeConfig(
-        max_file_bytes=settings.max_file_bytes,
-        max_pixels=int(settings.max_megapixels * 1_000_000),
-    )
-
-
-def _judge_and_store(
-    files: list[tuple[str, bytes]], folder: Path, settings: ApiSettings
-) -> list[dict[str, Any]]:
-    """Intake's verdict on each file; accepted ones re-encoded (PNG, no metadata) into `folder`."""
-    from packshot.intake import check_files, load_photo
-
-    config = _intake_config(settings)
-    report = check_files(files, config=config)
-    accepted = {photo.file: photo for photo in report.accepted}
-    rejected = {item.file: item for item in report.rejected}
-    skipped = {item.file: item for item in report.skipped}
-    folder.mkdir(parents=True, exist_ok=True)
-    results: list[dict[str, Any]] = []
-    for name, data in files:
-        if name in accepted:
-            photo_id = new_id("pho")
-            normalised = load_photo(data, name, config)
-            image = normalised.image
-            if normalised.mask is not None:  # the product's alpha travels as the PNG's alpha
-                image = image.copy()
-                image.putalpha(normalised.mask)
-            tmp = folder / f"{photo_id}.tmp"
-            image.save(tmp, format="PNG")
-            tmp.replace(folder / f"{photo_id}.png")
-            info = accepted[name]
-            results.append(
-                {
-                    "file_name": name,
-                    "status": "accepted",
-                    "id": photo_id,
-                    "width": info.width,
-                    "height": info.height,
-                    "warnings": list(info.warnings),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                }
-            )
-        elif name in rejected:
-            item = rejected[name]
-            results.append(
-                {
-                    "file_name": name,
-                    "status": "rejected",
-                    "reason": item.reason,
-                    "message": item.message,
-                }
-            )
-        else:
-            item = skipped.get(name)
-            reason = item.reason if item else "skipped"
-            results.append(
-                {
-                    "file_name": name,
-                    "status": "skipped",
-                    "reason": reason,
-                    "message": f"{name} is not a photo intake looks at ({reason} file).",
-                }
-            )
-    return results
-
-
 @router.post(
     "/products/{product_id}/photos",
     response_model=UploadPublic,
@@ -242,29 +183,55 @@ async def upload_photos(
 ):
     """Upload photos (multipart, `files` parts): each accepted with an id, or rejected with
     intake's reason. Size limits apply while the bytes arrive (413)."""
-    product = get_product(session, merchant.id, product_id)
-    have = _photo_count(session, product.id)
-    if have >= settings.max_photos:
-        raise ApiError(409, f"The product already has {have} photos, the most it may have.")
+    # The database is used on threads (never blocking the event loop), and no connection is
+    # held while the body arrives at the client's pace or while intake judges it.
+    have = await run_in_threadpool(_room_before_upload, session, merchant.id, product_id, settings)
     files = await read_files(request, settings.max_file_bytes, settings.max_request_bytes)
-    if have + len(files) > settings.max_photos:
-        raise ApiError(
-            409,
-            f"The product has {have} photos and may have {settings.max_photos}: send at most "
-            f"{settings.max_photos - have} more.",
-        )
-    folder = photos_dir(settings, product.id)
+    _check_room(have, len(files), settings.max_photos)
+    folder = photos_dir(settings, product_id)
     try:
-        results = await run_in_threadpool(_judge_and_store, files, folder, settings)
+        results = await run_intake(request, judging.judge_and_store, files, folder, settings)
     except PhotoSetError as exc:  # nothing but hidden/system files
         raise ApiError(422, " ".join(str(exc).split())) from None
+    return await run_in_threadpool(
+        _record_upload, session, merchant.id, product_id, results, folder, settings
+    )
+
+
+def _room_before_upload(
+    session: SessionDep, merchant_id: str, product_id: str, settings: ApiSettings
+) -> int:
+    product = get_product(session, merchant_id, product_id)
+    have = _photo_count(session, product.id)
+    session.commit()  # hands the connection back to the pool
+    if have >= settings.max_photos:
+        raise ApiError(409, f"The product already has {have} photos, the most it may have.")
+    return have
+
+
+def _record_upload(
+    session: SessionDep,
+    merchant_id: str,
+    product_id: str,
+    results: list[dict[str, Any]],
+    folder: Path,
+    settings: ApiSettings,
+) -> UploadPublic:
+    """The accepted photos' rows (their files are stored already), and the per-file results."""
+    stored = [item["id"] for item in results if item["status"] == "accepted"]
+    try:  # another upload may have landed meanwhile
+        _check_room(_photo_count(session, product_id), len(stored), settings.max_photos)
+    except ApiError:
+        for photo_id in stored:
+            (folder / f"{photo_id}.png").unlink(missing_ok=True)
+        raise
     photos: dict[str, Photo] = {}
     for item in results:
         if item["status"] == "accepted":
             photos[item["id"]] = Photo(
                 id=item["id"],
-                merchant_id=merchant.id,
-                product_id=product.id,
+                merchant_id=merchant_id,
+                product_id=product_id,
                 file_name=item["file_name"],
                 width=item["width"],
                 height=item["height"],
@@ -285,7 +252,7 @@ async def upload_photos(
             )
         else:
             out.append(UploadResult(**item))
-    (store.product_dir(settings.service.data_dir, product.id) / REPORT_CACHE).unlink(
+    (store.product_dir(settings.service.data_dir, product_id) / REPORT_CACHE).unlink(
         missing_ok=True
     )
     accepted = sum(r.status == "accepted" for r in out)
@@ -293,7 +260,7 @@ async def upload_photos(
         results=out,
         accepted=accepted,
         rejected=len(out) - accepted,
-        photo_count=_photo_count(session, product.id),
+        photo_count=_photo_count(session, product_id),
     )
 
 
@@ -345,24 +312,16 @@ def delete_photo(
     return Response(status_code=204)
 
 
-def _report(photos: list[Photo], folder: Path, settings: ApiSettings) -> dict[str, Any]:
-    from packshot.intake import check_files
-
-    items = [(p.file_name, (folder / f"{p.id}.png").read_bytes()) for p in photos]
-    return check_files(items, config=_intake_config(settings)).to_dict()
-
-
 @router.get("/products/{product_id}/report", response_model=dict[str, Any], responses=E)
 async def photo_report(
-    product_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
+    product_id: str,
+    request: Request,
+    session: SessionDep,
+    merchant: CurrentMerchant,
+    settings: SettingsDep,
 ):
     """The photo-set report: verdict (ready, usable, not enough), advice, per-photo findings."""
-    product = get_product(session, merchant.id, product_id)
-    photos = list(
-        session.scalars(
-            select(Photo).where(Photo.product_id == product.id).order_by(Photo.created_at, Photo.id)
-        )
-    )
+    photos = await run_in_threadpool(_product_photos, session, merchant.id, product_id)
     if not photos:
         return {
             "verdict": "not enough",
@@ -375,17 +334,31 @@ async def photo_report(
             "counts": {"accepted": 0},
         }
     key = hashlib.sha256("|".join(p.id for p in photos).encode()).hexdigest()
-    cache = store.product_dir(settings.service.data_dir, product.id) / REPORT_CACHE
+    cache = store.product_dir(settings.service.data_dir, product_id) / REPORT_CACHE
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
         if cached.get("key") == key:
             return cached["report"]
     except (OSError, ValueError):
         pass
-    report = await run_in_threadpool(_report, photos, photos_dir(settings, product.id), settings)
+    named = [(p.id, p.file_name) for p in photos]
+    report = await run_intake(
+        request, judging.report, named, photos_dir(settings, product_id), settings
+    )
     report.pop("directory", None)  # a server path: not the merchant's business
     buffer = io.StringIO()
     json.dump({"key": key, "report": report}, buffer)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(buffer.getvalue(), encoding="utf-8")
     return report
+
+
+def _product_photos(session: SessionDep, merchant_id: str, product_id: str) -> list[Photo]:
+    product = get_product(session, merchant_id, product_id)
+    photos = list(
+        session.scalars(
+            select(Photo).where(Photo.product_id == product.id).order_by(Photo.created_at, Photo.id)
+        )
+    )
+    session.commit()  # no connection held while intake judges the set
+    return photos
