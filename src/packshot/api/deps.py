@@ -33,7 +33,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
+    # async: a plain attribute read, not worth a hop to a thread (FastAPI runs sync
+    # dependencies on the thread pool)
     return request.app.state.settings
 
 

@@ -67,12 +67,14 @@ def _check_room(have: int, adding: int, most: int) -> None:
         )
 
 
-def _product_public(session: SessionDep, product: Product) -> ProductPublic:
+def _product_public(
+    session: SessionDep, product: Product, photo_count: int | None = None
+) -> ProductPublic:
     return ProductPublic(
         id=product.id,
         name=product.name,
         class_name=product.class_name,
-        photo_count=_photo_count(session, product.id),
+        photo_count=_photo_count(session, product.id) if photo_count is None else photo_count,
         created_at=store.utc(product.created_at),
     )
 
@@ -103,12 +105,18 @@ def create_product(body: ProductCreate, session: SessionDep, merchant: CurrentMe
 @router.get("/products", response_model=ProductsPublic, responses=E)
 def list_products(session: SessionDep, merchant: CurrentMerchant):
     """The merchant's products, newest first."""
-    products = session.scalars(
-        select(Product)
+    photos = (
+        select(func.count(Photo.id))
+        .where(Photo.product_id == Product.id)
+        .correlate(Product)
+        .scalar_subquery()
+    )
+    rows = session.execute(  # one query, not one count per product
+        select(Product, photos)
         .where(Product.merchant_id == merchant.id)
         .order_by(Product.created_at.desc(), Product.id)
     ).all()
-    data = [_product_public(session, p) for p in products]
+    data = [_product_public(session, product, count) for product, count in rows]
     return ProductsPublic(data=data, count=len(data))
 
 
