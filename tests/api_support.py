@@ -139,7 +139,13 @@ def webhook_receiver() -> Iterator[Receiver]:
 def studio_for(
     database_url: str, data_dir: Path, cache_dir: Path, **limits: Any
 ) -> Iterator[Studio]:
-    service = ServiceSettings(data_dir=data_dir, database_url=database_url, cache_dir=cache_dir)
+    # The webhook receiver is on loopback: allowed here as PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1 does.
+    service = ServiceSettings(
+        data_dir=data_dir,
+        database_url=database_url,
+        cache_dir=cache_dir,
+        webhook_allow_private=True,
+    )
     values = {"max_file_mb": 3.0, "max_request_mb": 12.0, "max_photos": 30, "rate_limit": 100000}
     values.update(limits)
     settings = ApiSettings(service=service, **values)
@@ -147,7 +153,7 @@ def studio_for(
     db = store.Database(database_url)
     os.environ["PACKSHOT_WORKER_THREADS"] = "1"
     runner = LocalRunner(service)
-    sender = WebhookSender(db, interval=0.1)
+    sender = WebhookSender(db, interval=0.1, allow_private=True)
     with webhook_receiver() as receiver, TestClient(app) as client:
         with db.session() as session:
             (ma, key_a), (mb, key_b) = (

@@ -933,7 +933,7 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     api = create_app(settings, migrate=False)
     runner = make_runner(service)
-    sender = WebhookSender(db)
+    sender = WebhookSender(db, allow_private=service.webhook_allow_private)
     runner.start()
     sender.start()
     err.print(f"packshot studio on http://{host}:{port} · data in {service.data_dir}")

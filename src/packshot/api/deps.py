@@ -27,6 +27,7 @@ from packshot.api.errors import ApiError
 from packshot.api.settings import ApiSettings
 from packshot.jobs import store
 from packshot.jobs.models import Merchant, WebSession
+from packshot.jobs.webhooks import WebhookUrlError, check_url
 
 SESSION_COOKIE = "packshot_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -111,6 +112,19 @@ class RateLimiter:
                 return 0.0
             self.buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+
+def check_webhook(settings: ApiSettings, url: str | None) -> None:
+    """Refuse (422) a create call's `webhook` that packshot must not deliver to: not http(s),
+    or a host that is or resolves to a loopback, private, link-local, multicast, reserved or
+    unspecified address (unless PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1). Every create call that
+    takes a `webhook` calls this; each delivery checks the address again."""
+    if url is None:
+        return
+    try:
+        check_url(url, allow_private=settings.service.webhook_allow_private)
+    except WebhookUrlError as exc:
+        raise ApiError(422, f"`webhook`: {exc}", code="invalid_webhook") from None
 
 
 def limit(request: Request, key: str) -> None:

@@ -21,6 +21,19 @@ from packshot.config import (
 from packshot.errors import UsageError
 
 DATABASE_FILE = "packshot.db"  # the SQLite database, in the data dir
+# Webhooks may go to loopback/private addresses (local development; off by default: SSRF).
+ENV_WEBHOOK_ALLOW_PRIVATE = "PACKSHOT_WEBHOOK_ALLOW_PRIVATE"
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: 1 is on; unset, empty or 0 is off; anything else is
+    an error rather than a guess."""
+    raw = os.environ.get(name, "").strip()
+    if raw in ("", "0"):
+        return False
+    if raw == "1":
+        return True
+    raise UsageError(f"{name} must be 1 (on) or 0 (off), got {raw!r}.")
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,7 @@ class ServiceSettings:
     database_url: str
     runner: str = "local"
     cache_dir: Path | None = None
+    webhook_allow_private: bool = False  # PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> ServiceSettings:
@@ -41,7 +55,13 @@ class ServiceSettings:
         runner = os.environ.get(ENV_RUNNER, "local").strip() or "local"
         if runner not in ("local", "ray"):
             raise UsageError(f"{ENV_RUNNER} must be local or ray, got {runner!r}.")
-        return cls(data_dir=data, database_url=url, runner=runner, cache_dir=default_cache_dir())
+        return cls(
+            data_dir=data,
+            database_url=url,
+            runner=runner,
+            cache_dir=default_cache_dir(),
+            webhook_allow_private=env_flag(ENV_WEBHOOK_ALLOW_PRIVATE),
+        )
 
     def environ(self) -> dict[str, str]:
         """The environment a worker process needs to see the same settings."""

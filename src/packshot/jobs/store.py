@@ -452,11 +452,14 @@ def due_webhooks(session: Session, limit: int = 20) -> list[WebhookDelivery]:
 WEBHOOK_BACKOFF = (5, 30, 120, 600, 1800, 7200)  # s before attempts 2, 3, …; then it gives up
 
 
-def record_attempt(session: Session, delivery: WebhookDelivery, error: str | None) -> None:
+def record_attempt(
+    session: Session, delivery: WebhookDelivery, error: str | None, *, give_up: bool = False
+) -> None:
+    """One delivery attempt: sent, retried later, or (after the last or with `give_up`) failed."""
     delivery.attempts += 1
     if error is None:
         delivery.status, delivery.last_error = "sent", None
-    elif delivery.attempts > len(WEBHOOK_BACKOFF):
+    elif give_up or delivery.attempts > len(WEBHOOK_BACKOFF):
         delivery.status, delivery.last_error = "failed", error
     else:
         delivery.last_error = error

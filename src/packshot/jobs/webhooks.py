@@ -4,6 +4,14 @@ The store records each webhook as a row (`WebhookDelivery`); `WebhookSender` (a 
 `packshot serve` process) sends the due ones. Signing follows Standard Webhooks: headers
 `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256>` of
 `"{id}.{timestamp}.{body}"`, keyed with the merchant's secret (`whsec_<base64>`).
+
+Webhook URLs are the merchant's, so they are checked against server-side request forgery:
+only http(s), and only to public addresses unless the operator allows private ones
+(`PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1`, for local development). `check_url` runs when a job is
+created; each delivery resolves the host once more, checks every address, and connects to the
+address it checked (the URL's host stays in the Host header and the TLS SNI), so a name that
+re-resolves to an internal address later (DNS rebinding) is refused. Redirects are never
+followed.
 """
 
 from __future__ import annotations
@@ -11,17 +19,181 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from packshot.errors import UsageError
 from packshot.jobs import store
 from packshot.jobs.models import Merchant
 
 log = logging.getLogger("packshot.webhooks")
 TIMEOUT_S = 10.0
+SCHEMES = ("http", "https")
+ALLOW_PRIVATE_HINT = "PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1"
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# host, port → the addresses it resolves to (socket.getaddrinfo by default; tests pass others).
+Resolver = Callable[[str, int], list[str]]
+
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class WebhookUrlError(UsageError):
+    """A webhook URL packshot won't deliver to (HTTP 422 at create time)."""
+
+
+class WebhookHostUnresolved(WebhookUrlError):
+    """The webhook URL's host does not resolve (at delivery: maybe for now, so retried)."""
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, in the resolver's order, without repeats."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise WebhookHostUnresolved(
+            f"The webhook URL's host {host!r} does not resolve ({exc}): check the URL."
+        ) from None
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = str(sockaddr[0]).split("%", 1)[0]  # an IPv6 scope id is not part of it
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def address_problem(address: Address) -> str | None:
+    """Why webhooks must not go to this address ("a loopback address", …); None if public."""
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one reaches that IPv4 address: judge that one.
+        inner: ipaddress.IPv4Address | None = address.ipv4_mapped or address.sixtofour
+        if inner is None and address.teredo is not None:
+            inner = address.teredo[1]
+        if inner is None and address in NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            problem = address_problem(inner)
+            if problem:
+                return f"an IPv6 address embedding {inner}, {problem}"
+    checks = (
+        (address.is_unspecified, "the unspecified address"),
+        (address.is_loopback, "a loopback address"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_reserved, "a reserved address"),
+        (isinstance(address, ipaddress.IPv6Address) and address.is_site_local, "a private address"),
+        (address.is_private, "a private address"),
+        (not address.is_global, "not a public address"),
+    )
+    for flag, problem in checks:
+        if flag:
+            return problem
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked webhook URL: the parsed URL and the addresses to connect to."""
+
+    url: Any  # httpx.URL
+    addresses: tuple[str, ...]
+
+
+def _parse(url: str) -> Any:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise WebhookUrlError(f"The webhook URL is not a valid URL ({exc}).") from None
+    if parsed.scheme not in SCHEMES:
+        raise WebhookUrlError(
+            f"The webhook URL must start with http:// or https://, not {parsed.scheme or '?'}:."
+        )
+    if not parsed.host:
+        raise WebhookUrlError("The webhook URL has no host: send e.g. https://example.com/hook.")
+    return parsed
+
+
+def check_url(url: str, *, allow_private: bool, resolve: Resolver | None = None) -> Target:
+    """The URL parsed and its host resolved, every address checked; else `WebhookUrlError`.
+
+    With `allow_private` any address is allowed (local development), but the scheme still
+    has to be http or https.
+    """
+    parsed = _parse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        addresses = [str(ipaddress.ip_address(parsed.host))]  # a literal address
+        literal = True
+    except ValueError:
+        addresses = (resolve or resolve_host)(parsed.host, port)
+        literal = False
+    if not addresses:
+        raise WebhookHostUnresolved(f"The webhook URL's host {parsed.host!r} has no address.")
+    if not allow_private:
+        for address in addresses:
+            problem = address_problem(ipaddress.ip_address(address))
+            if problem:
+                named = parsed.host if literal else f"{parsed.host} ({address})"
+                raise WebhookUrlError(
+                    f"The webhook URL's host {named} is {problem}: packshot only delivers "
+                    "webhooks to public addresses. Use a public URL (or, for local "
+                    f"development, run the server with {ALLOW_PRIVATE_HINT})."
+                )
+    return Target(url=parsed, addresses=tuple(addresses))
+
+
+def deliver(
+    client: Any,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    allow_private: bool,
+    resolve: Resolver | None = None,
+) -> tuple[str | None, bool]:
+    """POST `body` to `url`, connecting only to addresses `check_url` allowed.
+
+    Returns (error or None, whether to give up): a refused address is not retried.
+    """
+    import httpx
+
+    try:
+        target = check_url(url, allow_private=allow_private, resolve=resolve)
+    except WebhookHostUnresolved as exc:
+        return str(exc), False  # DNS may answer next time
+    except WebhookUrlError as exc:
+        return f"refused: {exc}", True
+    host = target.url.host
+    headers = {**headers, "host": target.url.netloc.decode("ascii"), "connection": "close"}
+    extensions = {"sni_hostname": host} if target.url.scheme == "https" else {}
+    error: str | None = None
+    for address in target.addresses:
+        try:
+            response = client.post(
+                target.url.copy_with(host=address),
+                content=body,
+                headers=headers,
+                extensions=extensions,
+                follow_redirects=False,
+            )
+        except httpx.ConnectError:
+            error = "ConnectError"
+            continue  # the next address of the same host, as a browser would
+        except Exception as exc:  # timeout, TLS failure, protocol error
+            return type(exc).__name__, False
+        if 200 <= response.status_code < 300:
+            return None, False
+        return f"HTTP {response.status_code}", False
+    return error, False
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -45,11 +217,24 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int =
 
 
 class WebhookSender:
-    """Sends due webhooks every `interval` seconds until stopped."""
+    """Sends due webhooks every `interval` seconds until stopped.
 
-    def __init__(self, db: store.Database, interval: float = 0.25):
+    `allow_private` lets deliveries go to loopback and private addresses (local development,
+    `PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1`); `resolve` replaces DNS (tests).
+    """
+
+    def __init__(
+        self,
+        db: store.Database,
+        interval: float = 0.25,
+        *,
+        allow_private: bool = False,
+        resolve: Resolver | None = None,
+    ):
         self.db = db
         self.interval = interval
+        self.allow_private = allow_private
+        self.resolve = resolve
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -63,9 +248,7 @@ class WebhookSender:
             self.thread.join(timeout=TIMEOUT_S + 2)
 
     def _loop(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client:
+        with make_client() as client:
             while not self.stopping.is_set():
                 try:
                     sent = self.send_due(client)
@@ -81,7 +264,7 @@ class WebhookSender:
             for delivery in due:
                 merchant = session.get(Merchant, delivery.merchant_id)
                 if merchant is None:
-                    store.record_attempt(session, delivery, "merchant deleted")
+                    store.record_attempt(session, delivery, "merchant deleted", give_up=True)
                     continue
                 body = json.dumps(delivery.payload, separators=(",", ":")).encode()
                 stamp = int(time.time())
@@ -92,21 +275,38 @@ class WebhookSender:
                     "webhook-timestamp": str(stamp),
                     "webhook-signature": sign(merchant.webhook_secret, delivery.id, stamp, body),
                 }
-                error = None
-                try:
-                    response = client.post(delivery.url, content=body, headers=headers)
-                    if not 200 <= response.status_code < 300:
-                        error = f"HTTP {response.status_code}"
-                except Exception as exc:  # connection refused, timeout, bad URL
-                    error = type(exc).__name__
+                error, give_up = deliver(
+                    client,
+                    delivery.url,
+                    body,
+                    headers,
+                    allow_private=self.allow_private,
+                    resolve=self.resolve,
+                )
                 # Only the host goes to the log: URLs may carry tokens.
                 if error:
                     log.info("webhook %s to %s failed: %s", delivery.id, _host(delivery.url), error)
-                store.record_attempt(session, delivery, error)
+                store.record_attempt(session, delivery, error, give_up=give_up)
             return len(due)
+
+
+def make_client() -> Any:
+    """The HTTP client deliveries use: no redirects, no proxies from the environment (the
+    address checked must be the one connected to), a fresh connection per delivery."""
+    import httpx
+
+    return httpx.Client(
+        timeout=TIMEOUT_S,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
 
 def _host(url: str) -> str:
     from urllib.parse import urlsplit
 
-    return urlsplit(url).hostname or "?"
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select
 
-from packshot.api.deps import CurrentMerchant, SessionDep, SettingsDep
+from packshot.api.deps import CurrentMerchant, SessionDep, SettingsDep, check_webhook
 from packshot.api.errors import ApiError, not_found
 from packshot.api.routes.products import get_product, photos_dir
 from packshot.api.schemas import (
@@ -127,6 +127,7 @@ def create_training(
 ):
     """Start training the product's model on its photos (the `packshot train` options)."""
     product = get_product(session, merchant.id, product_id)
+    check_webhook(settings, body.webhook)
     has_photos = session.scalars(select(Photo.id).where(Photo.product_id == product.id)).first()
     if has_photos is None:
         raise ApiError(409, "The product has no photos yet: upload 5–40 photos, then train.")
@@ -360,6 +361,7 @@ def create_shoot(
     from packshot.shoot import load_presets
 
     product = get_product(session, merchant.id, product_id)
+    check_webhook(settings, body.webhook)
     unknown = [p for p in body.presets if p not in load_presets()]
     if unknown:
         raise ApiError(
