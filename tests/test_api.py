@@ -422,6 +422,41 @@ def test_cookie_session_with_csrf(studio) -> None:
     assert browser.get("/v1/products").status_code == 401
 
 
+def test_expired_sessions_are_cleaned_up_on_sign_in(studio) -> None:
+    """A session past its expiry stops working, and the next sign-in (anyone's) deletes it;
+    sessions still valid stay."""
+    import hashlib
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select, update
+
+    from packshot.jobs import store
+    from packshot.jobs.models import WebSession
+
+    def signed_in(key: str) -> tuple[TestClient, str]:
+        browser = TestClient(studio.client.app)
+        assert browser.post("/v1/session", json={"key": key}).status_code == 200
+        token = browser.cookies["packshot_session"]
+        return browser, hashlib.sha256(token.encode()).hexdigest()
+
+    old, old_id = signed_in(studio.a.key)
+    live, live_id = signed_in(studio.b.key)
+    with studio.db.session() as session:  # a day goes by for the first one
+        session.execute(
+            update(WebSession)
+            .where(WebSession.id == old_id)
+            .values(expires_at=store.now() - timedelta(minutes=1))
+        )
+        session.commit()
+    assert old.get("/v1/products").status_code == 401
+    _new, new_id = signed_in(studio.a.key)
+    with studio.db.session() as session:
+        ids = set(session.scalars(select(WebSession.id)))
+    assert old_id not in ids and {live_id, new_id} <= ids
+    assert live.get("/v1/products").status_code == 200
+
+
 def test_rate_limit_per_key(studio, cache_dir: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

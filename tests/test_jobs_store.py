@@ -134,3 +134,31 @@ def test_webhooks_are_signed_and_retried_with_back_off(db: store.Database) -> No
         assert verify(merchant.webhook_secret, received["headers"], received["body"])
         tampered = received["body"].replace(b"running", b"succeeded")
         assert not verify(merchant.webhook_secret, received["headers"], tampered)
+
+
+def test_expired_and_revoked_sessions_are_deleted(db: store.Database) -> None:
+    from datetime import timedelta
+
+    from packshot.jobs.models import WebSession
+
+    with db.session() as session:
+        a, _ = store.create_merchant(session, "A")
+        b, _ = store.create_merchant(session, "B")
+        moment = store.now()
+        session.add_all(
+            [
+                WebSession(id="old", merchant_id=a.id, csrf_token="x", expires_at=moment),
+                WebSession(
+                    id="new", merchant_id=a.id, csrf_token="x", expires_at=moment + timedelta(1)
+                ),
+                WebSession(
+                    id="b", merchant_id=b.id, csrf_token="x", expires_at=moment + timedelta(1)
+                ),
+            ]
+        )
+        session.commit()
+        assert store.purge_expired_sessions(session, at=moment) == 0  # not before its expiry
+        assert store.purge_expired_sessions(session) == 1
+        assert sorted(session.scalars(select(WebSession.id))) == ["b", "new"]
+        store.revoke_merchant(session, a.id)  # a revoked key's browsers are signed out
+        assert sorted(session.scalars(select(WebSession.id))) == ["b"]

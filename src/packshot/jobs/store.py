@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, delete, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from packshot.errors import UsageError
@@ -27,6 +27,7 @@ from packshot.jobs.models import (
     Merchant,
     ShotRow,
     WebhookDelivery,
+    WebSession,
     new_id,
     now,
 )
@@ -179,11 +180,24 @@ def find_merchant(session: Session, ref: str) -> Merchant:
 
 
 def revoke_merchant(session: Session, ref: str) -> Merchant:
+    """Revoke a merchant's key; its signed-in browsers are signed out."""
     merchant = find_merchant(session, ref)
     if merchant.revoked_at is None:
         merchant.revoked_at = now()
-        session.commit()
+    session.execute(delete(WebSession).where(WebSession.merchant_id == merchant.id))
+    session.commit()
     return merchant
+
+
+def purge_expired_sessions(session: Session, at: datetime | None = None) -> int:
+    """Delete the web sessions that expired before `at` (now); how many were deleted.
+
+    Sign-in calls this, so the table holds at most the sessions started within one session
+    lifetime (`ApiSettings.session_hours`): only sign-ins add rows.
+    """
+    result = session.execute(delete(WebSession).where(WebSession.expires_at < (at or now())))
+    session.commit()
+    return result.rowcount or 0
 
 
 # -- the queue ------------------------------------------------------------------------------

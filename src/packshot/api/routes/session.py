@@ -47,6 +47,7 @@ def sign_in(
     merchant = store.merchant_for_key(session, body.key.strip())
     if merchant is None:
         raise ApiError(401, "This API key is not valid (or was revoked).")
+    store.purge_expired_sessions(session)  # expired sign-ins go as new ones come
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(hours=settings.session_hours)
     session.add(
