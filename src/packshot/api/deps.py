@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -93,25 +94,49 @@ async def run_intake(request: Request, fn: Callable[..., T], *args: Any) -> T:
 
 
 class RateLimiter:
-    """A token bucket per key: `rate` requests a minute, bursts of up to `rate`."""
+    """A token bucket per key: `rate` requests a minute, bursts of up to `rate`.
 
-    def __init__(self, rate_per_minute: int):
+    In memory, in the one web process of `packshot serve` (several web processes would each
+    count on their own: see the README). A key missing from `buckets` has a full bucket, so
+    a bucket idle long enough to have refilled is dropped: `buckets` holds only the keys used
+    within the last minute, and never more than `max_keys` (the least recently used go first,
+    which can only ever be lenient to them).
+    """
+
+    def __init__(
+        self,
+        rate_per_minute: int,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.rate = rate_per_minute / 60.0
         self.capacity = float(rate_per_minute)
-        self.buckets: dict[str, tuple[float, float]] = {}
+        self.refill_s = self.capacity / self.rate  # an empty bucket is full again after this
+        self.max_keys = max_keys
+        self.clock = clock
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # oldest use first
         self.lock = threading.Lock()
 
     def take(self, key: str) -> float:
         """0 when allowed, else the seconds to wait."""
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
-            tokens, last = self.buckets.get(key, (self.capacity, now))
+            self._evict(now)
+            tokens, last = self.buckets.pop(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
             if tokens >= 1:
                 self.buckets[key] = (tokens - 1, now)
                 return 0.0
             self.buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+    def _evict(self, now: float) -> None:
+        while self.buckets:
+            _tokens, last = next(iter(self.buckets.values()))
+            if now - last < self.refill_s and len(self.buckets) < self.max_keys:
+                return
+            self.buckets.popitem(last=False)
 
 
 def check_webhook(settings: ApiSettings, url: str | None) -> None:

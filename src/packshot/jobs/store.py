@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -309,13 +310,31 @@ class JobConflict(UsageError):
     """The job is not in a state that allows this (HTTP 409)."""
 
 
+# When each running job last queued a progress webhook, in the process that stores its events
+# (the one worker of the local runner, or the Ray runner in `packshot serve`): one process
+# per job at a time, so memory is the right place. Finished jobs leave it; so does any entry
+# older than the interval once it holds many (a job deleted while it ran).
 _last_progress_webhook: dict[str, float] = {}
+_PROGRESS_THROTTLE_KEYS = 1024
+
+
+def progress_webhook_due(job_id: str, clock: float) -> bool:
+    """Whether a progress webhook for this job may go now (at most every 500 ms per job)."""
+    if clock - _last_progress_webhook.get(job_id, float("-inf")) < PROGRESS_WEBHOOK_INTERVAL:
+        return False
+    if len(_last_progress_webhook) >= _PROGRESS_THROTTLE_KEYS:
+        for stale in [
+            key
+            for key, last in _last_progress_webhook.items()
+            if clock - last >= PROGRESS_WEBHOOK_INTERVAL
+        ]:
+            del _last_progress_webhook[stale]
+    _last_progress_webhook[job_id] = clock
+    return True
 
 
 def add_event(session: Session, job_id: str, event: dict[str, Any]) -> None:
     """Store one progress event (relative paths, see `execute.relative_event`)."""
-    import time
-
     data = event.get("data") or {}
     kind = str(data.get("event") or "progress")
     progress = {
@@ -334,12 +353,13 @@ def add_event(session: Session, job_id: str, event: dict[str, Any]) -> None:
             job.progress = progress
         if kind == "shot" and job.kind == "shoot" and data.get("path"):
             add_shot(session, job, str(data["path"]), {})
-        if job.webhook and kind in WEBHOOK_EVENTS:
-            # At most every 500 ms per job (notable events too: the next one carries on).
-            clock = time.monotonic()
-            if clock - _last_progress_webhook.get(job_id, 0.0) >= PROGRESS_WEBHOOK_INTERVAL:
-                _last_progress_webhook[job_id] = clock
-                _webhook(session, job, "job.progress")
+        # At most every 500 ms per job (notable events too: the next one carries on).
+        if (
+            job.webhook
+            and kind in WEBHOOK_EVENTS
+            and progress_webhook_due(job_id, time.monotonic())
+        ):
+            _webhook(session, job, "job.progress")
     session.commit()
 
 
