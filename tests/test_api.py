@@ -74,6 +74,32 @@ def shoot(studio, product, training) -> dict:
     return studio.wait(studio.a, f"/v1/shoots/{created.json()['id']}", ("succeeded", "failed"))
 
 
+PLACEMENT = {
+    "descriptions": ["on a marble kitchen counter, soft morning light"],
+    "presets": ["studio"],
+    "n": 2,
+    "steps": 2,
+    "seed": 3,
+    "aspect": "4:5",
+    "model": "tiny-inpaint",
+}
+
+
+@pytest.fixture(scope="module")
+def placement(studio, product) -> dict:
+    """Pixel-true mode on one of the product's DreamBench photos, through the real worker."""
+    photo = studio.a.get(f"/v1/products/{product['id']}/photos").json()["data"][0]
+    created = studio.a.post(
+        f"/v1/products/{product['id']}/placements",
+        json={**PLACEMENT, "photo_id": photo["id"], "webhook": studio.receiver.url},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["status"] == "queued" and body["photo_id"] == photo["id"]
+    assert "photo" not in body["request"]  # the merchant's request, never a server path
+    return studio.wait(studio.a, f"/v1/placements/{body['id']}", ("succeeded", "failed"))
+
+
 # -- auth and errors --------------------------------------------------------------------------
 
 
@@ -332,13 +358,145 @@ def test_shoot_checks_its_request(studio, product) -> None:
     )
 
 
+# -- placements (pixel-true mode) --------------------------------------------------------------
+
+
+def test_placement_keeps_the_products_pixels(studio, product, placement) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from packshot.place import GUARANTEE_BAND_PX, compose
+    from packshot.testing.placing import erode_square
+
+    assert placement["status"] == "succeeded", placement
+    assert placement["cutout"]["source"] == "grabcut"  # no model offline: the fallback
+    assert any("GrabCut" in w for w in placement["warnings"])
+    cutout = studio.a.get(placement["cutout"]["url"])
+    assert cutout.status_code == 200
+    rgba = np.asarray(Image.open(io.BytesIO(cutout.content)).convert("RGBA"))
+    pixels, mask = rgba[..., :3], (rgba[..., 3] > 127).astype(np.uint8)
+    assert 0.01 < mask.mean() < 0.9
+    shots = placement["shots"]
+    assert [s["seed"] for s in shots] == [3, 4]
+    for shot in shots:
+        assert shot["composition"] == "hero" and shot["preset"] == "studio"
+        assert shot["scores"]["dino"] is not None
+        assert shot["product_missing"] == (shot["scores"]["present"] is False)
+        image = studio.a.get(shot["url"])
+        assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+        out = np.asarray(Image.open(io.BytesIO(image.content)).convert("RGB"))
+        assert out.shape[1::-1] == (shot["width"], shot["height"])
+        assert shot["width"] * 5 == shot["height"] * 4  # 4:5
+        # The guarantee, on what the API delivers: inside the product's mask less the band,
+        # the product's own pixels as placed.
+        placed, _ = compose.place_product(
+            pixels, mask, (shot["width"], shot["height"]), compose.get_composition("hero")
+        )
+        x, y, w, h = placed.box
+        assert shot["placement"] == {
+            "x": x,
+            "y": y,
+            "width": w,
+            "height": h,
+            "scale": placed.to_dict()["scale"],
+        }
+        inner = erode_square(placed.mask, GUARANTEE_BAND_PX)
+        assert inner.sum() > 50
+        assert np.array_equal(out[inner], placed.rgb[inner])
+    archive = zipfile.ZipFile(io.BytesIO(studio.a.get(placement["download_url"]).content))
+    names = archive.namelist()
+    assert sum(n.endswith(".png") and "place-" in n for n in names) == 2
+    assert {"place.json", "scores.json", "contact-sheet.png", "cutout.png"} <= set(names)
+    assert studio.a.get(placement["contact_sheet_url"]).status_code == 200
+    listed = studio.a.get(f"/v1/products/{product['id']}/placements").json()
+    assert placement["id"] in [p["id"] for p in listed["data"]]
+
+
+def test_placement_events_and_webhooks(studio, placement) -> None:
+    import time
+
+    events = studio.a.get(f"/v1/placements/{placement['id']}/events").text
+    kinds = [
+        line.removeprefix("event: ") for line in events.splitlines() if line.startswith("event:")
+    ]
+    assert "cutout" in kinds and kinds.count("shot") == 2 and kinds[-2:] == ["done", "end"]
+    assert str(studio.settings.service.data_dir) not in events  # no server paths leave
+    deadline = time.monotonic() + 10
+    mine: list = []
+    while time.monotonic() < deadline:
+        mine = [r for r in studio.receiver.received if r["json"]["data"]["id"] == placement["id"]]
+        if mine and mine[-1]["json"]["type"] == "job.succeeded":
+            break
+        time.sleep(0.2)
+    assert mine[0]["json"]["type"] == "job.started" and mine[-1]["json"]["type"] == "job.succeeded"
+    assert mine[-1]["json"]["data"]["url"] == f"/v1/placements/{placement['id']}"
+    assert all(verify(studio.a.secret, d["headers"], d["body"]) for d in mine)
+
+
+def test_placement_checks_its_request(studio, product) -> None:
+    url = f"/v1/products/{product['id']}/placements"
+    photo = studio.a.get(f"/v1/products/{product['id']}/photos").json()["data"][0]
+    good = {**PLACEMENT, "photo_id": photo["id"]}
+
+    def error(body: dict, status: int) -> str:
+        response = studio.a.post(url, json=body)
+        assert response.status_code == status, (body, response.text)
+        return response.json()["error"]["message"]
+
+    assert "photo" in error({**good, "photo_id": "pho_nope"}, 404)
+    other = studio.a.post("/v1/products", json={"name": "mug", "class_name": "mug"}).json()
+    upload(studio.a, other["id"], example_photos()[:1])
+    other_photo = studio.a.get(f"/v1/products/{other['id']}/photos").json()["data"][0]
+    error({**good, "photo_id": other_photo["id"]}, 404)  # another product's photo
+    error({**good, "descriptions": []}, 422)
+    assert "blank" in error({**good, "descriptions": ["   "]}, 422)
+    assert "`aspect`" in error({**good, "aspect": "2:7"}, 422)
+    assert "held or worn" in error({**good, "presets": ["in-hand"]}, 422)
+    assert "nope" in error({**good, "presets": ["nope"]}, 422)
+    assert "keep_framing" in error({**good, "keep_framing": True}, 422)  # with an aspect
+    error({**good, "model": "/etc/passwd"}, 422)
+    error({**good, "training_id": "trn_nope"}, 404)
+    error({**good, "n": 0}, 422)
+    error({key: v for key, v in good.items() if key != "photo_id"}, 422)
+
+
+def test_placement_without_a_visible_product_fails_clearly(studio) -> None:
+    import numpy as np
+    from PIL import Image
+
+    fresh = studio.a.post("/v1/products", json={"name": "grey", "class_name": "box"}).json()
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(buffer, format="PNG")
+    assert upload(studio.a, fresh["id"], [("grey.png", buffer.getvalue())]).status_code == 201
+    photo = studio.a.get(f"/v1/products/{fresh['id']}/photos").json()["data"][0]
+    created = studio.a.post(
+        f"/v1/products/{fresh['id']}/placements",
+        json={**PLACEMENT, "photo_id": photo["id"], "n": 1},
+    )
+    assert created.status_code == 201, created.text
+    final = studio.wait(studio.a, f"/v1/placements/{created.json()['id']}", ("succeeded", "failed"))
+    assert final["status"] == "failed" and final["error"]["code"] == "job_failed"
+    assert "No product found" in final["error"]["message"] and final["shots"] == []
+    response = studio.a.get(final["download_url"])
+    assert response.status_code == 409 and response.json()["error"]["code"] == "conflict"
+
+
+def test_presets_say_which_keep_the_pixels(studio) -> None:
+    presets = {p["name"]: p for p in studio.a.get("/v1/presets").json()}
+    assert presets["studio"]["composition"] == "hero"
+    assert presets["flat-lay"]["composition"] == "flat-lay"
+    assert presets["in-hand"]["composition"] is None
+
+
 # -- scoping: another merchant's ids are 404 on every route ------------------------------------
 
 
-def test_every_route_hides_other_merchants_objects(studio, product, training, shoot) -> None:
+def test_every_route_hides_other_merchants_objects(
+    studio, product, training, shoot, placement
+) -> None:
     photo = studio.a.get(f"/v1/products/{product['id']}/photos").json()["data"][0]
     shot = shoot["shots"][0]
-    p, t, s = product["id"], training["id"], shoot["id"]
+    p, t, s, pl = product["id"], training["id"], shoot["id"], placement["id"]
     routes = [
         ("GET", f"/v1/products/{p}", None),
         ("DELETE", f"/v1/products/{p}", None),
@@ -361,6 +519,15 @@ def test_every_route_hides_other_merchants_objects(studio, product, training, sh
         ("GET", f"/v1/shoots/{s}/download", None),
         ("GET", f"/v1/shoots/{s}/contact-sheet", None),
         ("GET", f"/v1/shots/{shot['id']}/image", None),
+        ("GET", f"/v1/shots/{placement['shots'][0]['id']}/image", None),
+        ("POST", f"/v1/products/{p}/placements", {"photo_id": photo["id"], "descriptions": ["x"]}),
+        ("GET", f"/v1/products/{p}/placements", None),
+        ("GET", f"/v1/placements/{pl}", None),
+        ("POST", f"/v1/placements/{pl}/cancel", None),
+        ("GET", f"/v1/placements/{pl}/events", None),
+        ("GET", f"/v1/placements/{pl}/download", None),
+        ("GET", f"/v1/placements/{pl}/contact-sheet", None),
+        ("GET", f"/v1/placements/{pl}/cutout", None),
     ]
     # Every /v1 route with an id is in the list (a new route must be added here).
     schema = studio.client.get("/openapi.json").json()
@@ -372,7 +539,7 @@ def test_every_route_hides_other_merchants_objects(studio, product, training, sh
     }
     import re
 
-    listed = {(m, re.sub(r"/(prd|pho|trn|sht|shot)_[\w-]+", "/{id}", u)) for m, u, _ in routes}
+    listed = {(m, re.sub(r"/(prd|pho|trn|sht|plc|shot)_[\w-]+", "/{id}", u)) for m, u, _ in routes}
     templated = {(m, re.sub(r"\{[a-z_]+(:path)?\}", "{id}", u)) for m, u in with_ids}
     templated = {(m, u.replace("/files/{id}", "/files/packshot.json")) for m, u in templated}
     assert templated <= listed, templated - listed
@@ -386,9 +553,24 @@ def test_every_route_hides_other_merchants_objects(studio, product, training, sh
             response = studio.client.request(method, url, headers=headers, json=body)
         assert response.status_code == 404, (method, url, response.status_code)
         assert response.json()["error"]["code"] == "not_found"
+    # Nor can another merchant's photo or training be named from one's own product.
+    own = studio.b.post("/v1/products", json={"name": "b's bag", "class_name": "bag"}).json()
+    upload(studio.b, own["id"], example_photos()[:1])
+    own_photo = studio.b.get(f"/v1/products/{own['id']}/photos").json()["data"][0]
+    for body in (
+        {"photo_id": photo["id"], "descriptions": ["x"]},
+        {"photo_id": own_photo["id"], "descriptions": ["x"], "training_id": t},
+    ):
+        response = studio.b.post(f"/v1/products/{own['id']}/placements", json=body)
+        assert response.status_code == 404, response.text
+    response = studio.b.post(
+        f"/v1/products/{own['id']}/shoots", json={"descriptions": ["x"], "training_id": t}
+    )
+    assert response.status_code == 404
     # …and they are all still there for their owner.
     assert studio.a.get(f"/v1/products/{p}").status_code == 200
     assert studio.a.get(f"/v1/photos/{photo['id']}/image").status_code == 200
+    assert studio.a.get(f"/v1/placements/{pl}").status_code == 200
 
 
 # -- the page's session -----------------------------------------------------------------------

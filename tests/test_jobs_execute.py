@@ -1,4 +1,4 @@
-"""The runner seam: `run_job` trains and shoots in a folder, cancels, and resumes."""
+"""The runner seam: `run_job` trains, shoots and places in a folder, cancels, and resumes."""
 
 from __future__ import annotations
 
@@ -104,6 +104,49 @@ def test_shoot_continues_without_rendering_again(trained, tmp_path: Path) -> Non
     messages = [e.message for e in second if e.data.get("event") == "shot"]
     assert sum("(kept)" in m for m in messages) == len(kept)
     assert {i["file"] for i in result["images"]} >= {f"shots/{n}" for n in kept}
+
+
+def test_placement_continues_with_the_same_seed(cache_dir: Path, tmp_path: Path) -> None:
+    """A placement given no seed picks one, keeps it in its folder, and a re-run after a
+    cancel renders only the missing shots, with the seeds the first run planned."""
+    from packshot.jobs.execute import EXECUTORS, JOB_KINDS
+    from packshot.testing.placing import write_photo
+
+    assert "placement" in JOB_KINDS and "placement" in EXECUTORS
+    photo, _mask = write_photo(tmp_path / "photo")
+    params = {
+        "photo": str(photo),
+        "descriptions": ["on a marble kitchen counter"],
+        "count": 3,
+        "num_inference_steps": 2,
+        "model": "tiny-inpaint",
+        "cutout_model": "grabcut",
+    }
+    workdir = tmp_path / "job"
+    first: list[ProgressEvent] = []
+
+    def cancel_after_first_shot() -> bool:
+        return any(e.data.get("event") == "shot" for e in first)
+
+    with pytest.raises(JobCanceled):
+        run_job("placement", params, workdir, first.append, cancel_after_first_shot)
+    written = sorted(p.name for p in (workdir / "placements").glob("*.png"))
+    written = [n for n in written if n != "contact-sheet.png"]
+    assert 1 <= len(written) < 3  # canceled within one shot
+    kept = {n: (workdir / "placements" / n).stat().st_mtime_ns for n in written}
+    seed = int((workdir / "seed.txt").read_text())
+
+    second: list[ProgressEvent] = []
+    result = run_job("placement", params, workdir, second.append, _never)
+    assert [shot["seed"] for shot in result["shots"]] == [seed, seed + 1, seed + 2]
+    assert [shot["reused"] for shot in result["shots"]] == [i < len(kept) for i in range(3)]
+    for name, mtime in kept.items():  # not rendered again
+        assert (workdir / "placements" / name).stat().st_mtime_ns == mtime
+    assert result["shots"][0]["path"] == f"placements/{written[0]}"  # relative to the job
+    assert result["cutout"]["source"] == "grabcut"
+    assert all(shot["scores"] is not None for shot in result["shots"])
+    assert sum(e.data.get("event") == "shot" for e in second) == 3 - len(kept)
+    assert json.loads((workdir / "result.json").read_text()) == result
 
 
 def test_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:

@@ -201,15 +201,14 @@ class TrainingsPublic(BaseModel):
     count: int
 
 
-class ShootCreate(WebhookField):
+class SceneFields(WebhookField):
+    """What shoots and placements share: descriptions x shot presets x n, and how to render."""
+
     descriptions: list[str] = Field(
         ...,
         min_length=1,
         max_length=20,
         description='What to shoot, e.g. "{product} on a marble table".',
-    )
-    training_id: str | None = Field(
-        None, max_length=60, description="Which model; default: the product's latest training."
     )
     presets: list[str] = Field([], max_length=10, description="Shot presets (see /v1/presets).")
     n: int | None = Field(None, ge=1, le=16, description="Shots per description and preset.")
@@ -218,8 +217,6 @@ class ShootCreate(WebhookField):
     steps: int | None = Field(None, ge=1, le=150, description="num_inference_steps")
     guidance: float | None = Field(None, ge=0, le=30)
     negative_prompt: str | None = Field(None, max_length=1000)
-    best: int | None = Field(None, ge=1, le=8, description="Render 2K candidates, keep K best.")
-    judge: bool = Field(True, description="Score the shots and flag those without the product.")
 
     @field_validator("descriptions")
     @classmethod
@@ -237,6 +234,49 @@ class ShootCreate(WebhookField):
     def _aspect(cls, value: str | None) -> str | None:
         if value is not None and value not in ASPECTS:
             raise ValueError(f"must be one of {', '.join(ASPECTS)}")
+        return value
+
+
+class ShootCreate(SceneFields):
+    training_id: str | None = Field(
+        None, max_length=60, description="Which model; default: the product's latest training."
+    )
+    best: int | None = Field(None, ge=1, le=8, description="Render 2K candidates, keep K best.")
+    judge: bool = Field(True, description="Score the shots and flag those without the product.")
+
+
+class PlacementCreate(SceneFields):
+    """Pixel-true mode: the product cut out of one of its photos, a scene generated around it."""
+
+    photo_id: str = Field(
+        ...,
+        max_length=60,
+        description="One of the product's photos (GET /v1/products/{id}/photos): the product "
+        "is cut out of it, and every pixel of it is kept.",
+    )
+    keep_framing: bool = Field(
+        False,
+        description="Keep the photo's own framing: the product stays where and as large as it "
+        "is, only the background is replaced (no `aspect` then).",
+    )
+    model: str | None = Field(
+        None,
+        max_length=200,
+        description="The inpainting model: a Hugging Face Hub id, or tiny-inpaint (the test "
+        "stand-in). Default: SDXL inpainting, or the one of the training's family.",
+    )
+    training_id: str | None = Field(
+        None,
+        max_length=60,
+        description="Optional: a succeeded training of this product, whose LoRA and words "
+        "shape the scene and whose photos judge the shots.",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is not None and (not MODEL_PATTERN.match(value) or ".." in value):
+            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny-inpaint")
         return value
 
 
@@ -283,9 +323,59 @@ class ShootsPublic(BaseModel):
     count: int
 
 
+class PlacementBox(BaseModel):
+    """Where the product sits on the output (px), and how much it was scaled."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    scale: float
+
+
+class PlacedShotPublic(ShotPublic):
+    composition: str | None = None
+    placement: PlacementBox | None = None
+
+
+class CutoutPublic(BaseModel):
+    source: str = Field(..., description="mask, alpha, model (background removal) or grabcut")
+    share: float | None = Field(None, description="The product's share of the photo.")
+    url: str = Field(..., description="The cut-out product as a transparent PNG.")
+
+
+class PlacementPublic(BaseModel):
+    id: str
+    product_id: str
+    photo_id: str
+    training_id: str | None = None
+    status: JobStatus
+    progress: Progress
+    error: JobError | None
+    request: dict[str, Any]
+    shots: list[PlacedShotPublic]
+    cutout: CutoutPublic | None = None
+    warnings: list[str] = []
+    download_url: str
+    contact_sheet_url: str | None = None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class PlacementsPublic(BaseModel):
+    data: list[PlacementPublic]
+    count: int
+
+
 class PresetPublic(BaseModel):
     name: str
     label: str
     description: str
     aspect: str
     count: int
+    composition: str | None = Field(
+        None,
+        description="Where pixel-true mode places the product in this preset (hero, thirds, "
+        "flat-lay); null: the preset draws the product held or worn, so only shoots use it.",
+    )

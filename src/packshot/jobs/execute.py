@@ -25,8 +25,8 @@ A runner is expected to behave like this:
    `PackshotError` means the job failed for a reason its owner can act on (str() is the
    message for them); any other exception is a bug, reported as an internal error.
 
-Job kinds: "training" and "shoot" (`JOB_KINDS`); a "placement" kind (pixel-true mode,
-`packshot.place`) registers itself in `EXECUTORS` the same way.
+Job kinds (`JOB_KINDS`, the keys of `EXECUTORS`, the one table every runner dispatches
+through): "training", "shoot" and "placement" (pixel-true mode, `packshot.place`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ from packshot.progress import ProgressCallback, ProgressEvent
 
 MODEL_DIR = "model"  # a training job's model folder, inside its workdir
 SHOTS_DIR = "shots"  # a shoot job's shots, inside its workdir
+PLACEMENTS_DIR = "placements"  # a placement job's shots, inside its workdir
 RESULT_FILE = "result.json"  # a finished job's result, inside its workdir
+SEED_FILE = "seed.txt"  # the random first seed of a job given none, inside its workdir
+SEEDED_KINDS = ("shoot", "placement")  # kinds that plan their images from a first seed
 
 Executor = Callable[[dict[str, Any], Path, ProgressCallback, Path | None], dict[str, Any]]
 
@@ -186,16 +189,11 @@ def _run_shoot(
     from packshot.judge import JudgeConfig
     from packshot.shoot import ShootRequest, read_model_folder, shoot
     from packshot.shoot.judged import shoot_and_judge
-    from packshot.shoot.run import MAX_SEED
 
     model_dir = Path(params["model_dir"])
     values = {SHOOT_OPTIONS[k]: params[k] for k in SHOOT_OPTIONS if params.get(k) is not None}
     if values.get("seed") is None:
-        # A random first seed, kept in the folder: a resumed shoot must plan the same shots.
-        seed_file = workdir / "seed.txt"
-        if not seed_file.is_file():
-            seed_file.write_text(str(secrets.randbelow(MAX_SEED - 10_000)), encoding="utf-8")
-        values["seed"] = int(seed_file.read_text(encoding="utf-8"))
+        values["seed"] = job_seed(workdir)
     request = ShootRequest(model_dir=model_dir, **values)
     out = workdir / SHOTS_DIR
     resume = out.exists()  # an interrupted shoot of this job: keep what it rendered
@@ -240,7 +238,56 @@ def _run_shoot(
     }
 
 
-EXECUTORS: dict[str, Executor] = {"training": _run_training, "shoot": _run_shoot}
+def job_seed(workdir: Path) -> int:
+    """The random first seed of a shoot or placement given none, chosen once and kept in its
+    folder (`SEED_FILE`): a resumed job, here or on another machine, plans the same images."""
+    from packshot.shoot.run import MAX_SEED
+
+    seed_file = Path(workdir) / SEED_FILE
+    if not seed_file.is_file():
+        seed_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = seed_file.with_suffix(".tmp")
+        tmp.write_text(str(secrets.randbelow(MAX_SEED - 10_000)), encoding="utf-8")
+        tmp.replace(seed_file)
+    return int(seed_file.read_text(encoding="utf-8"))
+
+
+# -- placement (pixel-true mode) ---------------------------------------------------------------
+
+PLACEMENT_OPTIONS = {
+    # API name: PlaceRequest name (the `packshot place` options the studio offers)
+    "descriptions": "descriptions",
+    "presets": "presets",
+    "n": "count",
+    "aspect": "aspect",
+    "seed": "seed",
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "negative_prompt": "negative_prompt",
+    "keep_framing": "keep_framing",
+    "model": "model",
+}
+
+
+def _run_placement(
+    params: dict[str, Any], workdir: Path, progress: ProgressCallback, cache_dir: Path | None
+) -> dict[str, Any]:
+    """params: a `PlaceRequest` as a dict (photo, descriptions, product_model?, …)."""
+    from packshot.place import PlaceRequest, place
+
+    values = dict(params)
+    if values.get("seed") is None:
+        values["seed"] = job_seed(workdir)
+    request = PlaceRequest.from_dict(values)
+    result = place(request, workdir / PLACEMENTS_DIR, progress=progress, cache_dir=cache_dir)
+    return result.to_dict(relative_to=workdir)
+
+
+EXECUTORS: dict[str, Executor] = {
+    "training": _run_training,
+    "shoot": _run_shoot,
+    "placement": _run_placement,
+}
 JOB_KINDS = tuple(EXECUTORS)
 
 
@@ -313,6 +360,7 @@ __all__ = [
     "JobCanceled",
     "PackshotError",
     "build_train_config",
+    "job_seed",
     "relative_event",
     "run_job",
 ]

@@ -856,7 +856,10 @@ def _job_task(
                 write_atomic(path, item["files"][item["name"]])
             params[key] = str(path)
             renames[str(path)] = item["original"]
-        unpack_folder(workdir_files, workdir)
+        # What an earlier try recorded (a placement's request names its photo) as this try's
+        # paths, so that the job sees the same request and resumes.
+        back = {original: local for local, original in renames.items()}
+        unpack_folder(_rename_paths(workdir_files, back), workdir)
 
         def forward(event: ProgressEvent) -> None:
             payload = relative_event(event, workdir)
@@ -903,7 +906,7 @@ def run_job_on_ray(
     was delivered), and back piece by piece while it runs (checkpoints, samples, shots), then
     whole when it is done.
     """
-    from packshot.jobs.execute import RESULT_FILE
+    from packshot.jobs.execute import RESULT_FILE, SEEDED_KINDS, job_seed
 
     settings = settings or RaySettings()
     workdir = Path(workdir).resolve()
@@ -913,13 +916,10 @@ def run_job_on_ray(
         return json.loads(done.read_text(encoding="utf-8"))
     if should_cancel():
         raise JobCanceled(f"{kind} job canceled")
-    seed_file = workdir / "seed.txt"
-    if kind == "shoot" and params.get("seed") is None and not seed_file.is_file():
+    if kind in SEEDED_KINDS and params.get("seed") is None:
         # The random first seed `run_job` keeps in the folder, chosen here, where the folder
         # lives: every try (and a resumed local run) must plan the same shots.
-        from packshot.shoot.run import MAX_SEED
-
-        write_atomic(seed_file, str(secrets.randbelow(MAX_SEED - 10_000)).encode())
+        job_seed(workdir)
 
     # 1. Inputs: every param naming a file or folder here (model folders without their
     #    checkpoints and samples).

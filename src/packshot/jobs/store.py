@@ -37,6 +37,9 @@ KEY_PREFIX = "pk_live_"  # every API key starts with this, so leaked keys are ea
 TERMINAL = ("succeeded", "failed", "canceled")
 PROGRESS_WEBHOOK_INTERVAL = 0.5  # s: at most two progress webhooks a second per job
 WEBHOOK_EVENTS = ("start", "step", "sample", "checkpoint", "resume", "shot", "done")
+# Kinds whose images become shot rows: where their result lists the delivered images, and the
+# key that names each image's file (relative to the job's folder).
+SHOT_KINDS = {"shoot": ("images", "file"), "placement": ("shots", "path")}
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -351,7 +354,7 @@ def add_event(session: Session, job_id: str, event: dict[str, Any]) -> None:
     if job is not None and job.status == "running":
         if kind != "warning":
             job.progress = progress
-        if kind == "shot" and job.kind == "shoot" and data.get("path"):
+        if kind == "shot" and job.kind in SHOT_KINDS and data.get("path"):
             add_shot(session, job, str(data["path"]), {})
         # At most every 500 ms per job (notable events too: the next one carries on).
         if (
@@ -380,7 +383,7 @@ def finish(session: Session, job_id: str, result: dict[str, Any]) -> None:
     job = session.get(Job, job_id)
     if job is None:
         return
-    if job.kind == "shoot":
+    if job.kind in SHOT_KINDS:
         _reconcile_shots(session, job, result)
     job.status, job.result, job.finished_at = "succeeded", result, now()
     job.progress = {**(job.progress or {}), "done": (job.progress or {}).get("total")}
@@ -392,7 +395,8 @@ def finish(session: Session, job_id: str, result: dict[str, Any]) -> None:
 
 def _reconcile_shots(session: Session, job: Job, result: dict[str, Any]) -> None:
     """The delivered shots are those in the result (--best sets the others aside)."""
-    images = {image["file"]: image for image in result.get("images", [])}
+    listed, key = SHOT_KINDS[job.kind]
+    images = {image[key]: image for image in result.get(listed, [])}
     rows = {
         row.file: row for row in session.scalars(select(ShotRow).where(ShotRow.job_id == job.id))
     }

@@ -1,7 +1,11 @@
-"""Trainings and shoots: asynchronous jobs, created here and run by the worker.
+"""Trainings, shoots and placements: asynchronous jobs, created here and run by the worker.
 
 Create returns the job at once (status queued); poll `GET`, follow `/events` (server-sent
 events), or pass a `webhook`. Every lookup is scoped to the merchant of the key.
+
+The routes every kind has (list, read, cancel, events; download and contact sheet for the
+kinds that deliver shots) are made once, by `add_job_routes`, from a `JobRoutes` per kind;
+each kind adds its own create route (and a training its files).
 """
 
 from __future__ import annotations
@@ -10,19 +14,28 @@ import asyncio
 import io
 import json
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from packshot.api.deps import CurrentMerchant, SessionDep, SettingsDep, check_webhook
 from packshot.api.errors import ApiError, not_found
 from packshot.api.routes.products import get_product, photos_dir
 from packshot.api.schemas import (
+    CutoutPublic,
     ErrorPublic,
     FilePublic,
+    PlacedShotPublic,
+    PlacementCreate,
+    PlacementPublic,
+    PlacementsPublic,
     PresetPublic,
     ShootCreate,
     ShootPublic,
@@ -34,8 +47,14 @@ from packshot.api.schemas import (
 )
 from packshot.api.settings import ApiSettings
 from packshot.jobs import store
-from packshot.jobs.execute import MODEL_DIR, SHOTS_DIR, TRAINING_OPTIONS
-from packshot.jobs.models import Job, Photo, ShotRow
+from packshot.jobs.execute import (
+    MODEL_DIR,
+    PLACEMENT_OPTIONS,
+    PLACEMENTS_DIR,
+    SHOTS_DIR,
+    TRAINING_OPTIONS,
+)
+from packshot.jobs.models import Job, Photo, Product, ShotRow
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
@@ -43,6 +62,9 @@ E409 = {**E, 409: {"model": ErrorPublic}}
 HIDDEN_MODEL_PARTS = {"checkpoints", "training-set"}  # big, or the merchant's own crops
 SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
+SSE_DOC = {**E, 200: {"content": {"text/event-stream": {}}}}
+PNG_DOC = {**E, 200: {"content": {"image/png": {}}}}
+ZIP_DOC = {**E, 200: {"content": {"application/zip": {}}}}
 
 
 def _job(session: SessionDep, merchant_id: str, job_id: str, kind: str) -> Job:
@@ -56,6 +78,14 @@ def _job(session: SessionDep, merchant_id: str, job_id: str, kind: str) -> Job:
 
 def _error(job: Job) -> dict[str, str] | None:
     return dict(job.error) if job.error else None
+
+
+def _times(job: Job) -> dict[str, Any]:
+    return {
+        "created_at": store.utc(job.created_at),
+        "started_at": store.utc(job.started_at),
+        "finished_at": store.utc(job.finished_at),
+    }
 
 
 # -- trainings --------------------------------------------------------------------------------
@@ -106,9 +136,7 @@ def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
         resumed_from=result.get("resumed_from"),
         files=files if job.status == "succeeded" else [f for f in files if "samples/" in f.name],
         samples=[f for f in files if f.name.startswith("samples/")],
-        created_at=store.utc(job.created_at),
-        started_at=store.utc(job.started_at),
-        finished_at=store.utc(job.finished_at),
+        **_times(job),
     )
 
 
@@ -156,35 +184,6 @@ def create_training(
     return training_public(settings, job)
 
 
-@router.get("/products/{product_id}/trainings", response_model=TrainingsPublic, responses=E)
-def list_trainings(
-    product_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
-):
-    product = get_product(session, merchant.id, product_id)
-    jobs = session.scalars(
-        select(Job)
-        .where(Job.product_id == product.id, Job.kind == "training")
-        .order_by(Job.created_at.desc(), Job.id)
-    ).all()
-    return TrainingsPublic(data=[training_public(settings, j) for j in jobs], count=len(jobs))
-
-
-@router.get("/trainings/{training_id}", response_model=TrainingPublic, responses=E)
-def read_training(
-    training_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
-):
-    return training_public(settings, _job(session, merchant.id, training_id, "training"))
-
-
-@router.post("/trainings/{training_id}/cancel", response_model=TrainingPublic, responses=E409)
-def cancel_training(
-    training_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
-):
-    """Cancel: a queued training at once, a running one at its next step."""
-    job = store.request_cancel(session, _job(session, merchant.id, training_id, "training"))
-    return training_public(settings, job)
-
-
 @router.get(
     "/trainings/{training_id}/files/{name:path}",
     response_class=FileResponse,
@@ -214,6 +213,26 @@ def training_file(
         media_type=media.get(path.suffix, "application/octet-stream"),
         filename=path.name if path.suffix == ".safetensors" else None,
     )
+
+
+def succeeded_training(
+    session: SessionDep, merchant_id: str, product: Product, training_id: str | None
+) -> Job | None:
+    """The training `training_id` of this product (404 if none, 409 unless it succeeded);
+    without an id, the product's latest succeeded training, or None."""
+    query = select(Job).where(
+        Job.product_id == product.id, Job.kind == "training", Job.merchant_id == merchant_id
+    )
+    if training_id is None:
+        return session.scalars(
+            query.where(Job.status == "succeeded").order_by(Job.finished_at.desc())
+        ).first()
+    training = session.scalars(query.where(Job.id == training_id)).first()
+    if training is None:
+        raise not_found("training")
+    if training.status != "succeeded":
+        raise ApiError(409, f"Training {training.id} is {training.status}, not succeeded.")
+    return training
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -278,22 +297,10 @@ def _events_response(request: Request, job: Job) -> StreamingResponse:
     )
 
 
-SSE_DOC = {**E, 200: {"content": {"text/event-stream": {}}}}
+# -- shots: what shoots and placements deliver -------------------------------------------------
 
 
-@router.get("/trainings/{training_id}/events", response_class=StreamingResponse, responses=SSE_DOC)
-def training_events(
-    training_id: str, request: Request, session: SessionDep, merchant: CurrentMerchant
-):
-    """Server-sent events: start, step (loss), checkpoint, sample (urls), resume, done; then
-    `end` with the final status. Resumes after `Last-Event-ID`."""
-    return _events_response(request, _job(session, merchant.id, training_id, "training"))
-
-
-# -- shoots -----------------------------------------------------------------------------------
-
-
-def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
+def _shots(session: SessionDep, job: Job, model: type[ShotPublic]) -> list[Any]:
     rows = session.scalars(
         select(ShotRow).where(ShotRow.job_id == job.id).order_by(ShotRow.file)
     ).all()
@@ -301,8 +308,9 @@ def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
     for row in rows:
         info = row.info or {}
         scores = info.get("scores")
+        extra = {k: info.get(k) for k in model.model_fields if k not in ShotPublic.model_fields}
         shots.append(
-            ShotPublic(
+            model(
                 id=row.id,
                 url=f"/v1/shots/{row.id}/image",
                 preset=info.get("preset"),
@@ -313,8 +321,13 @@ def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
                 height=info.get("height"),
                 scores=scores,
                 product_missing=bool(scores) and scores.get("present") is False,
+                **extra,
             )
         )
+    return shots
+
+
+def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
     result = job.result or {}
     return ShootPublic(
         id=job.id,
@@ -324,27 +337,80 @@ def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
         progress=job.progress or {},
         error=_error(job),
         request=job.request or {},
-        shots=shots,
+        shots=_shots(session, job, ShotPublic),
         warnings=list(result.get("warnings", [])),
         download_url=f"/v1/shoots/{job.id}/download",
         contact_sheet_url=f"/v1/shoots/{job.id}/contact-sheet" if result else None,
-        created_at=store.utc(job.created_at),
-        started_at=store.utc(job.started_at),
-        finished_at=store.utc(job.finished_at),
+        **_times(job),
+    )
+
+
+def placement_public(session: SessionDep, job: Job) -> PlacementPublic:
+    result = job.result or {}
+    request = job.request or {}
+    cutout = result.get("cutout")
+    return PlacementPublic(
+        id=job.id,
+        product_id=job.product_id,
+        photo_id=request.get("photo_id", ""),
+        training_id=request.get("training_id"),
+        status=job.status,  # type: ignore[arg-type]
+        progress=job.progress or {},
+        error=_error(job),
+        request=request,
+        shots=_shots(session, job, PlacedShotPublic),
+        cutout=CutoutPublic(
+            source=cutout["source"],
+            share=cutout.get("share"),
+            url=f"/v1/placements/{job.id}/cutout",
+        )
+        if cutout
+        else None,
+        warnings=list(result.get("warnings", [])),
+        download_url=f"/v1/placements/{job.id}/download",
+        contact_sheet_url=f"/v1/placements/{job.id}/contact-sheet" if result else None,
+        **_times(job),
     )
 
 
 @router.get("/presets", response_model=list[PresetPublic], responses=E)
 def list_presets(merchant: CurrentMerchant):
-    """The shot presets: studio on white, lifestyle, on a model, flat lay, …"""
+    """The shot presets: studio on white, lifestyle, on a model, flat lay, …; `composition`
+    says where pixel-true mode places the product (null: shoots only)."""
+    from packshot.place import load_compositions
     from packshot.shoot import load_presets
 
+    _compositions, by_preset = load_compositions()
     return [
         PresetPublic(
-            name=n, label=p.label, description=p.description, aspect=p.aspect, count=p.count
+            name=n,
+            label=p.label,
+            description=p.description,
+            aspect=p.aspect,
+            count=p.count,
+            composition=by_preset.get(n),
         )
         for n, p in load_presets().items()
     ]
+
+
+def _check_presets(names: list[str], pixel_true: bool = False) -> None:
+    from packshot.place import load_compositions
+    from packshot.shoot import load_presets
+
+    unknown = [p for p in names if p not in load_presets()]
+    if unknown:
+        raise ApiError(422, f"Unknown shot preset(s) {', '.join(unknown)}; see GET /v1/presets.")
+    if pixel_true:
+        _compositions, by_preset = load_compositions()
+        drawn = [p for p in names if p not in by_preset]
+        if drawn:
+            raise ApiError(
+                422,
+                f"The shot preset(s) {', '.join(drawn)} need the product held or worn, which "
+                f"means drawing it: keep the product's pixels with {', '.join(by_preset)}, or "
+                "shoot these with the trained model (POST /v1/products/{id}/shoots).",
+            )
 
 
 @router.post(
@@ -358,31 +424,12 @@ def create_shoot(
     settings: SettingsDep,
 ):
     """Shoot product photos from descriptions with the product's trained model."""
-    from packshot.shoot import load_presets
-
     product = get_product(session, merchant.id, product_id)
     check_webhook(settings, body.webhook)
-    unknown = [p for p in body.presets if p not in load_presets()]
-    if unknown:
-        raise ApiError(
-            422,
-            f"Unknown shot preset(s) {', '.join(unknown)}; see GET /v1/presets.",
-        )
-    query = select(Job).where(
-        Job.product_id == product.id, Job.kind == "training", Job.merchant_id == merchant.id
-    )
-    if body.training_id is not None:
-        training = session.scalars(query.where(Job.id == body.training_id)).first()
-        if training is None:
-            raise not_found("training")
-    else:
-        training = session.scalars(
-            query.where(Job.status == "succeeded").order_by(Job.finished_at.desc())
-        ).first()
-        if training is None:
-            raise ApiError(409, "The product has no trained model yet: train it first.")
-    if training.status != "succeeded":
-        raise ApiError(409, f"Training {training.id} is {training.status}, not succeeded.")
+    _check_presets(body.presets)
+    training = succeeded_training(session, merchant.id, product, body.training_id)
+    if training is None:
+        raise ApiError(409, "The product has no trained model yet: train it first.")
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
     request["training_id"] = training.id
     params = {k: v for k, v in request.items() if k not in ("training_id",)}
@@ -402,32 +449,78 @@ def create_shoot(
     return shoot_public(session, job)
 
 
-@router.get("/products/{product_id}/shoots", response_model=ShootsPublic, responses=E)
-def list_shoots(product_id: str, session: SessionDep, merchant: CurrentMerchant):
+@router.post(
+    "/products/{product_id}/placements",
+    response_model=PlacementPublic,
+    status_code=201,
+    responses=E409,
+)
+def create_placement(
+    product_id: str,
+    body: PlacementCreate,
+    session: SessionDep,
+    merchant: CurrentMerchant,
+    settings: SettingsDep,
+):
+    """Pixel-true mode: cut the product out of one of its photos and generate the scene around
+    it, so that every pixel of the product is the merchant's own (`packshot place`)."""
     product = get_product(session, merchant.id, product_id)
-    jobs = session.scalars(
-        select(Job)
-        .where(Job.product_id == product.id, Job.kind == "shoot")
-        .order_by(Job.created_at.desc(), Job.id)
-    ).all()
-    return ShootsPublic(data=[shoot_public(session, j) for j in jobs], count=len(jobs))
+    check_webhook(settings, body.webhook)
+    photo = session.scalars(
+        select(Photo).where(
+            Photo.id == body.photo_id,
+            Photo.product_id == product.id,
+            Photo.merchant_id == merchant.id,
+        )
+    ).first()
+    if photo is None:
+        raise not_found("photo of this product")
+    _check_presets(body.presets, pixel_true=True)
+    if body.keep_framing and body.aspect is not None:
+        raise ApiError(
+            422,
+            "`keep_framing` keeps the photo's own frame, so it can't change `aspect`: "
+            "drop one of them.",
+        )
+    training = (
+        succeeded_training(session, merchant.id, product, body.training_id)
+        if body.training_id is not None
+        else None
+    )
+    request = body.model_dump(exclude_none=True, exclude={"webhook"})
+    params: dict[str, Any] = {
+        PLACEMENT_OPTIONS[k]: v for k, v in request.items() if k in PLACEMENT_OPTIONS
+    }
+    params["photo"] = str((photos_dir(settings, product.id) / f"{photo.id}.png").resolve())
+    params["product"] = product.class_name  # what {product} means without a product model
+    if training is not None:
+        params["product_model"] = str(
+            (store.job_dir(settings.service.data_dir, training) / MODEL_DIR).resolve()
+        )
+    job = store.enqueue(
+        session,
+        merchant_id=merchant.id,
+        product_id=product.id,
+        kind="placement",
+        params=params,
+        request=request,
+        webhook=body.webhook,
+        prefix="plc",
+    )
+    return placement_public(session, job)
 
 
-@router.get("/shoots/{shoot_id}", response_model=ShootPublic, responses=E)
-def read_shoot(shoot_id: str, session: SessionDep, merchant: CurrentMerchant):
-    return shoot_public(session, _job(session, merchant.id, shoot_id, "shoot"))
-
-
-@router.post("/shoots/{shoot_id}/cancel", response_model=ShootPublic, responses=E409)
-def cancel_shoot(shoot_id: str, session: SessionDep, merchant: CurrentMerchant):
-    job = store.request_cancel(session, _job(session, merchant.id, shoot_id, "shoot"))
-    return shoot_public(session, job)
-
-
-@router.get("/shoots/{shoot_id}/events", response_class=StreamingResponse, responses=SSE_DOC)
-def shoot_events(shoot_id: str, request: Request, session: SessionDep, merchant: CurrentMerchant):
-    """Server-sent events: shot (one per image), warning, done; then `end`."""
-    return _events_response(request, _job(session, merchant.id, shoot_id, "shoot"))
+@router.get("/placements/{placement_id}/cutout", response_class=FileResponse, responses=PNG_DOC)
+def placement_cutout(
+    placement_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
+):
+    """The product as cut out of its photo: a transparent PNG (what every shot keeps)."""
+    job = _job(session, merchant.id, placement_id, "placement")
+    cutout = ((job.result or {}).get("cutout") or {}).get("cutout")
+    path = store.job_dir(settings.service.data_dir, job) / PLACEMENTS_DIR / str(cutout)
+    if not cutout or not path.is_file():
+        raise not_found("cut-out")
+    return FileResponse(path, media_type="image/png")
 
 
 def _shot_file(settings: ApiSettings, session: SessionDep, merchant_id: str, shot_id: str) -> Path:
@@ -443,47 +536,36 @@ def _shot_file(settings: ApiSettings, session: SessionDep, merchant_id: str, sho
     return path
 
 
-@router.get(
-    "/shots/{shot_id}/image",
-    response_class=FileResponse,
-    responses={**E, 200: {"content": {"image/png": {}}}},
-)
+@router.get("/shots/{shot_id}/image", response_class=FileResponse, responses=PNG_DOC)
 def shot_image(shot_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep):
-    """One shot: a PNG carrying its recipe (A1111 `parameters`)."""
+    """One shot of a shoot or a placement: a PNG carrying its recipe (A1111 `parameters`)."""
     path = _shot_file(settings, session, merchant.id, shot_id)
     return FileResponse(path, media_type="image/png")
 
 
-@router.get(
-    "/shoots/{shoot_id}/contact-sheet",
-    response_class=FileResponse,
-    responses={**E, 200: {"content": {"image/png": {}}}},
-)
-def contact_sheet(
-    shoot_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
-):
-    job = _job(session, merchant.id, shoot_id, "shoot")
-    sheet = (job.result or {}).get("contact_sheet")
-    path = store.job_dir(settings.service.data_dir, job) / str(sheet) if sheet else None
-    if path is None or not path.is_file():
-        raise not_found("contact sheet")
-    return FileResponse(path, media_type="image/png")
+# -- the routes every kind has -----------------------------------------------------------------
 
 
-@router.get(
-    "/shoots/{shoot_id}/download",
-    response_class=StreamingResponse,
-    responses={**E, 200: {"content": {"application/zip": {}}}},
-)
-def download_shoot(
-    shoot_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
-):
-    """The delivered shots as one zip (PNGs, sidecars, shoot.json, contact sheet, scores)."""
-    job = _job(session, merchant.id, shoot_id, "shoot")
-    root = store.job_dir(settings.service.data_dir, job)
-    rows = session.scalars(select(ShotRow).where(ShotRow.job_id == job.id)).all()
-    if not rows:
-        raise ApiError(409, f"The shoot is {job.status} and has no shots to download yet.")
+@dataclass(frozen=True)
+class JobRoutes:
+    """One job kind's shared routes: `/v1/{path}/{<kind>_id}`, `…/cancel`, `…/events` and
+    `/v1/products/{product_id}/{path}`; with `shots_dir`, `…/download` and `…/contact-sheet`."""
+
+    kind: str  # the job kind: training, shoot, placement
+    path: str  # its URL segment: trainings, shoots, placements
+    public: Callable[[Any, ApiSettings, Job], BaseModel]  # (session, settings, job) → body
+    model: type[BaseModel]
+    listing: type[BaseModel]
+    events: str  # what its event stream carries (the events route's description)
+    shots_dir: str | None = None  # the folder of its shots, inside the job's folder
+    extras: tuple[str, ...] = ()  # files of that folder the zip adds to the shots
+
+    @property
+    def label(self) -> str:
+        return self.kind.capitalize()
+
+
+def _zip(root: Path, rows: list[ShotRow], extras: list[Path], name: str) -> StreamingResponse:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for row in rows:
@@ -491,13 +573,171 @@ def download_shoot(
             for path in (png, png.with_suffix(".json")):
                 if path.is_file():
                     archive.write(path, path.name)
-        for extra in ("shoot.json", "scores.json", "contact-sheet.png"):
-            path = root / SHOTS_DIR / extra
-            if path.is_file() and job.status == "succeeded":
-                archive.write(path, extra)
+        for path in extras:
+            if path.is_file():
+                archive.write(path, path.name)
     buffer.seek(0)
     return StreamingResponse(
         buffer,
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{job.id}.zip"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}.zip"'},
     )
+
+
+def add_job_routes(spec: JobRoutes) -> None:
+    """Add `spec`'s shared routes to the router (their operation ids name the kind)."""
+    kind = spec.kind
+    JobId = Annotated[str, PathParam(alias=f"{kind}_id")]  # noqa: N806 - a type alias
+    base = f"/{spec.path}/{{{kind}_id}}"
+
+    def list_jobs(
+        product_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
+    ):
+        product = get_product(session, merchant.id, product_id)
+        jobs = session.scalars(
+            select(Job)
+            .where(Job.product_id == product.id, Job.kind == kind)
+            .order_by(Job.created_at.desc(), Job.id)
+        ).all()
+        data = [spec.public(session, settings, j) for j in jobs]
+        return spec.listing(data=data, count=len(data))
+
+    def read_job(
+        job_id: JobId, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
+    ):
+        return spec.public(session, settings, _job(session, merchant.id, job_id, kind))
+
+    def cancel_job(
+        job_id: JobId, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
+    ):
+        job = store.request_cancel(session, _job(session, merchant.id, job_id, kind))
+        return spec.public(session, settings, job)
+
+    def job_events(job_id: JobId, request: Request, session: SessionDep, merchant: CurrentMerchant):
+        return _events_response(request, _job(session, merchant.id, job_id, kind))
+
+    def add(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        # This module's annotations are strings (PEP 563), which FastAPI resolves in the
+        # module's globals: the per-kind `JobId` is set as the object itself.
+        if "job_id" in endpoint.__annotations__:
+            endpoint.__annotations__["job_id"] = JobId
+        router.add_api_route(path, endpoint, **options)
+
+    add(
+        f"/products/{{product_id}}/{spec.path}",
+        list_jobs,
+        methods=["GET"],
+        response_model=spec.listing,
+        responses=E,
+        name=f"list_{spec.path}",
+        summary=f"List {spec.path.capitalize()}",
+        description=f"The product's {spec.path}, newest first.",
+    )
+    add(
+        base,
+        read_job,
+        methods=["GET"],
+        response_model=spec.model,
+        responses=E,
+        name=f"read_{kind}",
+        summary=f"Read {spec.label}",
+    )
+    add(
+        f"{base}/cancel",
+        cancel_job,
+        methods=["POST"],
+        response_model=spec.model,
+        responses=E409,
+        name=f"cancel_{kind}",
+        summary=f"Cancel {spec.label}",
+        description=f"Cancel: a queued {kind} at once, a running one at its next step or shot.",
+    )
+    add(
+        f"{base}/events",
+        job_events,
+        methods=["GET"],
+        response_class=StreamingResponse,
+        responses=SSE_DOC,
+        name=f"{kind}_events",
+        summary=f"{spec.label} Events",
+        description=f"Server-sent events: {spec.events}; then `end` with the final status. "
+        "Resumes after `Last-Event-ID`.",
+    )
+    if spec.shots_dir is None:
+        return
+    shots_dir = spec.shots_dir
+
+    def download(
+        job_id: JobId, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
+    ):
+        job = _job(session, merchant.id, job_id, kind)
+        root = store.job_dir(settings.service.data_dir, job)
+        rows = list(session.scalars(select(ShotRow).where(ShotRow.job_id == job.id)))
+        if not rows:
+            raise ApiError(409, f"The {kind} is {job.status} and has no shots to download yet.")
+        done = job.status == "succeeded"
+        extras = [root / shots_dir / name for name in spec.extras] if done else []
+        return _zip(root, rows, extras, job.id)
+
+    def contact_sheet(
+        job_id: JobId, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
+    ):
+        job = _job(session, merchant.id, job_id, kind)
+        sheet = (job.result or {}).get("contact_sheet")
+        path = store.job_dir(settings.service.data_dir, job) / str(sheet) if sheet else None
+        if path is None or not path.is_file():
+            raise not_found("contact sheet")
+        return FileResponse(path, media_type="image/png")
+
+    add(
+        f"{base}/download",
+        download,
+        methods=["GET"],
+        response_class=StreamingResponse,
+        responses=ZIP_DOC,
+        name=f"download_{kind}",
+        summary=f"Download {spec.label}",
+        description=f"The delivered shots as one zip (PNGs, sidecars, {', '.join(spec.extras)}).",
+    )
+    add(
+        f"{base}/contact-sheet",
+        contact_sheet,
+        methods=["GET"],
+        response_class=FileResponse,
+        responses=PNG_DOC,
+        name=f"{kind}_contact_sheet",
+        summary=f"{spec.label} Contact Sheet",
+    )
+
+
+for _spec in (
+    JobRoutes(
+        "training",
+        "trainings",
+        lambda _session, settings, job: training_public(settings, job),
+        TrainingPublic,
+        TrainingsPublic,
+        events="start, step (loss), checkpoint, sample (urls), resume, done",
+    ),
+    JobRoutes(
+        "shoot",
+        "shoots",
+        lambda session, _settings, job: shoot_public(session, job),
+        ShootPublic,
+        ShootsPublic,
+        events="shot (one per image), warning, done",
+        shots_dir=SHOTS_DIR,
+        extras=("shoot.json", "scores.json", "contact-sheet.png"),
+    ),
+    JobRoutes(
+        "placement",
+        "placements",
+        lambda session, _settings, job: placement_public(session, job),
+        PlacementPublic,
+        PlacementsPublic,
+        events="cutout, loading, shot (one per image), warning, done",
+        shots_dir=PLACEMENTS_DIR,
+        extras=("place.json", "scores.json", "contact-sheet.png", "product/cutout.png"),
+    ),
+):
+    add_job_routes(_spec)
