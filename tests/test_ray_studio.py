@@ -3,6 +3,7 @@ runner, with the same results as the local runner's `run_job`, and cancel freein
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,64 @@ def test_cancel_stops_the_ray_task_and_frees_its_gpu(
             select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "step")
         ).all()
         assert 1 <= len(steps) < 5000
+
+
+def test_placement_job_on_ray_matches_the_local_runner_and_resumes(
+    studio: dict[str, Any], tmp_path: Path
+) -> None:
+    """A placement given no seed: the driver picks it and keeps it in the job's folder, the
+    task places the photo shipped to it, and a later try that finds an earlier try's shots
+    (whose recorded request names the API node's photo) keeps them instead of refusing."""
+    import shutil
+
+    from packshot.jobs.ray_runner import run_job_on_ray
+    from packshot.testing.placing import write_photo
+
+    data: Path = studio["settings"].data_dir
+    photo, _mask = write_photo(tmp_path / "photo")
+    params = {
+        "photo": str(photo),
+        "descriptions": ["on a marble kitchen counter"],
+        "count": 2,
+        "num_inference_steps": 2,
+        "model": "tiny-inpaint",
+        "cutout_model": "grabcut",
+    }
+    job_id = _enqueue(studio, "placement", params)
+    job = _wait(studio, job_id, {"succeeded", "failed", "canceled"})
+    assert job.status == "succeeded", job.error
+    workdir = data / "jobs" / job_id
+    seed = int((workdir / "seed.txt").read_text())
+    assert [s["seed"] for s in job.result["shots"]] == [seed, seed + 1]
+    local = run_job(
+        "placement", {**params, "seed": seed}, tmp_path / "local", lambda e: None, lambda: False
+    )
+    assert [s["path"] for s in job.result["shots"]] == [s["path"] for s in local["shots"]]
+    for shot in local["shots"]:
+        assert (workdir / shot["path"]).read_bytes() == (
+            tmp_path / "local" / shot["path"]
+        ).read_bytes()
+    recorded = json.loads((workdir / "placements" / "place-request.json").read_text())
+    assert recorded["photo"] == str(photo)  # the API node's path, not the task's
+    with studio["db"].session() as session:
+        shots = session.scalars(select(ShotRow).where(ShotRow.job_id == job_id))
+        assert sorted(s.file for s in shots) == sorted(s["path"] for s in local["shots"])
+
+    # What a lost worker leaves: the first shot delivered, nothing after it.
+    again = tmp_path / "again"
+    shutil.copytree(workdir, again)
+    (again / "result.json").unlink()
+    (again / "placements" / "place.json").unlink()
+    last = again / job.result["shots"][1]["path"]
+    last.unlink()
+    last.with_suffix(".json").unlink()
+    result = run_job_on_ray(
+        "placement",
+        params,
+        again,
+        lambda e: None,
+        lambda: False,
+        settings=studio["runner"].ray_settings,
+    )
+    assert [s["reused"] for s in result["shots"]] == [True, False]
+    assert last.read_bytes() == (workdir / job.result["shots"][1]["path"]).read_bytes()

@@ -4,8 +4,10 @@
 `packshot merchants create`; Playwright drives Debian's chromium (its executable path, never a
 downloaded browser) through the whole flow: sign in, create a product, drop photos (one of them
 broken), read the report, train `tiny` a few steps while the progress bar moves, shoot, read the
-gallery's scores and download an image, the zip and the LoRA. Every step is photographed at
-desktop and phone width into pytest's tmp path, and into $PACKSHOT_SCREENSHOTS when it is set.
+gallery's scores and download an image, the zip and the LoRA, then keep the product's pixels
+(pixel-true mode with `tiny-inpaint`) and see those shots join the gallery. Every step is
+photographed at desktop and phone width into pytest's tmp path, and into $PACKSHOT_SCREENSHOTS
+when it is set.
 """
 
 from __future__ import annotations
@@ -420,7 +422,61 @@ def test_whole_flow_in_chromium(
 
     assert Image.open(io.BytesIO(shot_bytes)).size[0] > 0
 
-    # 6. Back to the products list, where a product made through the API shows up too.
+    # 6. Keep the product's pixels: the backpack cut out of one photo, a scene painted
+    #    around it, and the gallery filling in beside the generated shots.
+    page.get_by_text("Keep my product's pixels", exact=True).click()
+    picker = page.get_by_test_id("place-photos")
+    expect(picker.locator("label")).to_have_count(len(photos))
+    page.get_by_test_id("start-placement").click()  # nothing described yet: said on the spot
+    expect(page.locator("#shoot [role=alert]")).to_contain_text("Describe the scene")
+    picker.locator("label").nth(1).click()
+    page.get_by_label("Describe the scene").fill("on a wooden bench in a sunny park")
+    page.locator("#shoot details.advanced summary").click()
+    page.get_by_label("Shots per scene").fill("2")
+    page.get_by_label("Sampling steps").fill("2")
+    page.get_by_label("Inpainting model").fill("tiny-inpaint")
+    page.get_by_label("Use my trained model too").check()
+    camera.shoot("place-form")
+    page.get_by_test_id("start-placement").click()
+    placement = page.get_by_test_id("placement").first
+    expect(placement).to_be_visible()
+    expect(placement.get_by_test_id("job-mode")).to_have_text("Your pixels")
+    expect(placement.get_by_test_id("download-zip")).to_be_visible(timeout=120_000)
+    placed = placement.get_by_test_id("shot")
+    expect(placed).to_have_count(2)
+    for text in placed.locator(".scores").all_inner_texts():
+        assert re.search(r"DINO\s+-?\d\.\d\d", text), text
+    expect(placement.get_by_test_id("cutout")).to_contain_text("Kept pixel for pixel")
+    expect(placement.get_by_test_id("cutout").locator("img")).to_be_visible()
+    placement_id = placement.get_attribute("data-placement")
+    from_api = studio.api("GET", f"/v1/placements/{placement_id}")
+    assert from_api["status"] == "succeeded", from_api
+    second_photo = studio.api("GET", f"/v1/products/{from_api['product_id']}/photos")["data"][1]
+    assert from_api["photo_id"] == second_photo["id"]
+    assert from_api["training_id"] and from_api["request"]["model"] == "tiny-inpaint"
+    assert all(shot["placement"]["width"] > 0 for shot in from_api["shots"])
+    flagged = sum(shot["product_missing"] for shot in from_api["shots"])
+    expect(placement.get_by_test_id("product-missing")).to_have_count(flagged)
+    expect(page.get_by_test_id("shoot")).to_have_count(1)  # both modes in one gallery
+    camera.shoot("placement-gallery")
+
+    placed.first.get_by_role("button", name="View this shot larger").click()
+    viewer = page.locator("dialog.viewer")
+    expect(viewer).to_contain_text("every pixel kept")
+    camera.shoot("placement-viewer", full_page=False)
+    viewer.get_by_role("button", name="Close").click()
+    expect(viewer).to_have_count(0)
+
+    with page.expect_download() as place_download:
+        placement.get_by_test_id("download-zip").click()
+    place_zip = tmp_path / "placement.zip"
+    place_download.value.save_as(place_zip)
+    with zipfile.ZipFile(place_zip) as archive:
+        names = archive.namelist()
+    assert "place.json" in names and "cutout.png" in names, names
+    assert sum(n.endswith(".png") and "place-" in n for n in names) == 2, names
+
+    # 7. Back to the products list, where a product made through the API shows up too.
     studio.api("POST", "/v1/products", {"name": "Ceramic teapot", "class_name": "teapot"})
     page.get_by_role("link", name="Products").first.click()
     expect(page.get_by_test_id("product-card")).to_have_count(2)
@@ -437,7 +493,7 @@ def test_whole_flow_in_chromium(
     card.click()
     page.reload()
     expect(page.get_by_test_id("training-done")).to_be_visible()
-    expect(page.get_by_test_id("shot")).to_have_count(2)
+    expect(page.get_by_test_id("shot")).to_have_count(4)  # the shoot's and the placement's
     camera.shoot("product-reloaded")
 
     page.get_by_role("button", name="Sign out").click()
