@@ -30,7 +30,18 @@ POLL_S = 0.5  # how often an idle worker looks at the queue
 CANCEL_POLL_S = 1.0  # how often a running job asks whether it was canceled
 HEARTBEAT_S = 10.0
 STEP_EVENT_INTERVAL_S = 0.25  # step/shot events faster than this are not all stored
-KEEP_ALWAYS = {"start", "checkpoint", "sample", "resume", "done", "failed", "warning", "shot"}
+KEEP_ALWAYS = {
+    "start",
+    "checkpoint",
+    "sample",
+    "resume",
+    "done",
+    "failed",
+    "warning",
+    "shot",
+    "cutout",  # a placement's stages
+    "loading",
+}
 
 
 class Worker:
