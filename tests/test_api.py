@@ -448,6 +448,15 @@ def test_placement_checks_its_request(studio, product) -> None:
     upload(studio.a, other["id"], example_photos()[:1])
     other_photo = studio.a.get(f"/v1/products/{other['id']}/photos").json()["data"][0]
     error({**good, "photo_id": other_photo["id"]}, 404)  # another product's photo
+    # A photo a placement is taking the product from stays until that placement is over.
+    busy = studio.a.post(
+        f"/v1/products/{other['id']}/placements",
+        json={**PLACEMENT, "photo_id": other_photo["id"], "n": 1},
+    ).json()
+    response = studio.a.delete(f"/v1/photos/{other_photo['id']}")
+    assert response.status_code == 409 and "placement" in response.json()["error"]["message"]
+    studio.wait(studio.a, f"/v1/placements/{busy['id']}", ("succeeded", "failed"))
+    assert studio.a.delete(f"/v1/photos/{other_photo['id']}").status_code == 204
     error({**good, "descriptions": []}, 422)
     assert "blank" in error({**good, "descriptions": ["   "]}, 422)
     assert "`aspect`" in error({**good, "aspect": "2:7"}, 422)

@@ -306,11 +306,25 @@ def photo_image(
     return FileResponse(path, media_type="image/png")
 
 
-@router.delete("/photos/{photo_id}", status_code=204, responses=E)
+@router.delete("/photos/{photo_id}", status_code=204, responses={**E, 409: {"model": ErrorPublic}})
 def delete_photo(
     photo_id: str, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
 ) -> Response:
+    """Delete a photo (not while a queued or running placement takes its product from it)."""
     photo = _own_photo(session, merchant.id, photo_id)
+    placing = session.scalars(
+        select(Job).where(
+            Job.product_id == photo.product_id,
+            Job.kind == "placement",
+            Job.status.not_in(TERMINAL),
+        )
+    ).all()
+    if any((job.request or {}).get("photo_id") == photo.id for job in placing):
+        raise ApiError(
+            409,
+            "A placement is taking the product from this photo right now: delete the photo "
+            "once it is done, or cancel it first.",
+        )
     (photos_dir(settings, photo.product_id) / f"{photo.id}.png").unlink(missing_ok=True)
     (store.product_dir(settings.service.data_dir, photo.product_id) / REPORT_CACHE).unlink(
         missing_ok=True
