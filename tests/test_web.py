@@ -446,7 +446,7 @@ def test_whole_flow_in_chromium(
     expect(placed).to_have_count(2)
     for text in placed.locator(".scores").all_inner_texts():
         assert re.search(r"DINO\s+-?\d\.\d\d", text), text
-    expect(placement.get_by_test_id("cutout")).to_contain_text("Kept pixel for pixel")
+    expect(placement.get_by_test_id("cutout")).to_contain_text("as photographed")
     expect(placement.get_by_test_id("cutout").locator("img")).to_be_visible()
     placement_id = placement.get_attribute("data-placement")
     from_api = studio.api("GET", f"/v1/placements/{placement_id}")
@@ -462,7 +462,7 @@ def test_whole_flow_in_chromium(
 
     placed.first.get_by_role("button", name="View this shot larger").click()
     viewer = page.locator("dialog.viewer")
-    expect(viewer).to_contain_text("every pixel kept")
+    expect(viewer).to_contain_text("not painted over")
     camera.shoot("placement-viewer", full_page=False)
     viewer.get_by_role("button", name="Close").click()
     expect(viewer).to_have_count(0)

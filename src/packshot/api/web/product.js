@@ -764,7 +764,6 @@ class ProductPage {
     return form;
   }
 
-
   shootForm() {
     const presets = this.presets;
     const descriptions = h("textarea.input", {
@@ -913,8 +912,8 @@ class ProductPage {
             h("img", { src: s.cutout.url, alt: "Your product as cut out of its photo" }),
             h(
               "div",
-              h("strong", "Kept pixel for pixel"),
-              h("span.small.muted", `Cut out with ${CUTOUT_SOURCES[s.cutout.source] || s.cutout.source}. Every shot below keeps exactly these pixels.`),
+              h("strong", "Your product, as photographed"),
+              h("span.small.muted", `Cut out with ${CUTOUT_SOURCES[s.cutout.source] || s.cutout.source}. Nothing inside its outline is painted over: only the scene around it is new.`),
             ),
           )
         : null;
@@ -1198,11 +1197,11 @@ function shotCard(shot) {
 
 const COMPOSITIONS = { hero: "Centred hero", thirds: "Rule of thirds", "flat-lay": "Flat lay", "keep-framing": "As photographed" };
 
-/** Where a placement put the product: "412 × 380 px at 54, 96 (scale 0.82)". */
+/** Where a placement put the product: "412 × 380 px at 54, 96 (scaled 0.82×), …". */
 function placedText(box) {
   if (!box) return null;
-  const scale = box.scale === 1 ? "its own size" : `scale ${Number(box.scale).toFixed(2)}`;
-  return `${box.width} × ${box.height} px at ${box.x}, ${box.y} (${scale}), every pixel kept`;
+  const scale = box.scale === 1 ? "its own size" : `scaled ${Number(box.scale).toFixed(2)}×`;
+  return `${box.width} × ${box.height} px at ${box.x}, ${box.y} (${scale}), not painted over`;
 }
 
 let presetLabels = {};
