@@ -722,6 +722,7 @@ class ProductPage {
           this.placements.unshift(placement);
           this.gallery.prepend(this.jobBlock(placement, "placement"));
         },
+        oninput: () => (error.hidden = true), // a complaint goes once the merchant acts on it
       },
       h(
         "div.field",
