@@ -151,6 +151,7 @@ def test_the_setting_allows_private_targets(monkeypatch: pytest.MonkeyPatch) -> 
 CREATE_BODIES = {
     "/v1/products/{product_id}/trainings": {"model": "tiny"},
     "/v1/products/{product_id}/shoots": {"descriptions": ["{product} on a table"]},
+    "/v1/products/{product_id}/placements": {"photo_id": "pho_x", "descriptions": ["on a table"]},
 }
 
 
