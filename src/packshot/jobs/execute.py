@@ -255,15 +255,9 @@ def job_seed(workdir: Path) -> int:
 # -- placement (pixel-true mode) ---------------------------------------------------------------
 
 PLACEMENT_OPTIONS = {
-    # API name: PlaceRequest name (the `packshot place` options the studio offers)
-    "descriptions": "descriptions",
-    "presets": "presets",
-    "n": "count",
-    "aspect": "aspect",
-    "seed": "seed",
-    "steps": "num_inference_steps",
-    "guidance": "guidance_scale",
-    "negative_prompt": "negative_prompt",
+    # API name: PlaceRequest name (the `packshot place` options the studio offers): the
+    # shoot's scene options, less the LoRA's, plus its own
+    **{k: v for k, v in SHOOT_OPTIONS.items() if k not in ("lora_scale", "fast")},
     "keep_framing": "keep_framing",
     "model": "model",
 }

@@ -16,6 +16,7 @@ NaN twice) is not retried; its error is raised as is.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ import secrets
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -1076,59 +1076,21 @@ class RayRunner:
             thread.start()
 
     def _run(self, job_id: str, kind: str, params: dict[str, Any], workdir: Path) -> None:
-        from packshot.jobs import store
-        from packshot.jobs.execute import relative_event
-        from packshot.jobs.worker import CANCEL_POLL_S, HEARTBEAT_S, KEEP_ALWAYS
+        from packshot.jobs.worker import KEEP_ALWAYS, drive_job
 
-        last = {"event": 0.0, "cancel": 0.0, "beat": time.monotonic()}
-        canceled = {"value": False}
-
-        def should_cancel() -> bool:
-            clock = time.monotonic()
-            if clock - last["cancel"] >= CANCEL_POLL_S:
-                last["cancel"] = clock
-                with self.db.session() as session:
-                    canceled["value"] = store.cancel_requested(session, job_id)
-            return canceled["value"] or self._stopping.is_set()
-
-        def progress(event: ProgressEvent) -> None:
-            clock = time.monotonic()
-            final = event.total is not None and event.done >= event.total
-            notable = event.data.get("event") in KEEP_ALWAYS | {"retry"}
-            if not notable and not final and clock - last["event"] < 0.25:
-                return
-            last["event"] = clock
-            with self.db.session() as session:
-                store.add_event(session, job_id, relative_event(event, workdir))
-                if clock - last["beat"] >= HEARTBEAT_S:
-                    last["beat"] = clock
-                    store.heartbeat(session, job_id, self.worker_id)
-
-        try:
-            result = run_job_on_ray(
-                kind, params, workdir, progress, should_cancel, settings=self.ray_settings
-            )
-        except JobCanceled:
-            if self._stopping.is_set() and not canceled["value"]:
-                return  # shutting down: the job stays running and resumes on the next start
-            with self.db.session() as session:
-                store.mark_canceled(session, job_id)
-        except PackshotError as exc:
-            with self.db.session() as session:
-                store.fail(session, job_id, "job_failed", " ".join(str(exc).split()))
-        except Exception as exc:
-            log.exception("job %s failed with an internal error", job_id)
-            with self.db.session() as session:
-                store.fail(
-                    session,
-                    job_id,
-                    "internal_error",
-                    f"packshot hit an internal error ({type(exc).__name__}); the job can be "
-                    "started again, and the server log has the details.",
-                )
-        else:
-            with self.db.session() as session:
-                store.finish(session, job_id, result)
+        execute = functools.partial(run_job_on_ray, settings=self.ray_settings)
+        keep = KEEP_ALWAYS | {"retry"}
+        drive_job(
+            self.db,
+            self.worker_id,
+            self._stopping,
+            job_id,
+            kind,
+            params,
+            workdir,
+            execute,
+            keep=keep,
+        )
 
     def stop(self) -> None:
         self._stopping.set()

@@ -9,12 +9,14 @@ starts (the local runner has exactly one worker per database), and resumes from 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,72 @@ KEEP_ALWAYS = {
 }
 
 
+def drive_job(
+    db: store.Database,
+    worker_id: str,
+    stopping: threading.Event,
+    job_id: str,
+    kind: str,
+    params: dict[str, Any],
+    workdir: Path,
+    execute: Callable[..., dict[str, Any]],
+    *,
+    keep: frozenset[str] | set[str] = KEEP_ALWAYS,
+) -> None:
+    """Run one claimed job with `execute(kind, params, workdir, progress, should_cancel)`
+    (`run_job`, or the Ray runner's `run_job_on_ray`), and store what it does: its events
+    (step events at most every STEP_EVENT_INTERVAL_S, the `keep` kinds always), heartbeats,
+    cancellation, and its outcome. A job stopped because the runner is shutting down stays
+    running in the database, to be resumed on the next start."""
+    last = {"event": 0.0, "cancel": 0.0, "beat": time.monotonic()}
+    canceled = {"value": False}
+
+    def should_cancel() -> bool:
+        clock = time.monotonic()
+        if clock - last["cancel"] >= CANCEL_POLL_S:
+            last["cancel"] = clock
+            with db.session() as session:
+                canceled["value"] = store.cancel_requested(session, job_id)
+        return canceled["value"] or stopping.is_set()
+
+    def progress(event: ProgressEvent) -> None:
+        clock = time.monotonic()
+        final = event.total is not None and event.done >= event.total
+        notable = event.data.get("event") in keep
+        if not notable and not final and clock - last["event"] < STEP_EVENT_INTERVAL_S:
+            return
+        last["event"] = clock
+        with db.session() as session:
+            store.add_event(session, job_id, relative_event(event, workdir))
+            if clock - last["beat"] >= HEARTBEAT_S:
+                last["beat"] = clock
+                store.heartbeat(session, job_id, worker_id)
+
+    try:
+        result = execute(kind, params, workdir, progress, should_cancel)
+    except JobCanceled:
+        if stopping.is_set() and not canceled["value"]:
+            return  # shutting down: the job stays running and is resumed on the next start
+        with db.session() as session:
+            store.mark_canceled(session, job_id)
+    except PackshotError as exc:
+        with db.session() as session:
+            store.fail(session, job_id, "job_failed", " ".join(str(exc).split()))
+    except Exception as exc:  # a bug: the job fails, the runner goes on
+        log.exception("job %s failed with an internal error", job_id)
+        with db.session() as session:
+            store.fail(
+                session,
+                job_id,
+                "internal_error",
+                f"packshot hit an internal error ({type(exc).__name__}); the job can be "
+                "started again, and the server log has the details.",
+            )
+    else:
+        with db.session() as session:
+            store.finish(session, job_id, result)
+
+
 class Worker:
     def __init__(self, settings: ServiceSettings, *, poll_s: float = POLL_S):
         self.settings = settings
@@ -70,59 +138,8 @@ class Worker:
             job_id, kind, params = job.id, job.kind, dict(job.params)
             workdir = store.job_dir(self.settings.data_dir, job).resolve()
         log.info("running %s job %s (attempt)", kind, job_id)
-        last = {"event": 0.0, "cancel": 0.0, "beat": time.monotonic()}
-        canceled = {"value": False}
-
-        def should_cancel() -> bool:
-            clock = time.monotonic()
-            if clock - last["cancel"] >= CANCEL_POLL_S:
-                last["cancel"] = clock
-                with self.db.session() as session:
-                    canceled["value"] = store.cancel_requested(session, job_id)
-            return canceled["value"] or self.stopping.is_set()
-
-        def progress(event: ProgressEvent) -> None:
-            clock = time.monotonic()
-            kind_ = event.data.get("event")
-            final = event.total is not None and event.done >= event.total
-            if (
-                kind_ not in KEEP_ALWAYS
-                and not final
-                and clock - last["event"] < STEP_EVENT_INTERVAL_S
-            ):
-                return
-            last["event"] = clock
-            with self.db.session() as session:
-                store.add_event(session, job_id, relative_event(event, workdir))
-                if clock - last["beat"] >= HEARTBEAT_S:
-                    last["beat"] = clock
-                    store.heartbeat(session, job_id, self.worker_id)
-
-        try:
-            result = run_job(
-                kind, params, workdir, progress, should_cancel, cache_dir=self.settings.cache_dir
-            )
-        except JobCanceled:
-            if self.stopping.is_set() and not canceled["value"]:
-                return True  # shutting down: the job stays running and is resumed next start
-            with self.db.session() as session:
-                store.mark_canceled(session, job_id)
-        except PackshotError as exc:
-            with self.db.session() as session:
-                store.fail(session, job_id, "job_failed", " ".join(str(exc).split()))
-        except Exception as exc:  # a bug: the job fails, the worker goes on
-            log.exception("job %s failed with an internal error", job_id)
-            with self.db.session() as session:
-                store.fail(
-                    session,
-                    job_id,
-                    "internal_error",
-                    f"packshot hit an internal error ({type(exc).__name__}); the job can be "
-                    "started again, and the server log has the details.",
-                )
-        else:
-            with self.db.session() as session:
-                store.finish(session, job_id, result)
+        execute = functools.partial(run_job, cache_dir=self.settings.cache_dir)
+        drive_job(self.db, self.worker_id, self.stopping, job_id, kind, params, workdir, execute)
         return True
 
 
