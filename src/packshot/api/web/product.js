@@ -647,32 +647,11 @@ class ProductPage {
         ),
       ),
     );
-    const descriptions = h("textarea.input", {
-      id: "place-descriptions",
-      name: "descriptions",
-      rows: 3,
-      placeholder: "on a marble kitchen counter, soft morning light\non a wooden table by a sunny window",
-    });
-    const chips = h(
-      "div.chips",
-      { role: "group", "aria-label": "Shot presets" },
-      presets.map((p, i) =>
-        h(
-          "label.chip",
-          { title: p.description || "" },
-          h("input", { type: "checkbox", name: "preset", value: p.name, checked: i === 0 }),
-          p.label || p.name,
-        ),
-      ),
+    const { descriptions, chips, n, aspect, steps } = sceneFields(
+      "place",
+      presets,
+      "on a marble kitchen counter, soft morning light\non a wooden table by a sunny window",
     );
-    const n = h("input.input", { id: "place-n", name: "n", type: "number", min: 1, max: 16, value: 2, inputmode: "numeric" });
-    const aspect = h(
-      "select.input",
-      { id: "place-aspect", name: "aspect" },
-      h("option", { value: "" }, "From the preset"),
-      ASPECTS.map((a) => h("option", { value: a }, a)),
-    );
-    const steps = h("input.input", { id: "place-steps", name: "steps", type: "number", min: 1, max: 150, placeholder: "default", inputmode: "numeric" });
     const keep = h("input", { id: "place-keep", name: "keep_framing", type: "checkbox" });
     const model = h("input.input", { id: "place-model", name: "model", placeholder: "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", spellcheck: "false", autocomplete: "off" });
     const useModel = this.hasModel ? h("input", { id: "place-lora", name: "training_id", type: "checkbox" }) : null;
@@ -767,32 +746,11 @@ class ProductPage {
 
   shootForm() {
     const presets = this.presets;
-    const descriptions = h("textarea.input", {
-      id: "shoot-descriptions",
-      name: "descriptions",
-      rows: 3,
-      placeholder: `the ${this.product.class_name} on a marble kitchen counter\na model wearing the ${this.product.class_name}, walking in the park`,
-    });
-    const chips = h(
-      "div.chips",
-      { role: "group", "aria-label": "Shot presets" },
-      presets.map((p, i) =>
-        h(
-          "label.chip",
-          { title: p.description || "" },
-          h("input", { type: "checkbox", name: "preset", value: p.name, checked: i === 0 }),
-          p.label || p.name,
-        ),
-      ),
+    const { descriptions, chips, n, aspect, steps } = sceneFields(
+      "shoot",
+      presets,
+      `the ${this.product.class_name} on a marble kitchen counter\na model wearing the ${this.product.class_name}, walking in the park`,
     );
-    const n = h("input.input", { id: "shoot-n", name: "n", type: "number", min: 1, max: 16, value: 2, inputmode: "numeric" });
-    const aspect = h(
-      "select.input",
-      { id: "shoot-aspect", name: "aspect" },
-      h("option", { value: "" }, "From the preset"),
-      ASPECTS.map((a) => h("option", { value: a }, a)),
-    );
-    const steps = h("input.input", { id: "shoot-steps", name: "steps", type: "number", min: 1, max: 150, placeholder: "default", inputmode: "numeric" });
     const best = h("input", { id: "shoot-best", name: "best", type: "checkbox" });
     const error = h("div.notice.bad", { role: "alert", hidden: true });
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-shoot" }, icon("camera"), "Shoot");
@@ -971,6 +929,33 @@ class ProductPage {
 // ---------------------------------------------------------------- pieces
 
 /** The items of an API list: `{data: [...], count}`, or a plain array (presets). */
+/** The scene fields a shoot and a placement share: descriptions, preset chips, shots per
+ * scene, aspect and steps, with ids `${prefix}-…`. */
+function sceneFields(prefix, presets, placeholder) {
+  const descriptions = h("textarea.input", { id: `${prefix}-descriptions`, name: "descriptions", rows: 3, placeholder });
+  const chips = h(
+    "div.chips",
+    { role: "group", "aria-label": "Shot presets" },
+    presets.map((p, i) =>
+      h(
+        "label.chip",
+        { title: p.description || "" },
+        h("input", { type: "checkbox", name: "preset", value: p.name, checked: i === 0 }),
+        p.label || p.name,
+      ),
+    ),
+  );
+  const n = h("input.input", { id: `${prefix}-n`, name: "n", type: "number", min: 1, max: 16, value: 2, inputmode: "numeric" });
+  const aspect = h(
+    "select.input",
+    { id: `${prefix}-aspect`, name: "aspect" },
+    h("option", { value: "" }, "From the preset"),
+    ASPECTS.map((a) => h("option", { value: a }, a)),
+  );
+  const steps = h("input.input", { id: `${prefix}-steps`, name: "steps", type: "number", min: 1, max: 150, placeholder: "default", inputmode: "numeric" });
+  return { descriptions, chips, n, aspect, steps };
+}
+
 function listOf(body) {
   if (!body) return [];
   return Array.isArray(body) ? body : body.data || [];
