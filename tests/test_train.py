@@ -295,6 +295,54 @@ def test_geglu_gates_give_the_same_outputs_and_gradients_and_keep_less() -> None
         torch.testing.assert_close(model(x), expected)
 
 
+def test_feed_forwards_recompute_their_projection_with_the_same_outputs_and_gradients() -> None:
+    from diffusers.models.attention import FeedForward
+
+    from packshot.train.step import save_memory_on_feed_forward
+
+    torch.manual_seed(0)
+    model = FeedForward(8, activation_fn="geglu").requires_grad_(False)
+    x = torch.randn(2, 6, 8, requires_grad=True)  # 6 tokens
+
+    def run() -> tuple[torch.Tensor, torch.Tensor, int]:
+        saved: list[int] = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x)
+        (grad,) = torch.autograd.grad(out.square().sum(), x)
+        return out, grad, sum(saved)
+
+    expected, grad_expected, kept_before = run()
+    assert save_memory_on_feed_forward(model, min_tokens=6) == 1
+    got, grad_got, kept_after = run()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_got, grad_expected)
+    # after: x and the weights it needs (proj's weight and bias, out's weight), not proj(x)
+    assert kept_after == x.numel() + 64 * 8 + 64 + 8 * 32
+    assert kept_after < kept_before
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+
+    # fewer tokens than min_tokens, a trainable projection or a live dropout: the module's
+    # own forward, so nothing changes but the memory
+    small = FeedForward(8, activation_fn="geglu").requires_grad_(False)
+    assert save_memory_on_feed_forward(small, min_tokens=7) == 1
+    saved_small: list[int] = []
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: saved_small.append(t.numel()) or t, lambda t: t
+    ):
+        small(x)
+    assert sum(saved_small) == kept_before  # proj(x) kept, as diffusers' own forward does
+    trained = FeedForward(8, activation_fn="geglu")
+    assert save_memory_on_feed_forward(trained) == 0
+    dropping = FeedForward(8, activation_fn="geglu", dropout=0.1).requires_grad_(False)
+    assert save_memory_on_feed_forward(dropping) == 0
+
+
 def test_mask_becomes_latent_loss_weights() -> None:
     from packshot.train.data import mask_to_loss_weights
 
