@@ -1,10 +1,14 @@
 """The in-memory limits of the web process: the rate limiter's buckets and the progress-webhook
-throttle stay bounded however many keys or jobs pass through."""
+throttle stay bounded however many keys or jobs pass through; and what keeps its small requests
+quick: routes inline on SQLite, connections opened and objects frozen at start-up."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from api_support import ENV_POSTGRES
 from packshot.api.deps import RateLimiter
 from packshot.jobs import store
 
@@ -82,3 +86,70 @@ def test_progress_webhook_throttle_stays_bounded(monkeypatch: pytest.MonkeyPatch
         clock += 0.001
         store.progress_webhook_due(f"job_{i}", clock)
     assert len(store._last_progress_webhook) <= store._PROGRESS_THROTTLE_KEYS
+
+
+def _where_it_runs(database_url: str) -> tuple[int, int]:
+    """(the event loop's thread, the thread an `inline_on_sqlite` route body ran on)."""
+    import asyncio
+    import threading
+
+    from sqlalchemy import text
+
+    from packshot.api.deps import inline_on_sqlite
+
+    db = store.Database(database_url)
+    ran_on: list[int] = []
+
+    @inline_on_sqlite
+    def route(session):  # type: ignore[no-untyped-def]
+        ran_on.append(threading.get_ident())
+        return session.execute(text("SELECT 1")).scalar()
+
+    async def main() -> int:
+        with db.session() as session:
+            assert await route(session=session) == 1
+        return threading.get_ident()
+
+    try:
+        loop_thread = asyncio.run(main())
+    finally:
+        db.dispose()
+    return loop_thread, ran_on[0]
+
+
+def test_small_routes_run_on_the_event_loop_with_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    loop_thread, ran_on = _where_it_runs(f"sqlite:///{tmp_path / 'packshot.db'}")
+    assert ran_on == loop_thread  # no thread hop: cheaper than the query itself
+
+
+@pytest.mark.skipif(
+    not os.environ.get(ENV_POSTGRES), reason=f"{ENV_POSTGRES} is not set (.ci/run sets it)"
+)
+def test_small_routes_run_on_threads_with_a_database_server() -> None:
+    server = os.environ[ENV_POSTGRES]
+    loop_thread, ran_on = _where_it_runs("postgresql+psycopg://" + server.split("://", 1)[1])
+    assert ran_on != loop_thread  # a socket round trip must not block the loop
+
+
+def test_the_app_starts_with_its_connections_open_and_its_objects_frozen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from packshot.api.app import create_app
+    from packshot.api.settings import ApiSettings
+    from packshot.jobs.settings import ServiceSettings
+
+    service = ServiceSettings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'packshot.db'}"
+    )
+    app = create_app(ApiSettings(service=service))
+    pool = app.state.db.engine.pool
+    assert pool.checkedin() == 0
+    try:
+        with TestClient(app) as client:
+            assert pool.checkedin() == store.POOL_CONNECTIONS  # opened before the first request
+            assert gc.get_freeze_count() > 10_000  # start-up objects out of the collector's way
+            assert client.get("/v1/health").status_code == 200
+    finally:
+        gc.unfreeze()

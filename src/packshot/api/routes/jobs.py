@@ -25,7 +25,13 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from packshot.api.deps import CurrentMerchant, SessionDep, SettingsDep, check_webhook
+from packshot.api.deps import (
+    CurrentMerchant,
+    SessionDep,
+    SettingsDep,
+    check_webhook,
+    inline_on_sqlite,
+)
 from packshot.api.errors import ApiError, not_found
 from packshot.api.routes.products import get_product, photos_dir
 from packshot.api.schemas import (
@@ -146,6 +152,7 @@ def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
     status_code=201,
     responses=E409,
 )
+@inline_on_sqlite
 def create_training(
     product_id: str,
     body: TrainingCreate,
@@ -416,6 +423,7 @@ def _check_presets(names: list[str], pixel_true: bool = False) -> None:
 @router.post(
     "/products/{product_id}/shoots", response_model=ShootPublic, status_code=201, responses=E409
 )
+@inline_on_sqlite
 def create_shoot(
     product_id: str,
     body: ShootCreate,
@@ -455,6 +463,7 @@ def create_shoot(
     status_code=201,
     responses=E409,
 )
+@inline_on_sqlite
 def create_placement(
     product_id: str,
     body: PlacementCreate,
@@ -625,7 +634,7 @@ def add_job_routes(spec: JobRoutes) -> None:
 
     add(
         f"/products/{{product_id}}/{spec.path}",
-        list_jobs,
+        inline_on_sqlite(list_jobs),
         methods=["GET"],
         response_model=spec.listing,
         responses=E,
@@ -635,7 +644,7 @@ def add_job_routes(spec: JobRoutes) -> None:
     )
     add(
         base,
-        read_job,
+        inline_on_sqlite(read_job),
         methods=["GET"],
         response_model=spec.model,
         responses=E,
@@ -644,7 +653,7 @@ def add_job_routes(spec: JobRoutes) -> None:
     )
     add(
         f"{base}/cancel",
-        cancel_job,
+        inline_on_sqlite(cancel_job),
         methods=["POST"],
         response_model=spec.model,
         responses=E409,

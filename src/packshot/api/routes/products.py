@@ -15,7 +15,13 @@ from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 
 from packshot.api import judging
-from packshot.api.deps import CurrentMerchant, SessionDep, SettingsDep, run_intake
+from packshot.api.deps import (
+    CurrentMerchant,
+    SessionDep,
+    SettingsDep,
+    inline_on_sqlite,
+    run_intake,
+)
 from packshot.api.errors import ApiError, not_found
 from packshot.api.schemas import (
     ErrorPublic,
@@ -92,6 +98,7 @@ def _photo_public(photo: Photo) -> PhotoPublic:
 
 
 @router.post("/products", response_model=ProductPublic, status_code=201, responses=E)
+@inline_on_sqlite
 def create_product(body: ProductCreate, session: SessionDep, merchant: CurrentMerchant):
     """Create a product: its name and class word ("headphones")."""
     product = Product(
@@ -99,10 +106,11 @@ def create_product(body: ProductCreate, session: SessionDep, merchant: CurrentMe
     )
     session.add(product)
     session.commit()
-    return _product_public(session, product)
+    return _product_public(session, product, photo_count=0)
 
 
 @router.get("/products", response_model=ProductsPublic, responses=E)
+@inline_on_sqlite
 def list_products(session: SessionDep, merchant: CurrentMerchant):
     """The merchant's products, newest first."""
     photos = (
@@ -121,6 +129,7 @@ def list_products(session: SessionDep, merchant: CurrentMerchant):
 
 
 @router.get("/products/{product_id}", response_model=ProductPublic, responses=E)
+@inline_on_sqlite
 def read_product(product_id: str, session: SessionDep, merchant: CurrentMerchant):
     return _product_public(session, get_product(session, merchant.id, product_id))
 
@@ -273,6 +282,7 @@ def _record_upload(
 
 
 @router.get("/products/{product_id}/photos", response_model=PhotosPublic, responses=E)
+@inline_on_sqlite
 def list_photos(product_id: str, session: SessionDep, merchant: CurrentMerchant):
     product = get_product(session, merchant.id, product_id)
     photos = session.scalars(
