@@ -73,7 +73,9 @@ def inline_on_sqlite(fn: Callable[..., T]) -> Callable[..., Any]:
     in WAL mode; a write may wait for another writer's short transaction (the worker's
     progress updates), blocking the loop for that long. A server database answers over a
     socket, so there `fn` keeps its thread. Only for routes without slow work besides the
-    database: uploads, downloads and deletions of folders stay on threads.
+    database: uploads, downloads, deletions of folders, and the create calls that take a
+    `webhook` (checking it resolves its host name: DNS, which may take seconds) stay on
+    threads.
     """
 
     @functools.wraps(fn)

@@ -152,7 +152,6 @@ def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
     status_code=201,
     responses=E409,
 )
-@inline_on_sqlite
 def create_training(
     product_id: str,
     body: TrainingCreate,
@@ -423,7 +422,6 @@ def _check_presets(names: list[str], pixel_true: bool = False) -> None:
 @router.post(
     "/products/{product_id}/shoots", response_model=ShootPublic, status_code=201, responses=E409
 )
-@inline_on_sqlite
 def create_shoot(
     product_id: str,
     body: ShootCreate,
@@ -463,7 +461,6 @@ def create_shoot(
     status_code=201,
     responses=E409,
 )
-@inline_on_sqlite
 def create_placement(
     product_id: str,
     body: PlacementCreate,
