@@ -220,21 +220,20 @@ class _FrozenGegluFeedForward(torch.autograd.Function):
         return grad_h @ proj_weight, None, None, None, None
 
 
-def _feed_forward_recomputes(module: torch.nn.Module) -> bool:
-    """Whether `_FrozenGegluFeedForward` computes exactly what `module.forward` does: a GEGLU
-    feed-forward with plain (not LoRA-wrapped) frozen linears and no active dropout."""
+def _is_plain_geglu_feed_forward(module: torch.nn.Module) -> bool:
+    """Whether `_FrozenGegluFeedForward` computes what `module.forward` does, given frozen
+    weights: GEGLU, plain (not LoRA-wrapped) linears, a zero dropout, no final dropout."""
     from diffusers.models.activations import GEGLU
 
     net = list(getattr(module, "net", ()))
-    if len(net) < 3 or type(net[0]) is not GEGLU or type(net[-1]) is torch.nn.Dropout:
-        return False
-    if type(net[0].proj) is not torch.nn.Linear or type(net[2]) is not torch.nn.Linear:
-        return False
-    dropouts_off = all(
-        type(m) is torch.nn.Dropout and (m.p == 0 or not m.training) for m in net[1:2]
+    return (
+        len(net) == 3
+        and type(net[0]) is GEGLU
+        and type(net[0].proj) is torch.nn.Linear
+        and type(net[1]) is torch.nn.Dropout
+        and net[1].p == 0
+        and type(net[2]) is torch.nn.Linear
     )
-    frozen = not any(p.requires_grad for p in module.parameters())
-    return len(net) == 3 and dropouts_off and frozen
 
 
 def _feed_forward(
@@ -245,19 +244,18 @@ def _feed_forward(
     *args: Any,
     **kwargs: Any,
 ) -> torch.Tensor:
+    proj, out = module.net[0].proj, module.net[2]
+    weights = (proj.weight, proj.bias, out.weight, out.bias)
     if (
         not torch.is_grad_enabled()
         or not hidden_states.requires_grad
         or hidden_states.shape[-2] < min_tokens
         or args
         or kwargs
-        or not _feed_forward_recomputes(module)
+        or any(w is not None and w.requires_grad for w in weights)  # trained since: its own
     ):
         return original(hidden_states, *args, **kwargs)
-    proj, out = module.net[0].proj, module.net[2]
-    return _FrozenGegluFeedForward.apply(
-        hidden_states, proj.weight, proj.bias, out.weight, out.bias
-    )
+    return _FrozenGegluFeedForward.apply(hidden_states, *weights)
 
 
 def save_memory_on_feed_forward(model: torch.nn.Module, min_tokens: int = 1024) -> int:
@@ -268,7 +266,11 @@ def save_memory_on_feed_forward(model: torch.nn.Module, min_tokens: int = 1024) 
 
     count = 0
     for module in model.modules():
-        if type(module) is FeedForward and _feed_forward_recomputes(module):
+        if (
+            type(module) is FeedForward
+            and _is_plain_geglu_feed_forward(module)
+            and not any(p.requires_grad for p in module.parameters())
+        ):
             original = module.forward
             module.forward = functools.partial(_feed_forward, module, min_tokens, original)  # type: ignore[method-assign]
             count += 1

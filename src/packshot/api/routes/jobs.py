@@ -221,6 +221,11 @@ def training_file(
     )
 
 
+def _model_dir(settings: ApiSettings, training: Job) -> str:
+    """The absolute path of a succeeded training's model folder (a job parameter)."""
+    return str((store.job_dir(settings.service.data_dir, training) / MODEL_DIR).resolve())
+
+
 def succeeded_training(
     session: SessionDep, merchant_id: str, product: Product, training_id: str | None
 ) -> Job | None:
@@ -439,9 +444,7 @@ def create_shoot(
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
     request["training_id"] = training.id
     params = {k: v for k, v in request.items() if k not in ("training_id",)}
-    params["model_dir"] = str(
-        (store.job_dir(settings.service.data_dir, training) / MODEL_DIR).resolve()
-    )
+    params["model_dir"] = _model_dir(settings, training)
     job = store.enqueue(
         session,
         merchant_id=merchant.id,
@@ -500,9 +503,7 @@ def create_placement(
     params["photo"] = str((photos_dir(settings, product.id) / f"{photo.id}.png").resolve())
     params["product"] = product.class_name  # what {product} means without a product model
     if training is not None:
-        params["product_model"] = str(
-            (store.job_dir(settings.service.data_dir, training) / MODEL_DIR).resolve()
-        )
+        params["product_model"] = _model_dir(settings, training)
     job = store.enqueue(
         session,
         merchant_id=merchant.id,

@@ -655,13 +655,8 @@ class ProductPage {
     const keep = h("input", { id: "place-keep", name: "keep_framing", type: "checkbox" });
     const model = h("input.input", { id: "place-model", name: "model", placeholder: "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", spellcheck: "false", autocomplete: "off" });
     const useModel = this.hasModel ? h("input", { id: "place-lora", name: "training_id", type: "checkbox" }) : null;
-    const error = h("div.notice.bad", { role: "alert", hidden: true });
+    const { error, fail } = formError();
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-placement" }, icon("camera"), "Place in scene");
-    const fail = (message, focus) => {
-      mount(error, icon("alert"), h("div.grow", rich(message)));
-      error.hidden = false;
-      focus?.focus();
-    };
     const form = h(
       "form.stack",
       {
@@ -752,13 +747,8 @@ class ProductPage {
       `the ${this.product.class_name} on a marble kitchen counter\na model wearing the ${this.product.class_name}, walking in the park`,
     );
     const best = h("input", { id: "shoot-best", name: "best", type: "checkbox" });
-    const error = h("div.notice.bad", { role: "alert", hidden: true });
+    const { error, fail } = formError();
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-shoot" }, icon("camera"), "Shoot");
-    const fail = (message, focus) => {
-      mount(error, icon("alert"), h("div.grow", rich(message)));
-      error.hidden = false;
-      focus?.focus();
-    };
     const form = h(
       "form.stack",
       {
@@ -931,6 +921,17 @@ class ProductPage {
 /** The items of an API list: `{data: [...], count}`, or a plain array (presets). */
 /** The scene fields a shoot and a placement share: descriptions, preset chips, shots per
  * scene, aspect and steps, with ids `${prefix}-…`. */
+// A form's error notice, hidden until `fail(message, focus?)` shows it and focuses the field.
+function formError() {
+  const error = h("div.notice.bad", { role: "alert", hidden: true });
+  const fail = (message, focus) => {
+    mount(error, icon("alert"), h("div.grow", rich(message)));
+    error.hidden = false;
+    focus?.focus();
+  };
+  return { error, fail };
+}
+
 function sceneFields(prefix, presets, placeholder) {
   const descriptions = h("textarea.input", { id: `${prefix}-descriptions`, name: "descriptions", rows: 3, placeholder });
   const chips = h(
