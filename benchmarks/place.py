@@ -22,6 +22,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,10 @@ from PIL import Image
 
 from packshot.place import compose
 from packshot.place.cutout import grabcut_mask
-from packshot.testing.placing import product_photo
+
+# The synthetic product photos are test material: they live with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from placing_support import product_photo  # noqa: E402
 
 
 def _photo(size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:

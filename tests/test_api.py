@@ -367,7 +367,7 @@ def test_placement_keeps_the_products_pixels(studio, product, placement) -> None
 
     from packshot.place import GUARANTEE_BAND_PX, compose
     from packshot.shoot.sizes import size_for
-    from packshot.testing.placing import erode_square
+    from placing_support import erode_square
 
     assert placement["status"] == "succeeded", placement
     assert placement["cutout"]["source"] == "grabcut"  # no model offline: the fallback

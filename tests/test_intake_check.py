@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFilter
 
+import photo_corpus as photos
 from packshot.errors import PhotoSetError
 from packshot.intake import (
     IntakeConfig,
@@ -18,7 +19,6 @@ from packshot.intake import (
     check_photos,
 )
 from packshot.progress import ProgressEvent
-from packshot.testing import photos
 
 SUBJECTS = ["backpack", "can", "clock", "colorful_sneaker", "teapot"]
 

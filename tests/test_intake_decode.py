@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import photo_corpus as photos
 from packshot.errors import PhotoError, UsageError
 from packshot.intake import REASONS, IntakeConfig, load_photo
 from packshot.intake.decode import HEIF_INSTALL
-from packshot.testing import photos
 
 BAD = photos.bad_files()
 ODD = photos.odd_files()

@@ -7,10 +7,10 @@ import io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import photo_corpus as photos
 from packshot.errors import PhotoError
 from packshot.intake import check_files, load_photo
 from packshot.intake.quality import measure
-from packshot.testing import photos
 
 _PHOTO = photos.sample_photo((320, 256))
 VALID = {

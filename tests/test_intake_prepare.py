@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import photo_corpus as photos
 from packshot.errors import ModelNotFoundError, PhotoSetError, UsageError
 from packshot.intake import (
     HFCaptioner,
@@ -22,7 +23,6 @@ from packshot.intake import (
     prepare_training_set,
 )
 from packshot.intake.captions import combine_caption
-from packshot.testing import photos
 from packshot.testing.captioner import WORDS, build_tiny_captioner
 
 

@@ -110,7 +110,7 @@ def test_placement_continues_with_the_same_seed(cache_dir: Path, tmp_path: Path)
     """A placement given no seed picks one, keeps it in its folder, and a re-run after a
     cancel renders only the missing shots, with the seeds the first run planned."""
     from packshot.jobs.execute import EXECUTORS, JOB_KINDS
-    from packshot.testing.placing import write_photo
+    from placing_support import write_photo
 
     assert "placement" in JOB_KINDS and "placement" in EXECUTORS
     photo, _mask = write_photo(tmp_path / "photo")

@@ -17,7 +17,7 @@ from packshot.place import GUARANTEE_BAND_PX, PlaceRequest, compose, place
 from packshot.shoot import read_parameters
 from packshot.shoot.metadata import recipe_from_parameters
 from packshot.shoot.sizes import size_for
-from packshot.testing.placing import erode_square, write_photo
+from placing_support import erode_square, write_photo
 
 runner = CliRunner()
 TINY = {"model": "tiny-inpaint", "dino_model": "tiny", "clip_model": "tiny"}

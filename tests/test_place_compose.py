@@ -10,7 +10,7 @@ from packshot.errors import UsageError
 from packshot.place import GUARANTEE_BAND_PX, compose
 from packshot.shoot.presets import load_presets
 from packshot.shoot.sizes import size_for
-from packshot.testing.placing import erode_square
+from placing_support import erode_square
 
 
 def _masks(size: tuple[int, int]) -> dict[str, np.ndarray]:

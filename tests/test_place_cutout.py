@@ -13,7 +13,7 @@ from packshot.intake.config import IntakeConfig
 from packshot.intake.decode import NormalisedPhoto, load_photo
 from packshot.place import matting
 from packshot.place.cutout import CUTOUT_MODEL_ENV, cut_out, grabcut_mask
-from packshot.testing.placing import build_matting_onnx, iou, product_photo
+from placing_support import build_matting_onnx, iou, product_photo
 
 SMALL = IntakeConfig(min_side=64)
 

@@ -175,7 +175,7 @@ def test_placement_job_on_ray_matches_the_local_runner_and_resumes(
     import shutil
 
     from packshot.jobs.ray_runner import run_job_on_ray
-    from packshot.testing.placing import write_photo
+    from placing_support import write_photo
 
     data: Path = studio["settings"].data_dir
     photo, _mask = write_photo(tmp_path / "photo")

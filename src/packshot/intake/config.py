@@ -32,7 +32,7 @@ class IntakeConfig:
     # second-sharpest of 8×8 tiles (97th percentile): a small sharp product counts, a smooth
     # backdrop or a shallow depth of field doesn't, nor does exposure. Sharp DreamBench
     # photos score 1200 or more (1090 or more when made 2.6 stops darker), sharp synthetic
-    # ones (testing.photos) 2500 or more; blurred by a Gaussian of 1.5 px (at 512 px) they
+    # ones (tests/photo_corpus.py) 2500 or more; blurred by a Gaussian of 1.5 px (at 512 px) they
     # score 340 or less.
     blur_threshold: float = 500.0
     # Also blurry: under this fraction of the set's median sharpness (sets of 4 or more),
