@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("script", type=Path, help="path of diffusers' train_dreambooth_lora.py")
     parser.add_argument("--model", type=Path, default=Path("/tmp/sd15-random"))
     parser.add_argument(
-        "--photos", type=Path, default=Path("/work/shared/data/dreambench/backpack")
+        "--photos", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "backpack"
     )
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--rank", type=int, default=4)

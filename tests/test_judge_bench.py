@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from packshot.errors import UsageError
+from packshot.flows.dreambench import PAPER_SD, read_spec, run_dreambench
 from packshot.judge import JudgeConfig
-from packshot.judge.dreambench import PAPER_SD, read_spec, run_dreambench
 from packshot.progress import ProgressEvent
 
 TINY_JUDGES = JudgeConfig(dino_model="tiny", clip_model="tiny")

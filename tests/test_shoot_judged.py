@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from packshot.cli import app
 from packshot.errors import UsageError
+from packshot.flows.judged import CANDIDATES_DIR, shoot_and_judge
 from packshot.judge import JudgeConfig
 from packshot.shoot import ShootRequest
-from packshot.shoot.judged import CANDIDATES_DIR, shoot_and_judge
 
 TINY_JUDGES = {"dino_model": "tiny", "clip_model": "tiny"}
 

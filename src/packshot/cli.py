@@ -543,8 +543,8 @@ def shoot_command(
     shot without the product is flagged, never handed over silently; --best K keeps the K
     best of twice as many candidates and moves the rest to candidates/.
     """
+    from packshot.flows.judged import shoot_and_judge
     from packshot.shoot import ShootRequest, read_model_folder, shoot
-    from packshot.shoot.judged import shoot_and_judge
 
     values: dict[str, Any] = {
         "model_dir": model_dir,
@@ -856,7 +856,7 @@ def bench_dreambench(
     --place-model, each subject's first photo is also placed in every prompt's scene
     (`packshot place`) and scored: the pixel-true row of the table.
     """
-    from packshot.judge import run_dreambench
+    from packshot.flows.dreambench import run_dreambench
 
     chosen = [s.strip() for s in subjects.split(",") if s.strip()] if subjects else None
     with progress_bar("DreamBench", enabled=not as_json) as progress:
@@ -1046,9 +1046,16 @@ def demo(
     ),
 ) -> None:
     """Run the main job end to end on the bundled sample product."""
-    from packshot.demo import run_demo
+    from packshot.flows.demo import run_demo
 
-    run_demo(out_dir=out_dir, photos=photos, model=model, console=err, progress_bar=progress_bar)
+    run_demo(
+        out_dir=out_dir,
+        photos=photos,
+        model=model,
+        console=err,
+        progress_bar=progress_bar,
+        show_report=print_report,
+    )
 
 
 def main() -> None:

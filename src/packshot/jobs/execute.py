@@ -186,9 +186,9 @@ def _run_shoot(
     params: dict[str, Any], workdir: Path, progress: ProgressCallback, cache_dir: Path | None
 ) -> dict[str, Any]:
     """params: model_dir, judge? (default True), best?, reference_dir?, and SHOOT_OPTIONS."""
+    from packshot.flows.judged import shoot_and_judge
     from packshot.judge import JudgeConfig
     from packshot.shoot import ShootRequest, read_model_folder, shoot
-    from packshot.shoot.judged import shoot_and_judge
 
     model_dir = Path(params["model_dir"])
     values = {SHOOT_OPTIONS[k]: params[k] for k in SHOOT_OPTIONS if params.get(k) is not None}

@@ -563,8 +563,8 @@ def _shoot_task(
     """On the worker: shoot into a temporary folder, mail back each shot as it is written,
     return the finished folder's files."""
     ray = _ray()
+    from packshot.flows.judged import shoot_and_judge
     from packshot.shoot import ShootRequest, shoot
-    from packshot.shoot.judged import shoot_and_judge
 
     _use_task_threads()
     _task_started(mailbox, "shoot", attempt)
@@ -650,7 +650,7 @@ def shoot_on_ray(
     dies is followed by one that renders only the shots not yet delivered. A shoot folder left
     half-done by an earlier run continues the same way.
     """
-    from packshot.shoot.judged import reference_dir_for
+    from packshot.flows.judged import reference_dir_for
     from packshot.shoot.run import MAX_SEED, SUMMARY_FILE, read_model_folder
 
     settings = settings or RaySettings()

@@ -23,7 +23,6 @@ from packshot.judge.config import (
 from packshot.judge.presence import Calibration, calibrate, decide_present
 
 if TYPE_CHECKING:
-    from packshot.judge.dreambench import BenchResult, run_dreambench
     from packshot.judge.models import Embedders, resolve_judge
     from packshot.judge.report import contact_sheet, write_report
     from packshot.judge.score import (
@@ -40,7 +39,6 @@ __all__ = [
     "DEFAULT_DINO_MODEL",
     "DEFAULT_OTHER_MARGIN",
     "DEFAULT_PRESENT_THRESHOLD",
-    "BenchResult",
     "Calibration",
     "Embedders",
     "JudgeConfig",
@@ -53,14 +51,11 @@ __all__ = [
     "decide_present",
     "rank_candidates",
     "resolve_judge",
-    "run_dreambench",
     "score_shots",
     "write_report",
 ]
 
 _LAZY = {
-    "BenchResult": "dreambench",
-    "run_dreambench": "dreambench",
     "Embedders": "models",
     "resolve_judge": "models",
     "contact_sheet": "report",

@@ -26,8 +26,14 @@ from typing import Any
 
 from packshot import __version__
 from packshot.errors import PackshotError, PhotoError, UsageError
+from packshot.intake.check import folder_entries, skip_reason
 from packshot.judge.config import JudgeConfig
+from packshot.judge.models import Embedders
+from packshot.judge.score import ScoreReport, score_shots
+from packshot.place import PlaceRequest, place
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.shoot import ShootRequest, shoot
+from packshot.train import TrainConfig, train
 
 PROMPTS_FILE = "prompts_and_classes.txt"
 TOKEN = "sks"  # the paper's unique identifier is a rare token; diffusers' examples use "sks"
@@ -181,10 +187,6 @@ def run_dreambench(
     spec, chosen = _check_inputs(
         data, subjects, prompts_per_subject, images_per_prompt, steps, resolution
     )
-    from packshot.judge.models import Embedders
-    from packshot.judge.score import ScoreReport, score_shots
-    from packshot.shoot import ShootRequest, shoot
-    from packshot.train import TrainConfig, train
 
     judge = judge or JudgeConfig()
     out.mkdir(parents=True, exist_ok=True)
@@ -360,9 +362,6 @@ def _place_subject(
     warnings: list[str],
 ) -> Any:
     """The subject's pixel-true shots, scored; None (and a warning) when its photo won't cut."""
-    from packshot.intake.check import folder_entries, skip_reason
-    from packshot.judge.score import ScoreReport, score_shots
-    from packshot.place import PlaceRequest, place
 
     scores_file = folder / PLACE_SCORES_FILE
     if scores_file.is_file():

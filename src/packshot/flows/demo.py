@@ -12,7 +12,13 @@ from typing import Any
 from rich.console import Console
 
 from packshot.errors import UsageError
+from packshot.flows.judged import shoot_and_judge
+from packshot.intake import check_photos, prepare_training_set
+from packshot.judge import JudgeConfig
 from packshot.progress import ProgressCallback
+from packshot.runtime import describe_model, pick_device, resolve_model
+from packshot.shoot import ShootRequest
+from packshot.train import TrainConfig, train
 
 # The real default model for real work (needs a GPU and a download of ~7 GB).
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -24,7 +30,7 @@ TINY_SAMPLE_STEPS = 4  # sampling steps for the tiny stand-in's noise images
 
 def sample_photos_dir() -> Path:
     """The bundled sample product (DreamBench backpack, CC-BY 4.0) in a source checkout."""
-    return Path(__file__).resolve().parents[2] / "examples" / "backpack"
+    return Path(__file__).resolve().parents[3] / "examples" / "backpack"
 
 
 def run_demo(
@@ -34,14 +40,9 @@ def run_demo(
     model: str | None,
     console: Console,
     progress_bar: Callable[[str], AbstractContextManager[ProgressCallback]],
+    show_report: Callable[[Any], None],
 ) -> dict[str, Any]:
     """Run intake → training set → training → shoot → judging, printing each step."""
-    from packshot.intake import check_photos, prepare_training_set
-    from packshot.judge import JudgeConfig
-    from packshot.runtime import describe_model, pick_device, resolve_model
-    from packshot.shoot import ShootRequest
-    from packshot.shoot.judged import shoot_and_judge
-    from packshot.train import TrainConfig, train
 
     photos = photos or sample_photos_dir()
     if not photos.is_dir():
@@ -76,9 +77,8 @@ def run_demo(
     with progress_bar("Checking photos") as progress:
         report = check_photos(photos, progress=progress)
     report.save(out_dir / "report.json")
-    from packshot.cli import print_report
 
-    print_report(report)
+    show_report(report)
 
     # 3. The training set: square crops centred on the product, masks, captions.
     console.rule("2. Training set")

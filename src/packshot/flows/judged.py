@@ -15,11 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from packshot.errors import UsageError
-from packshot.judge import JudgeConfig
+from packshot.judge import Embedders, JudgeConfig, rank_candidates, score_shots, write_report
 from packshot.judge.score import ScoreReport, ShotScore
 from packshot.progress import ProgressCallback, no_progress
 from packshot.shoot.run import SUMMARY_FILE, ShootRequest, ShootResult, Shot, shoot
+from packshot.shoot.sheet import make_contact_sheet
 
 CANDIDATES_PER_KEPT = 2  # with --best K: render 2K candidates per description and preset
 CANDIDATES_DIR = "candidates"  # where candidates not kept go (inside the shoot folder)
@@ -72,7 +75,6 @@ def shoot_and_judge(
     `resume` continues an interrupted shoot in `out_dir` without rendering again the shots it
     already wrote (candidates set aside are taken back and ranked again).
     """
-    from packshot.judge import Embedders, rank_candidates, score_shots, write_report
 
     # 1. Check the inputs and load the judges before rendering anything: a wrong judge
     # model must fail in seconds, not after the shoot.
@@ -219,9 +221,6 @@ def _update_summary(
 
 def _redraw_sheet(result: ShootResult, kept: list[Shot], by_file: dict[str, ShotScore]) -> None:
     """The contact sheet of the delivered shots, each captioned with its score and flag."""
-    from PIL import Image
-
-    from packshot.shoot.sheet import make_contact_sheet
 
     cells = []
     for shot_ in kept:
