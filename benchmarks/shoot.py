@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from sd15 import build_sd15_pipeline, save_sd15_pipeline
 
+from packshot.artifacts.product_model import ProductModel
+
 TARGET_OVERHEAD = 0.05  # the issue's: packshot may cost at most 5% more than bare diffusers
 
 DESCRIPTION = "{product} on a marble kitchen counter"
@@ -58,15 +60,7 @@ def build_models(root: Path, rank: int) -> tuple[Path, Path]:
     model = root / "product"
     model.mkdir()
     save_lora(model, StableDiffusionPipeline, pipe.unet, [])
-    meta = {
-        "kind": "packshot-model",
-        "base_model": str(base),
-        "family": "sd15",
-        "token": "sks",
-        "class_word": "teapot",
-        "product": "blue teapot",
-    }
-    (model / "packshot.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    ProductModel(model, str(base), "sks", "teapot", family="sd15", product="blue teapot").save()
     return base, model
 
 

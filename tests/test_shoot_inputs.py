@@ -354,13 +354,3 @@ def test_plan_seeds_sizes_and_counts(cache_dir: Path) -> None:
         size_for(lifestyle.aspect, 64)  # the tiny stand-in's own resolution
     }
     assert len({s.stem for s in plan.shots}) == len(plan.shots)
-
-
-def test_model_folder_names_match_training() -> None:
-    """Shoot reads what `packshot train` writes: the same file names and `kind`."""
-    from packshot.shoot import run
-    from packshot.train import loop, lora_io
-
-    assert run.MODEL_KIND == loop.MODEL_KIND
-    assert run.MODEL_METADATA_FILE == loop.METADATA_FILE
-    assert run.LORA_WEIGHT_NAME == lora_io.DIFFUSERS_WEIGHT_NAME

@@ -12,9 +12,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from packshot.artifacts.product_model import ProductModel, work_dir_for
 from packshot.progress import ProgressEvent
-from packshot.train import TrainConfig, load_model_metadata, train
-from packshot.train.loop import TrainResult, work_dir_for
+from packshot.train import TrainConfig, train
+from packshot.train.loop import TrainResult
 
 STEPS = 12
 
@@ -87,18 +88,21 @@ def test_metadata_says_how_the_model_was_made(
     sd15_run: tuple[TrainResult, list[ProgressEvent]], training_set: Path
 ) -> None:
     result, _ = sd15_run
-    meta = load_model_metadata(result.model_dir)
-    assert meta == json.loads(result.metadata_path.read_text())
-    assert meta["base_model"] == "tiny" and meta["family"] == "sd15"
-    assert (meta["token"], meta["class_word"]) == ("sks", "backpack")
-    assert TrainConfig(**meta["config"]) == _config()
-    assert meta["packshot_version"]
-    assert meta["num_photos"] == len(meta["photos"]) >= 3
-    assert all(len(photo["sha256"]) == 64 for photo in meta["photos"])
-    assert meta["final_step"] == STEPS and meta["final_loss"] == result.final_loss
-    assert meta["resumed_from"] is None and meta["nan_rollbacks"] == 0
-    assert {"prepare_s", "cache_s", "train_s", "total_s"} <= set(meta["timings"])
-    assert meta["device"] == "cpu" and meta["dtype"] == "float32"
+    model = ProductModel.load(result.model_dir)
+    meta = json.loads(result.metadata_path.read_text())
+    assert model.to_json() == meta
+    assert meta["kind"] == "packshot-model" and meta["schema_version"] == 1
+    assert model.base_model == "tiny" and model.family == "sd15"
+    assert (model.token, model.class_word) == ("sks", "backpack")
+    assert TrainConfig(**model.config) == _config()
+    assert model.packshot_version
+    assert meta["num_photos"] == len(model.photos) >= 3
+    assert all(len(photo.sha256) == 64 for photo in model.photos)
+    assert model.final_step == STEPS and model.final_loss == result.final_loss
+    assert model.resumed_from is None and model.nan_rollbacks == 0
+    assert {"prepare_s", "cache_s", "train_s", "total_s"} <= set(model.timings)
+    assert model.device == "cpu" and model.dtype == "float32"
+    assert model.sample_paths == result.samples and model.lora_path == result.lora_path
 
 
 def test_model_card_has_hub_metadata(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> None:

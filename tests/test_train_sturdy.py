@@ -15,11 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from packshot.artifacts.product_model import work_dir_for
 from packshot.errors import PackshotError, PhotoSetError, UsageError
 from packshot.progress import ProgressEvent
 from packshot.train import TrainConfig, train
 from packshot.train.checkpoints import latest_checkpoint
-from packshot.train.loop import oom_advice, work_dir_for
+from packshot.train.loop import oom_advice
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

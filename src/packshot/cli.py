@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from packshot import __version__
+from packshot.artifacts.product_model import ProductModel
 from packshot.errors import PackshotError
 from packshot.progress import ProgressCallback, ProgressEvent
 
@@ -544,7 +545,7 @@ def shoot_command(
     best of twice as many candidates and moves the rest to candidates/.
     """
     from packshot.flows.judged import shoot_and_judge
-    from packshot.shoot import ShootRequest, read_model_folder, shoot
+    from packshot.shoot import ShootRequest, shoot
 
     values: dict[str, Any] = {
         "model_dir": model_dir,
@@ -576,7 +577,7 @@ def shoot_command(
     request = ShootRequest(**values)
     judges = None
     if judge:
-        base_ref = base or read_model_folder(Path(values["model_dir"]))["base_model"]
+        base_ref = base or ProductModel.load(values["model_dir"]).base_model
         # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
         tiny = str(base_ref).startswith("tiny")
         judges = _judge_config(

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from packshot.artifacts.product_model import TRAINING_SET_DIR, ProductModel
 from packshot.errors import UsageError
 from packshot.judge import Embedders, JudgeConfig, rank_candidates, score_shots, write_report
 from packshot.judge.score import ScoreReport, ShotScore
@@ -26,7 +27,6 @@ from packshot.shoot.sheet import make_contact_sheet
 
 CANDIDATES_PER_KEPT = 2  # with --best K: render 2K candidates per description and preset
 CANDIDATES_DIR = "candidates"  # where candidates not kept go (inside the shoot folder)
-TRAINING_SET_DIR = "training-set"  # the product's crops, inside a folder `packshot train` wrote
 
 
 @dataclass
@@ -46,7 +46,7 @@ def reference_dir_for(request: ShootRequest, reference_dir: Path | str | None) -
     if reference_dir is not None:
         return Path(reference_dir)
     if request.model_dir is not None:
-        crops = Path(request.model_dir) / TRAINING_SET_DIR
+        crops = ProductModel.load(request.model_dir).training_set_dir
         if crops.is_dir():
             return crops
         raise UsageError(

@@ -38,6 +38,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from packshot.artifacts.product_model import (
+    SAMPLES_DIR,
+    TRAINING_SET_DIR,
+    ProductModel,
+    work_dir_for,
+)
 from packshot.errors import PackshotError, UsageError
 from packshot.progress import ProgressCallback, ProgressEvent
 
@@ -116,7 +122,6 @@ def _run_training(
 ) -> dict[str, Any]:
     """params: photos_dir, model, class_word, product?, preset?, force?, and TRAINING_OPTIONS."""
     from packshot.train import train
-    from packshot.train.loop import work_dir_for
 
     options = {k: params[k] for k in TRAINING_OPTIONS if params.get(k) is not None}
     config = build_train_config(
@@ -142,25 +147,23 @@ def _run_training(
 
 
 def _training_result(model_dir: Path, workdir: Path) -> dict[str, Any]:
-    from packshot.train import load_model_metadata
-
-    meta = load_model_metadata(model_dir)
+    model = ProductModel.load(model_dir)
     files = sorted(
         str(p.relative_to(workdir))
         for p in model_dir.rglob("*")
-        if p.is_file() and "training-set" not in p.relative_to(model_dir).parts
+        if p.is_file() and TRAINING_SET_DIR not in p.relative_to(model_dir).parts
     )
     return {
         "model_dir": MODEL_DIR,
-        "base_model": meta["base_model"],
-        "token": meta["token"],
-        "class_word": meta["class_word"],
-        "final_step": meta["final_step"],
-        "final_loss": meta["final_loss"],
-        "resumed_from": meta.get("resumed_from"),
-        "nan_rollbacks": meta.get("nan_rollbacks", 0),
-        "timings": meta.get("timings", {}),
-        "samples": [f for f in files if f.startswith(f"{MODEL_DIR}/samples/")],
+        "base_model": model.base_model,
+        "token": model.token,
+        "class_word": model.class_word,
+        "final_step": model.final_step,
+        "final_loss": model.final_loss,
+        "resumed_from": model.resumed_from,
+        "nan_rollbacks": model.nan_rollbacks,
+        "timings": model.timings,
+        "samples": [f for f in files if f.startswith(f"{MODEL_DIR}/{SAMPLES_DIR}/")],
         "files": files,
     }
 
@@ -188,7 +191,7 @@ def _run_shoot(
     """params: model_dir, judge? (default True), best?, reference_dir?, and SHOOT_OPTIONS."""
     from packshot.flows.judged import shoot_and_judge
     from packshot.judge import JudgeConfig
-    from packshot.shoot import ShootRequest, read_model_folder, shoot
+    from packshot.shoot import ShootRequest, shoot
 
     model_dir = Path(params["model_dir"])
     values = {SHOOT_OPTIONS[k]: params[k] for k in SHOOT_OPTIONS if params.get(k) is not None}
@@ -202,7 +205,7 @@ def _run_shoot(
         flagged: list[str] = []
     else:
         # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
-        tiny = str(read_model_folder(model_dir)["base_model"]).startswith("tiny")
+        tiny = ProductModel.load(model_dir).base_model.startswith("tiny")
         judge = JudgeConfig(**({"dino_model": "tiny", "clip_model": "tiny"} if tiny else {}))
         judged = shoot_and_judge(
             request,

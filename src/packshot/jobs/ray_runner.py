@@ -368,9 +368,10 @@ def _train_task(
     """On the worker: train in a temporary folder, mail back checkpoints and samples, return the
     model folder's files."""
     ray = _ray()
+    from packshot.artifacts.product_model import CHECKPOINTS_DIR, RUN_FILE, work_dir_for
     from packshot.train import TrainConfig
     from packshot.train.checkpoints import checkpoint_name
-    from packshot.train.loop import CHECKPOINTS_DIR, RUN_FILE, train, work_dir_for
+    from packshot.train.loop import train
 
     _use_task_threads()
     _task_started(mailbox, "train", attempt)
@@ -437,18 +438,13 @@ def train_on_ray(
     Checkpoints that reach the driver go to `<out_dir>.partial/checkpoints/` as a local run's
     do; a try whose worker dies is followed by one that resumes from the latest of them.
     """
+    from packshot.artifacts.product_model import CHECKPOINTS_DIR, SAMPLES_DIR, work_dir_for
     from packshot.train.checkpoints import (
         checkpoint_name,
         latest_checkpoint,
         prune_checkpoints,
     )
-    from packshot.train.loop import (
-        CHECKPOINTS_DIR,
-        SAMPLES_DIR,
-        TrainResult,
-        open_work_dir,
-        work_dir_for,
-    )
+    from packshot.train.loop import TrainResult, open_work_dir
 
     settings = settings or RaySettings()
     photos_dir, out_dir = Path(photos_dir), Path(out_dir)
@@ -650,8 +646,9 @@ def shoot_on_ray(
     dies is followed by one that renders only the shots not yet delivered. A shoot folder left
     half-done by an earlier run continues the same way.
     """
+    from packshot.artifacts.product_model import ProductModel
     from packshot.flows.judged import reference_dir_for
-    from packshot.shoot.run import MAX_SEED, SUMMARY_FILE, read_model_folder
+    from packshot.shoot.run import MAX_SEED, SUMMARY_FILE
 
     settings = settings or RaySettings()
     out = Path(out_dir)
@@ -667,7 +664,7 @@ def shoot_on_ray(
     names: dict[str, str] = {"out": out.name}
     if request.model_dir is not None:
         model_dir = Path(request.model_dir)
-        read_model_folder(model_dir)
+        ProductModel.load(model_dir)
         files = {n: (model_dir / n).read_bytes() for n in MODEL_FILES}
         if judge is not None and reference_dir is None:
             reference = reference_dir_for(request, None)  # the model's own training crops

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from packshot.artifacts.product_model import SHOOT_FILES, ProductModel
 from packshot.errors import UsageError
 from packshot.jobs.ray_runner import (
-    MODEL_FILES,
     RaySettings,
     _ray,
     _read_shoot,
@@ -150,7 +150,7 @@ def shoot_with_serve(request: Any, out_dir: Path | str, *, timeout_s: float = 60
 
     from ray import serve
 
-    from packshot.shoot.run import MAX_SEED, SUMMARY_FILE, read_model_folder
+    from packshot.shoot.run import MAX_SEED, SUMMARY_FILE
 
     if request.model_dir is None:
         raise UsageError("Shooting on Ray Serve needs a product model folder (model_dir).")
@@ -158,7 +158,7 @@ def shoot_with_serve(request: Any, out_dir: Path | str, *, timeout_s: float = 60
     if (out / SUMMARY_FILE).exists():
         raise UsageError(f"{out} already holds a shoot ({SUMMARY_FILE}). Choose another folder.")
     model_dir = Path(request.model_dir)
-    meta = read_model_folder(model_dir)
+    model = ProductModel.load(model_dir)
     if request.seed is None:
         request = replace(request, seed=secrets.randbelow(MAX_SEED - 10_000))
     fields = asdict(request)
@@ -168,15 +168,15 @@ def shoot_with_serve(request: Any, out_dir: Path | str, *, timeout_s: float = 60
         raise UsageError("Pass descriptions and presets by name when shooting on Ray Serve.")
     payload = {
         "fields": fields,
-        "model_files": {name: (model_dir / name).read_bytes() for name in MODEL_FILES},
+        "model_files": {name: (model_dir / name).read_bytes() for name in SHOOT_FILES},
         "model_name": model_dir.resolve().name,
         "model_dir_original": str(request.model_dir),
     }
     try:
-        handle = serve.get_app_handle(app_name(meta["base_model"]))
+        handle = serve.get_app_handle(app_name(model.base_model))
     except Exception:
         raise UsageError(
-            f"No shooting deployment for {meta['base_model']}: deploy it first "
+            f"No shooting deployment for {model.base_model}: deploy it first "
             "(packshot.jobs.serving.deploy_shooting)."
         ) from None
     value = handle.shoot.remote(payload).result(timeout_s=timeout_s)

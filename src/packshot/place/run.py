@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from packshot import __version__
+from packshot.artifacts.product_model import ProductModel
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 
@@ -190,15 +191,13 @@ def _same_request(recorded: dict[str, Any], request: PlaceRequest) -> bool:
     )
 
 
-def reference_for(request: PlaceRequest, out: Path) -> Path:
+def reference_for(request: PlaceRequest, out: Path, trained: ProductModel | None) -> Path:
     """The photos shots are judged against: given; else the product model's training crops;
     else the photo and its cut-out on white (written into `reference/`)."""
     if request.reference is not None:
         return Path(request.reference)
-    if request.product_model is not None:
-        crops = Path(request.product_model) / "training-set"
-        if crops.is_dir():
-            return crops
+    if trained is not None and trained.training_set_dir.is_dir():
+        return trained.training_set_dir
     return out / REFERENCE_DIR
 
 
@@ -243,7 +242,6 @@ def place(
     from packshot.runtime import describe_model, resolve_model
     from packshot.shoot.presets import get_preset, load_presets
     from packshot.shoot.prompts import ProductWords, compose_prompt
-    from packshot.shoot.run import read_model_folder
     from packshot.shoot.sizes import check_aspect, size_for
 
     started = time.perf_counter()
@@ -282,28 +280,29 @@ def place(
         check_aspect(request.aspect)
 
     # 2. The product model (optional) and the inpainting model.
-    meta: dict[str, Any] = {}
+    trained: ProductModel | None = None
     lora_path: Path | None = None
     if request.product_model is not None:
-        meta = read_model_folder(Path(request.product_model))
-        lora_path = Path(request.product_model) / "pytorch_lora_weights.safetensors"
-        product = ProductWords(meta["token"], meta["class_word"], meta.get("product"))
+        trained = ProductModel.load(request.product_model)
+        lora_path = trained.lora_path
+        product = ProductWords(trained.token, trained.class_word, trained.product)
     else:
         word = (request.product or DEFAULT_PRODUCT_WORD).strip() or DEFAULT_PRODUCT_WORD
         product = ProductWords(None, word, word)
-    base_family = str(meta.get("family") or "sdxl").split("-")[0]
+    trained_family = trained.family if trained is not None else None
+    base_family = str(trained_family or "sdxl").split("-")[0]
     model_ref = request.model or (
         TINY_INPAINT
-        if str(meta.get("base_model", "")).startswith("tiny")
+        if trained is not None and trained.base_model.startswith("tiny")
         else DEFAULT_INPAINT_MODELS.get(base_family, DEFAULT_INPAINT_MODELS["sdxl"])
     )
     resolved = resolve_model(model_ref, cache_dir=cache)
     described = describe_model(resolved)
     resolution = int(described["resolution"])
     family = resolved.family.name
-    if meta.get("family") and lora_path and family.split("-")[0] != base_family:
+    if trained_family and lora_path and family.split("-")[0] != base_family:
         raise UsageError(
-            f"The product model {request.product_model} was trained on a {meta['family']} model, "
+            f"The product model {request.product_model} was trained on a {trained_family} model, "
             f"but the inpainting model {model_ref} is {family}: pass an inpainting model of the "
             f"same family (for {base_family}: {DEFAULT_INPAINT_MODELS.get(base_family, '?')})."
         )
@@ -399,7 +398,7 @@ def place(
                 warn(note)
 
     # 6. The reference photos for the judges.
-    reference = reference_for(request, out)
+    reference = reference_for(request, out, trained)
     if request.judge and reference == out / REFERENCE_DIR:
         reference.mkdir(exist_ok=True)
         photo.image.convert("RGB").save(reference / "photo.png")

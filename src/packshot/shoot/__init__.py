@@ -14,7 +14,6 @@ from packshot.shoot.run import (
     ShootResult,
     Shot,
     plan_shoot,
-    read_model_folder,
     shoot,
 )
 from packshot.shoot.sizes import ASPECTS, size_for
@@ -32,7 +31,6 @@ __all__ = [
     "load_presets",
     "parse_parameters",
     "plan_shoot",
-    "read_model_folder",
     "read_parameters",
     "shoot",
     "size_for",

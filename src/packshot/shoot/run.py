@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from packshot import __version__
+from packshot.artifacts.product_model import ProductModel
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot.presets import ShotPreset, get_preset, load_presets
@@ -23,9 +24,6 @@ from packshot.shoot.prompts import ProductWords, compose_prompt, read_prompts_fi
 from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
 from packshot.shoot.sizes import check_aspect, check_size, parse_size, size_for
 
-MODEL_KIND = "packshot-model"  # `kind` in the packshot.json that `packshot train` writes
-MODEL_METADATA_FILE = "packshot.json"
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers/peft format, from training
 SUMMARY_FILE = "shoot.json"
 CONTACT_SHEET_FILE = "contact-sheet.png"
 DEFAULT_COUNT = 4  # shots per description without a preset
@@ -99,7 +97,7 @@ class ShootPlan:
     base_model: str
     lora_path: Path | None  # the product's LoRA; None when shooting a base model alone
     product: ProductWords
-    model_metadata: dict[str, Any]
+    product_model: ProductModel | None  # None when shooting a base model alone
     resolution: int  # the base model's native side length
     family: str
     stand_in: bool  # a tiny stand-in model (noise images by design)
@@ -139,46 +137,6 @@ class ShootResult:
 # -- planning ----------------------------------------------------------------------------------
 
 
-def read_model_folder(model_dir: Path) -> dict[str, Any]:
-    """The packshot.json of a trained product model, after checking the folder is one."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise UsageError(
-            f"Model folder not found: {model_dir}. Pass the folder `packshot train` wrote."
-        )
-    meta_path = model_dir / MODEL_METADATA_FILE
-    meta: Any = None
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise UsageError(f"Can't read {meta_path} ({error}). Train the model again.") from None
-    if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
-        what = (
-            f"it has no {MODEL_METADATA_FILE}"
-            if meta is None
-            else f"its {MODEL_METADATA_FILE} is not a trained model's (`kind` is not {MODEL_KIND})"
-        )
-        hint = (
-            " It is a diffusers base model: shoot with it alone with --base."
-            if (model_dir / "model_index.json").is_file()
-            else ""
-        )
-        raise UsageError(
-            f"{model_dir} is not a packshot model: {what}.{hint} Pass the folder "
-            "`packshot train` wrote."
-        )
-    for key in ("base_model", "token", "class_word"):
-        if not isinstance(meta.get(key), str) or not meta[key].strip():
-            raise UsageError(f"{meta_path} has no `{key}`. Train the model again.")
-    if not (model_dir / LORA_WEIGHT_NAME).is_file():
-        raise UsageError(
-            f"{model_dir} has no {LORA_WEIGHT_NAME}: the training run didn't finish. Train again, "
-            "or resume it."
-        )
-    return meta
-
-
 def _check_range(name: str, value: float | None) -> None:
     if value is None:
         return
@@ -200,27 +158,28 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         raise UsageError(f"`seed` must be between 0 and {MAX_SEED}, but is {request.seed}.")
 
     # 2. The model: a trained product model, a base model alone, or both (base for comparison).
-    meta: dict[str, Any] = {}
-    if request.model_dir is not None:
-        meta = read_model_folder(Path(request.model_dir))
-    elif request.base is None:
+    model = ProductModel.load(request.model_dir) if request.model_dir is not None else None
+    if request.base is not None:
+        base_model = request.base
+    elif model is not None:
+        base_model = model.base_model
+    else:
         raise UsageError("Pass a model folder written by `packshot train`, or a base model.")
-    base_model = request.base or meta["base_model"]
-    lora_path = Path(request.model_dir) / LORA_WEIGHT_NAME if request.base is None else None
+    lora_path = model.lora_path if model is not None and request.base is None else None
     resolved = resolve_model(base_model, cache_dir=cache_dir)
     described = describe_model(resolved)
-    if meta and meta.get("family") and meta["family"] != resolved.family.name and lora_path:
+    if model and model.family and model.family != resolved.family.name and lora_path:
         raise UsageError(
-            f"The model in {request.model_dir} was trained on a {meta['family']} model, but its "
+            f"The model in {request.model_dir} was trained on a {model.family} model, but its "
             f"base {base_model} is now {resolved.family.name}."
         )
 
     # 3. How prompts name the product.
-    if meta:
-        product = ProductWords(meta["token"], meta["class_word"], meta.get("product"))
+    if model:
+        product = ProductWords(model.token, model.class_word, model.product)
         if request.base is not None:
             # The base model alone knows no token: its prompt names the product by class.
-            product = ProductWords(None, meta["class_word"], meta.get("product"))
+            product = ProductWords(None, model.class_word, model.product)
     elif request.product:
         product = ProductWords(None, request.product.strip(), request.product.strip())
     else:
@@ -289,7 +248,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         base_model=base_model,
         lora_path=lora_path,
         product=product,
-        model_metadata=meta,
+        product_model=model,
         resolution=resolution,
         family=resolved.family.name,
         stand_in=bool(described["tiny_stand_in"]),

@@ -10,20 +10,19 @@ from typing import TYPE_CHECKING, Any
 from packshot.train.config import PRESET_NAMES, TrainConfig, load_presets
 
 if TYPE_CHECKING:
-    from packshot.train.loop import TrainResult, load_model_metadata, train
+    from packshot.train.loop import TrainResult, train
 
 __all__ = [
     "PRESET_NAMES",
     "TrainConfig",
     "TrainResult",
-    "load_model_metadata",
     "load_presets",
     "train",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "TrainResult", "load_model_metadata", "oom_advice", "work_dir_for"):
+    if name in ("train", "TrainResult", "oom_advice"):
         from packshot.train import loop
 
         return getattr(loop, name)

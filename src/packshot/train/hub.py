@@ -5,16 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from packshot.artifacts.product_model import (
+    CARD_FILE,
+    DIFFUSERS_WEIGHT_NAME,
+    KOHYA_WEIGHT_NAME,
+    METADATA_FILE,
+    SAMPLES_DIR,
+)
 from packshot.errors import PackshotError, UsageError
 
 # What a product model on the Hub consists of; checkpoints, the training crops (the merchant's
 # product photos) and anything else in the folder stay on this machine.
 PUSHED_PATTERNS = (
-    "pytorch_lora_weights.safetensors",
-    "pytorch_lora_weights_kohya.safetensors",
-    "packshot.json",
-    "README.md",
-    "samples/*.png",
+    DIFFUSERS_WEIGHT_NAME,
+    KOHYA_WEIGHT_NAME,
+    METADATA_FILE,
+    CARD_FILE,
+    f"{SAMPLES_DIR}/*.png",
 )
 
 
@@ -36,7 +43,7 @@ def push_to_hub(
     # 1. Check everything before contacting the Hub.
     model_dir = Path(model_dir)
     files = files_to_push(model_dir)
-    if "pytorch_lora_weights.safetensors" not in files:
+    if DIFFUSERS_WEIGHT_NAME not in files:
         raise UsageError(f"{model_dir} is not a finished packshot model: nothing to push.")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise UsageError(

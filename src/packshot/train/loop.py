@@ -15,13 +15,22 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from packshot import __version__
+from packshot.artifacts.product_model import (
+    CHECKPOINTS_DIR,
+    KOHYA_WEIGHT_NAME,
+    METADATA_FILE,
+    RUN_FILE,
+    SAMPLES_DIR,
+    TRAINING_SET_DIR,
+    ProductModel,
+    SourcePhoto,
+    work_dir_for,
+)
 from packshot.errors import PackshotError, PhotoSetError, UsageError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.train.checkpoints import (
@@ -36,20 +45,8 @@ from packshot.train.data import (
     encode_examples,
     ensure_class_images,
 )
-from packshot.train.lora_io import (
-    DIFFUSERS_WEIGHT_NAME,
-    KOHYA_WEIGHT_NAME,
-    save_diffusers_lora,
-    save_kohya_lora,
-)
+from packshot.train.lora_io import save_diffusers_lora, save_kohya_lora
 from packshot.train.step import TEXT_ENCODER_NAMES, Batch, LoraTrainer, NonFiniteLoss, make_batch
-
-MODEL_KIND = "packshot-model"  # `kind` in a trained model's packshot.json
-METADATA_FILE = "packshot.json"
-RUN_FILE = "run.json"  # in the work folder: the config a resumed run must match
-CHECKPOINTS_DIR = "checkpoints"
-SAMPLES_DIR = "samples"
-TRAINING_SET_DIR = "training-set"
 
 
 @dataclass
@@ -70,23 +67,6 @@ class TrainResult:
     @property
     def metadata_path(self) -> Path:
         return self.model_dir / METADATA_FILE
-
-
-def load_model_metadata(model_dir: Path) -> dict[str, Any]:
-    """The `packshot.json` of a trained model folder (the counterpart of what `train` writes)."""
-    path = Path(model_dir) / METADATA_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"No trained packshot model at {model_dir}: can't read {path}.") from exc
-    if meta.get("kind") != MODEL_KIND:
-        raise UsageError(f"{path} is not a trained packshot model's metadata.")
-    return meta
-
-
-def work_dir_for(out_dir: Path) -> Path:
-    """The sibling folder a run writes into; renamed to `out_dir` only when it is complete."""
-    return out_dir.parent / f"{out_dir.name}.partial"
 
 
 def open_work_dir(
@@ -172,7 +152,7 @@ def _prepared_examples(
     config: TrainConfig,
     force: bool,
     progress: ProgressCallback,
-) -> tuple[list[TrainingExample], list[dict[str, str]]]:
+) -> tuple[list[TrainingExample], list[SourcePhoto]]:
     """The training examples: a prepared set as is, or photos run through intake first."""
     from packshot import intake
     from packshot.intake.prepare import KIND, MANIFEST
@@ -244,7 +224,7 @@ def _prepared_examples(
         )
         for item in training_set.items
     ]
-    hashes = [{"file": item.source, "sha256": item.source_sha256} for item in training_set.items]
+    hashes = [SourcePhoto(item.source, item.source_sha256) for item in training_set.items]
     if not examples:
         raise PhotoSetError(f"The training set from {photos_dir} has no images.")
     return examples, hashes
@@ -695,39 +675,32 @@ def _run(
 
     # 11. packshot.json and the model card, then the folder moves into place in one rename.
     final_samples = [p for p in samples if p.name.startswith(f"step-{run['step']:06d}-")]
-    meta: dict[str, Any] = {
-        "kind": MODEL_KIND,
-        "packshot_version": __version__,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "base_model": config.model,
-        "base_model_source": resolved.source,
-        "family": family,
-        "token": config.token,
-        "class_word": config.class_word,
-        "product": config.product,
-        "instance_prompt": config.instance_prompt,
-        "config": config.model_dump(mode="json"),
-        "photos": photo_hashes,
-        "num_photos": len(photo_hashes),
-        "device": device,
-        "dtype": str(weight_dtype).removeprefix("torch."),
-        "optimizer": "AdamW8bit" if trainer.uses_8bit_adam else "AdamW",
-        "timings": timings,
-        "final_step": run["step"],
-        "final_loss": run["loss"],
-        "resumed_from": resumed_from,
-        "nan_rollbacks": run["nan_rollbacks"],
-        "probe_loss": {"start": run.get("probe_loss_start"), "end": probe_end},
-        "files": {
-            "diffusers": DIFFUSERS_WEIGHT_NAME,
-            "kohya": KOHYA_WEIGHT_NAME,
-            "samples": [str(p.relative_to(work)) for p in samples],
-        },
-    }
-    (work / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    product_model = ProductModel(
+        directory=work,
+        base_model=config.model,
+        base_model_source=resolved.source,
+        family=family,
+        token=config.token,
+        class_word=config.class_word,
+        product=config.product,
+        instance_prompt=config.instance_prompt,
+        config=config.model_dump(mode="json"),
+        photos=photo_hashes,
+        device=device,
+        dtype=str(weight_dtype).removeprefix("torch."),
+        optimizer="AdamW8bit" if trainer.uses_8bit_adam else "AdamW",
+        timings=timings,
+        final_step=run["step"],
+        final_loss=run["loss"],
+        resumed_from=resumed_from,
+        nan_rollbacks=run["nan_rollbacks"],
+        probe_loss={"start": run.get("probe_loss_start"), "end": probe_end},
+        samples=[str(p.relative_to(work)) for p in samples],
+    )
+    product_model.save()
     from packshot.train.card import write_model_card
 
-    write_model_card(work, meta, [str(p.relative_to(work)) for p in final_samples])
+    write_model_card(product_model, [str(p.relative_to(work)) for p in final_samples])
     (work / RUN_FILE).unlink(missing_ok=True)
     if out_dir.exists():  # only with force: train() refused otherwise
         old = out_dir.parent / f"{out_dir.name}.replaced"

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig
 
-DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-KOHYA_WEIGHT_NAME = "pytorch_lora_weights_kohya.safetensors"
+from packshot.artifacts.product_model import DIFFUSERS_WEIGHT_NAME
 
 UNET_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]  # the attention projections
 TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]

@@ -52,6 +52,7 @@ from packshot.api.schemas import (
     TrainingsPublic,
 )
 from packshot.api.settings import ApiSettings
+from packshot.artifacts.product_model import SAMPLES_DIR, UNLISTED_PARTS, work_dir_for
 from packshot.jobs import store
 from packshot.jobs.execute import (
     MODEL_DIR,
@@ -65,7 +66,6 @@ from packshot.jobs.models import Job, Photo, Product, ShotRow
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
 E409 = {**E, 409: {"model": ErrorPublic}}
-HIDDEN_MODEL_PARTS = {"checkpoints", "training-set"}  # big, or the merchant's own crops
 SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
 SSE_DOC = {**E, 200: {"content": {"text/event-stream": {}}}}
@@ -105,7 +105,7 @@ def model_files(settings: ApiSettings, job: Job) -> tuple[Path | None, dict[str,
     """
     root = store.job_dir(settings.service.data_dir, job)
     for _attempt in range(3):
-        for folder in (root / MODEL_DIR, root / f"{MODEL_DIR}.partial"):
+        for folder in (root / MODEL_DIR, work_dir_for(root / MODEL_DIR)):
             if not folder.is_dir():
                 continue
             try:
@@ -113,7 +113,7 @@ def model_files(settings: ApiSettings, job: Job) -> tuple[Path | None, dict[str,
                 for path in folder.rglob("*"):
                     relative = path.relative_to(folder)
                     parts = set(relative.parts)
-                    if HIDDEN_MODEL_PARTS & parts or any(p.endswith(".tmp") for p in parts):
+                    if parts.intersection(UNLISTED_PARTS) or any(p.endswith(".tmp") for p in parts):
                         continue
                     if path.is_file():
                         files[str(relative)] = path.stat().st_size
@@ -130,6 +130,7 @@ def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
         for name, size in sizes.items()
     ]
     result = job.result or {}
+    sample_prefix = f"{SAMPLES_DIR}/"
     return TrainingPublic(
         id=job.id,
         product_id=job.product_id,
@@ -140,8 +141,8 @@ def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
         final_step=result.get("final_step"),
         final_loss=result.get("final_loss"),
         resumed_from=result.get("resumed_from"),
-        files=files if job.status == "succeeded" else [f for f in files if "samples/" in f.name],
-        samples=[f for f in files if f.name.startswith("samples/")],
+        files=files if job.status == "succeeded" else [f for f in files if sample_prefix in f.name],
+        samples=[f for f in files if f.name.startswith(sample_prefix)],
         **_times(job),
     )
 
@@ -261,8 +262,8 @@ def _event_public(job: Job, data: dict[str, Any]) -> dict[str, Any]:
     if job.kind == "training":
         urls = []
         for path in paths:
-            for prefix in (f"{MODEL_DIR}.partial/", f"{MODEL_DIR}/"):
-                if path.startswith(prefix + "samples/"):
+            for prefix in (f"{work_dir_for(Path(MODEL_DIR))}/", f"{MODEL_DIR}/"):
+                if path.startswith(f"{prefix}{SAMPLES_DIR}/"):
                     urls.append(f"/v1/trainings/{job.id}/files/{path.removeprefix(prefix)}")
         if urls:
             out["urls"] = urls
