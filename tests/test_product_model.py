@@ -74,7 +74,7 @@ def test_a_folder_from_packshot_0_1_0_loads(tmp_path: Path) -> None:
 def test_save_load_round_trip_keeps_everything(tmp_path: Path) -> None:
     original = ProductModel.load(_folder(tmp_path))
     extra = {"delivered_to": {"shop": "demo"}}  # a key a later packshot may add
-    original = replace(original, directory=tmp_path / "copy", extra=extra)
+    original = replace(original, model_dir=tmp_path / "copy", extra=extra)
     path = original.save()
     assert path == tmp_path / "copy" / METADATA_FILE
     assert [p.name for p in path.parent.iterdir()] == [METADATA_FILE]  # no temporary file left

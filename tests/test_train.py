@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 from packshot.artifacts.product_model import ProductModel, work_dir_for
 from packshot.progress import ProgressEvent
 from packshot.train import TrainConfig, train
-from packshot.train.loop import TrainResult
 
 STEPS = 12
 
@@ -40,7 +39,7 @@ def _config(**overrides: object) -> TrainConfig:
 @pytest.fixture(scope="module")
 def sd15_run(
     cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[TrainResult, list[ProgressEvent]]:
+) -> tuple[ProductModel, list[ProgressEvent]]:
     out = tmp_path_factory.mktemp("sd15") / "model"
     events: list[ProgressEvent] = []
     result = train(_config(), training_set, out, progress=events.append, cache_dir=cache_dir)
@@ -65,7 +64,7 @@ def _pipeline(alias: str, cache_dir: Path) -> object:
     return cls.from_pretrained(resolved.path)
 
 
-def test_writes_the_model_folder(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> None:
+def test_writes_the_model_folder(sd15_run: tuple[ProductModel, list[ProgressEvent]]) -> None:
     result, _ = sd15_run
     out = result.model_dir
     for name in (
@@ -85,7 +84,7 @@ def test_writes_the_model_folder(sd15_run: tuple[TrainResult, list[ProgressEvent
 
 
 def test_metadata_says_how_the_model_was_made(
-    sd15_run: tuple[TrainResult, list[ProgressEvent]], training_set: Path
+    sd15_run: tuple[ProductModel, list[ProgressEvent]], training_set: Path
 ) -> None:
     result, _ = sd15_run
     model = ProductModel.load(result.model_dir)
@@ -102,10 +101,10 @@ def test_metadata_says_how_the_model_was_made(
     assert model.resumed_from is None and model.nan_rollbacks == 0
     assert {"prepare_s", "cache_s", "train_s", "total_s"} <= set(model.timings)
     assert model.device == "cpu" and model.dtype == "float32"
-    assert model.sample_paths == result.samples and model.lora_path == result.lora_path
+    assert model == result  # what train returns is what the folder says
 
 
-def test_model_card_has_hub_metadata(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> None:
+def test_model_card_has_hub_metadata(sd15_run: tuple[ProductModel, list[ProgressEvent]]) -> None:
     result, _ = sd15_run
     card = (result.model_dir / "README.md").read_text()
     front = card.split("---\n")[1]
@@ -115,7 +114,7 @@ def test_model_card_has_hub_metadata(sd15_run: tuple[TrainResult, list[ProgressE
     assert "url: samples/step-000012-seed0.png" in front  # the final samples as widgets
 
 
-def test_progress_events(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> None:
+def test_progress_events(sd15_run: tuple[ProductModel, list[ProgressEvent]]) -> None:
     _, events = sd15_run
     train_events = [e for e in events if e.stage == "train"]
     steps = [e for e in train_events if e.data.get("event") == "step"]
@@ -133,7 +132,7 @@ def test_progress_events(sd15_run: tuple[TrainResult, list[ProgressEvent]]) -> N
 
 
 def test_lora_changes_the_output_and_round_trips(
-    sd15_run: tuple[TrainResult, list[ProgressEvent]], cache_dir: Path
+    sd15_run: tuple[ProductModel, list[ProgressEvent]], cache_dir: Path
 ) -> None:
     from diffusers.utils import convert_unet_state_dict_to_peft
     from peft.utils import get_peft_model_state_dict
@@ -157,7 +156,7 @@ def test_lora_changes_the_output_and_round_trips(
 
 
 def test_kohya_file_is_equivalent_to_the_diffusers_file(
-    sd15_run: tuple[TrainResult, list[ProgressEvent]], cache_dir: Path
+    sd15_run: tuple[ProductModel, list[ProgressEvent]], cache_dir: Path
 ) -> None:
     result, _ = sd15_run
     keys = list(load_file(result.kohya_path))

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from packshot.artifacts.product_model import ProductModel
 from packshot.progress import ProgressEvent
 from packshot.train import TrainConfig, train
 from packshot.train.data import ensure_class_images
-from packshot.train.loop import TrainResult
 
 CONFIG = TrainConfig(
     model="tiny-sdxl",
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def sdxl_run(
     cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[TrainResult, list[ProgressEvent]]:
+) -> tuple[ProductModel, list[ProgressEvent]]:
     events: list[ProgressEvent] = []
     out = tmp_path_factory.mktemp("sdxl") / "model"
     return train(CONFIG, training_set, out, progress=events.append, cache_dir=cache_dir), events
@@ -62,7 +62,7 @@ def _pipeline(cache_dir: Path) -> object:
     )
 
 
-def test_sdxl_model_folder(sdxl_run: tuple[TrainResult, list[ProgressEvent]]) -> None:
+def test_sdxl_model_folder(sdxl_run: tuple[ProductModel, list[ProgressEvent]]) -> None:
     result, events = sdxl_run
     assert result.final_step == 4 and math.isfinite(result.final_loss)
     meta = result.metadata_path.read_text()
@@ -83,7 +83,7 @@ def test_sdxl_model_folder(sdxl_run: tuple[TrainResult, list[ProgressEvent]]) ->
 
 
 def test_sdxl_lora_changes_the_output_and_kohya_matches(
-    sdxl_run: tuple[TrainResult, list[ProgressEvent]], cache_dir: Path
+    sdxl_run: tuple[ProductModel, list[ProgressEvent]], cache_dir: Path
 ) -> None:
     result, _ = sdxl_run
     base = _images(_pipeline(cache_dir))
@@ -100,7 +100,7 @@ def test_sdxl_lora_changes_the_output_and_kohya_matches(
 
 
 def test_class_images_are_cached_and_reused(
-    sdxl_run: tuple[TrainResult, list[ProgressEvent]], cache_dir: Path
+    sdxl_run: tuple[ProductModel, list[ProgressEvent]], cache_dir: Path
 ) -> None:
     folders = list((cache_dir / "class-images").iterdir())
     assert len(folders) == 1

@@ -430,7 +430,7 @@ def train_command(
         "final_step": result.final_step,
         "final_loss": result.final_loss,
         "resumed_from": result.resumed_from,
-        "samples": [str(p) for p in result.samples],
+        "samples": [str(p) for p in result.sample_paths],
         "nan_rollbacks": result.nan_rollbacks,
         "hub_url": None,
     }

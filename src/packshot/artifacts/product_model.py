@@ -89,7 +89,7 @@ class ProductModel:
     are needed to shoot; the rest records how the model was made.
     """
 
-    directory: Path
+    model_dir: Path
     base_model: str  # Hub id, local folder or stand-in alias the LoRA was trained on
     token: str  # the rare word that stands for the product: "sks"
     class_word: str  # what the product is: "backpack"
@@ -117,38 +117,38 @@ class ProductModel:
 
     @property
     def metadata_path(self) -> Path:
-        return self.directory / METADATA_FILE
+        return self.model_dir / METADATA_FILE
 
     @property
     def lora_path(self) -> Path:
         """The LoRA in diffusers/peft format (what shooting loads)."""
-        return self.directory / DIFFUSERS_WEIGHT_NAME
+        return self.model_dir / DIFFUSERS_WEIGHT_NAME
 
     @property
     def kohya_path(self) -> Path:
         """The LoRA in kohya format (AUTOMATIC1111, ComfyUI)."""
-        return self.directory / KOHYA_WEIGHT_NAME
+        return self.model_dir / KOHYA_WEIGHT_NAME
 
     @property
     def card_path(self) -> Path:
-        return self.directory / CARD_FILE
+        return self.model_dir / CARD_FILE
 
     @property
     def samples_dir(self) -> Path:
-        return self.directory / SAMPLES_DIR
+        return self.model_dir / SAMPLES_DIR
 
     @property
     def sample_paths(self) -> list[Path]:
-        return [self.directory / name for name in self.samples]
+        return [self.model_dir / name for name in self.samples]
 
     @property
     def training_set_dir(self) -> Path:
         """The product's crops the LoRA learnt (present unless deleted by hand)."""
-        return self.directory / TRAINING_SET_DIR
+        return self.model_dir / TRAINING_SET_DIR
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.directory / CHECKPOINTS_DIR
+        return self.model_dir / CHECKPOINTS_DIR
 
     # -- save and load -----------------------------------------------------------------------
 
@@ -189,25 +189,25 @@ class ProductModel:
 
     def save(self) -> Path:
         """Write packshot.json into the folder, atomically (a temporary file renamed); its path."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{METADATA_FILE}.tmp"
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.model_dir / f".{METADATA_FILE}.tmp"
         tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.metadata_path)
         return self.metadata_path
 
     @classmethod
-    def load(cls, directory: Path | str) -> ProductModel:
-        """The model in `directory`, after checking it is a finished product model.
+    def load(cls, model_dir: Path | str) -> ProductModel:
+        """The model in `model_dir`, after checking it is a finished product model.
 
         Raises UsageError naming the folder and what to do: no such folder, no packshot.json
         (or another artifact's), a damaged one, one from a newer packshot, no LoRA.
         """
-        directory = Path(directory)
-        meta_path = directory / METADATA_FILE
+        model_dir = Path(model_dir)
+        meta_path = model_dir / METADATA_FILE
         # 1. The folder and its packshot.json.
-        if not directory.is_dir():
+        if not model_dir.is_dir():
             raise UsageError(
-                f"Model folder not found: {directory}. Pass the folder `packshot train` wrote."
+                f"Model folder not found: {model_dir}. Pass the folder `packshot train` wrote."
             )
         meta: Any = None
         if meta_path.is_file():
@@ -225,11 +225,11 @@ class ProductModel:
             )
             hint = (
                 " It is a diffusers base model: shoot with it alone with --base."
-                if (directory / "model_index.json").is_file()
+                if (model_dir / "model_index.json").is_file()
                 else ""
             )
             raise UsageError(
-                f"{directory} is not a packshot model: {what}.{hint} Pass the folder "
+                f"{model_dir} is not a packshot model: {what}.{hint} Pass the folder "
                 "`packshot train` wrote."
             )
 
@@ -241,7 +241,7 @@ class ProductModel:
             )
         if version > SCHEMA_VERSION:
             raise UsageError(
-                f"{directory} was written by a newer packshot (packshot.json schema version "
+                f"{model_dir} was written by a newer packshot (packshot.json schema version "
                 f"{version}; this packshot {__version__} reads up to {SCHEMA_VERSION}). Upgrade "
                 "packshot to use it, or train the model again with this one."
             )
@@ -273,9 +273,9 @@ class ProductModel:
             )
 
         # 4. The LoRA, which packshot.json (written last) promises.
-        if not (directory / DIFFUSERS_WEIGHT_NAME).is_file():
+        if not (model_dir / DIFFUSERS_WEIGHT_NAME).is_file():
             raise UsageError(
-                f"{directory} has no {DIFFUSERS_WEIGHT_NAME}: the training run didn't finish. "
+                f"{model_dir} has no {DIFFUSERS_WEIGHT_NAME}: the training run didn't finish. "
                 "Train again, or resume it."
             )
 
@@ -284,7 +284,7 @@ class ProductModel:
         for key in ("photos", "num_photos", "files"):  # derived: photos, samples, constants
             optional.pop(key, None)
         return cls(
-            directory=directory,
+            model_dir=model_dir,
             base_model=meta["base_model"],
             token=meta["token"],
             class_word=meta["class_word"],

@@ -29,6 +29,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from packshot.artifacts.product_model import (
+    CHECKPOINTS_DIR,
+    RUN_FILE,
+    SAMPLES_DIR,
+    ProductModel,
+    work_dir_for,
+)
 from packshot.errors import PackshotError, UsageError
 from packshot.jobs.execute import JobCanceled
 from packshot.jobs.runner import register_runner
@@ -37,7 +44,7 @@ from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 if TYPE_CHECKING:
     from packshot.judge import JudgeConfig
     from packshot.shoot import ShootRequest, ShootResult
-    from packshot.train import TrainConfig, TrainResult
+    from packshot.train import TrainConfig
 
 log = logging.getLogger("packshot.jobs")
 
@@ -368,7 +375,6 @@ def _train_task(
     """On the worker: train in a temporary folder, mail back checkpoints and samples, return the
     model folder's files."""
     ray = _ray()
-    from packshot.artifacts.product_model import CHECKPOINTS_DIR, RUN_FILE, work_dir_for
     from packshot.train import TrainConfig
     from packshot.train.checkpoints import checkpoint_name
     from packshot.train.loop import train
@@ -403,23 +409,10 @@ def _train_task(
                 mailbox.put.remote(payload)
 
         # 2. The same training run as on one machine.
-        result = train(
-            config, photos_dir, out, progress=forward, resume=checkpoint is not None, force=force
-        )
+        train(config, photos_dir, out, progress=forward, resume=checkpoint is not None, force=force)
         ray.get(mailbox.put.remote({"stage": "train", "done": 0, "total": None, "message": "",
                                     "data": {"event": "ray_flush"}}))  # fmt: skip
-        return {
-            "files": pack_folder(out),
-            "final_step": result.final_step,
-            "final_loss": result.final_loss,
-            "resumed_from": result.resumed_from,
-            "nan_rollbacks": result.nan_rollbacks,
-            "timings": result.timings,
-            "probe_loss": result.probe_loss,
-            "lora": result.lora_path.name,
-            "kohya": result.kohya_path.name,
-            "samples": [p.relative_to(out).as_posix() for p in result.samples],
-        }
+        return {"files": pack_folder(out)}  # the model folder: packshot.json says the rest
 
 
 def train_on_ray(
@@ -432,19 +425,18 @@ def train_on_ray(
     force: bool = False,
     settings: RaySettings | None = None,
     should_cancel: Callable[[], bool] | None = None,
-) -> TrainResult:
+) -> ProductModel:
     """`train` as a Ray task: the same arguments, the same model folder in `out_dir`.
 
     Checkpoints that reach the driver go to `<out_dir>.partial/checkpoints/` as a local run's
     do; a try whose worker dies is followed by one that resumes from the latest of them.
     """
-    from packshot.artifacts.product_model import CHECKPOINTS_DIR, SAMPLES_DIR, work_dir_for
     from packshot.train.checkpoints import (
         checkpoint_name,
         latest_checkpoint,
         prune_checkpoints,
     )
-    from packshot.train.loop import TrainResult, open_work_dir
+    from packshot.train.loop import open_work_dir
 
     settings = settings or RaySettings()
     photos_dir, out_dir = Path(photos_dir), Path(out_dir)
@@ -527,18 +519,7 @@ def train_on_ray(
     shutil.rmtree(work, ignore_errors=True)
     for event in held:
         progress(event)
-    return TrainResult(
-        model_dir=out_dir,
-        lora_path=out_dir / value["lora"],
-        kohya_path=out_dir / value["kohya"],
-        final_step=value["final_step"],
-        final_loss=value["final_loss"],
-        resumed_from=value["resumed_from"],
-        samples=[out_dir / name for name in value["samples"]],
-        timings=value["timings"],
-        nan_rollbacks=value["nan_rollbacks"],
-        probe_loss=value["probe_loss"],
-    )
+    return ProductModel.load(out_dir)
 
 
 # -- shooting ----------------------------------------------------------------------------------
@@ -646,7 +627,6 @@ def shoot_on_ray(
     dies is followed by one that renders only the shots not yet delivered. A shoot folder left
     half-done by an earlier run continues the same way.
     """
-    from packshot.artifacts.product_model import ProductModel
     from packshot.flows.judged import reference_dir_for
     from packshot.shoot.run import MAX_SEED, SUMMARY_FILE
 

@@ -10,19 +10,18 @@ from typing import TYPE_CHECKING, Any
 from packshot.train.config import PRESET_NAMES, TrainConfig, load_presets
 
 if TYPE_CHECKING:
-    from packshot.train.loop import TrainResult, train
+    from packshot.train.loop import train
 
 __all__ = [
     "PRESET_NAMES",
     "TrainConfig",
-    "TrainResult",
     "load_presets",
     "train",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "TrainResult", "oom_advice"):
+    if name in ("train", "oom_advice"):
         from packshot.train import loop
 
         return getattr(loop, name)

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ import torch
 from packshot.artifacts.product_model import (
     CHECKPOINTS_DIR,
     KOHYA_WEIGHT_NAME,
-    METADATA_FILE,
     RUN_FILE,
     SAMPLES_DIR,
     TRAINING_SET_DIR,
@@ -47,26 +46,6 @@ from packshot.train.data import (
 )
 from packshot.train.lora_io import save_diffusers_lora, save_kohya_lora
 from packshot.train.step import TEXT_ENCODER_NAMES, Batch, LoraTrainer, NonFiniteLoss, make_batch
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
-
-    model_dir: Path
-    lora_path: Path  # diffusers/peft format
-    kohya_path: Path  # kohya/A1111 format
-    final_step: int
-    final_loss: float
-    resumed_from: int | None  # the checkpoint step a resumed run started from
-    samples: list[Path] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    nan_rollbacks: int = 0
-    probe_loss: dict[str, float] = field(default_factory=dict)  # fixed-batch loss, start/end
-
-    @property
-    def metadata_path(self) -> Path:
-        return self.model_dir / METADATA_FILE
 
 
 def open_work_dir(
@@ -305,8 +284,8 @@ def train(
     resume: bool = False,
     force: bool = False,
     cache_dir: Path | None = None,
-) -> TrainResult:
-    """Train a DreamBooth-LoRA of the product in `photos_dir`; write the model into `out_dir`.
+) -> ProductModel:
+    """Train a DreamBooth-LoRA of the product in `photos_dir` into `out_dir`; return the model.
 
     `photos_dir` is a folder of photos (run through intake first) or a training set prepared by
     `packshot photos prepare`. The run writes into `<out_dir>.partial` and renames it to
@@ -346,7 +325,7 @@ def _run(
     force: bool,
     cache_dir: Path | None,
     timings: dict[str, float],
-) -> TrainResult:
+) -> ProductModel:
     """The body of `train`, in numbered steps; `train` has checked the folders already."""
     import diffusers
 
@@ -652,8 +631,8 @@ def _run(
     probe_end = trainer.probe_loss(probe)
 
     # 10. The model files: diffusers/peft and kohya weights, final samples.
-    lora_path = save_diffusers_lora(work, pipeline_class, trainer.unet, trained_encoders)
-    kohya_path = save_kohya_lora(
+    save_diffusers_lora(work, pipeline_class, trainer.unet, trained_encoders)
+    save_kohya_lora(
         work / KOHYA_WEIGHT_NAME,
         trainer.unet,
         trained_encoders,
@@ -676,7 +655,7 @@ def _run(
     # 11. packshot.json and the model card, then the folder moves into place in one rename.
     final_samples = [p for p in samples if p.name.startswith(f"step-{run['step']:06d}-")]
     product_model = ProductModel(
-        directory=work,
+        model_dir=work,
         base_model=config.model,
         base_model_source=resolved.source,
         family=family,
@@ -713,18 +692,7 @@ def _run(
         os.replace(work, out_dir)
 
     emit(run["step"], "done", event="done", step=run["step"], loss=run["loss"], path=str(out_dir))
-    return TrainResult(
-        model_dir=out_dir,
-        lora_path=out_dir / lora_path.name,
-        kohya_path=out_dir / kohya_path.name,
-        final_step=run["step"],
-        final_loss=run["loss"],
-        resumed_from=resumed_from,
-        samples=[out_dir / p.relative_to(work) for p in samples],
-        timings=timings,
-        nan_rollbacks=run["nan_rollbacks"],
-        probe_loss={"start": run.get("probe_loss_start"), "end": probe_end},
-    )
+    return replace(product_model, model_dir=out_dir)
 
 
 def _torch_state_names(path: Path) -> list[str]:
