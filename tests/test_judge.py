@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from packshot.artifacts.shots import save_png
 from packshot.errors import ModelLoadError, ModelNotFoundError, PhotoSetError, UsageError
 from packshot.judge import (
     JudgeConfig,
@@ -32,7 +33,6 @@ from packshot.judge.score import (
     load_references,
 )
 from packshot.progress import ProgressEvent
-from packshot.shoot.metadata import save_png
 
 PARAMS = (
     "{prompt}\nNegative prompt: blurry\n"

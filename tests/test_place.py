@@ -11,11 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from packshot.artifacts.shots import read_parameters, recipe_from_parameters
 from packshot.cli import app
 from packshot.errors import UsageError
 from packshot.place import GUARANTEE_BAND_PX, PlaceRequest, compose, place
-from packshot.shoot import read_parameters
-from packshot.shoot.metadata import recipe_from_parameters
 from packshot.shoot.sizes import size_for
 from placing_support import erode_square, write_photo
 

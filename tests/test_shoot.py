@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from packshot.artifacts.shots import read_parameters, recipe_from_parameters
 from packshot.errors import UsageError
 from packshot.progress import ProgressEvent
 from packshot.shoot import ShootRequest, ShootResult, shoot
-from packshot.shoot.metadata import read_parameters, recipe_from_parameters
 from packshot.shoot.sheet import CAPTION_HEIGHT, sheet_layout
 
 STEPS = 2  # diffusers' own pipeline tests run 2 steps

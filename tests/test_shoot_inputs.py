@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from packshot.errors import UsageError
-from packshot.shoot import ShootRequest, load_presets, plan_shoot, shoot
-from packshot.shoot.metadata import (
+from packshot.artifacts.shots import (
     Recipe,
     lora_hash,
     parse_parameters,
@@ -18,6 +16,8 @@ from packshot.shoot.metadata import (
     recipe_from_parameters,
     save_png,
 )
+from packshot.errors import UsageError
+from packshot.shoot import ShootRequest, load_presets, plan_shoot, shoot
 from packshot.shoot.presets import FIELDS, SHOTS_FILE, get_preset
 from packshot.shoot.prompts import (
     ProductWords,

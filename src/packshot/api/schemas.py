@@ -8,6 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from packshot.shoot.plan import (
+    JOB_MAX_BEST,
+    JOB_MAX_COUNT,
+    JOB_MAX_DESCRIPTIONS,
+    JOB_MAX_PRESETS,
+    LIMITS,
+    MAX_FIRST_SEED,
+)
 from packshot.shoot.sizes import ASPECTS
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -207,15 +215,26 @@ class SceneFields(WebhookField):
     descriptions: list[str] = Field(
         ...,
         min_length=1,
-        max_length=20,
+        max_length=JOB_MAX_DESCRIPTIONS,
         description='What to shoot, e.g. "{product} on a marble table".',
     )
-    presets: list[str] = Field([], max_length=10, description="Shot presets (see /v1/presets).")
-    n: int | None = Field(None, ge=1, le=16, description="Shots per description and preset.")
+    presets: list[str] = Field(
+        [], max_length=JOB_MAX_PRESETS, description="Shot presets (see /v1/presets)."
+    )
+    n: int | None = Field(
+        None, ge=1, le=JOB_MAX_COUNT, description="Shots per description and preset."
+    )
     aspect: str | None = Field(None, description="1:1, 4:5, 3:4, 16:9 or 9:16.")
-    seed: int | None = Field(None, ge=0, le=2**32 - 10_001)
-    steps: int | None = Field(None, ge=1, le=150, description="num_inference_steps")
-    guidance: float | None = Field(None, ge=0, le=30)
+    seed: int | None = Field(None, ge=0, le=MAX_FIRST_SEED)
+    steps: int | None = Field(
+        None,
+        ge=LIMITS["num_inference_steps"][0],
+        le=LIMITS["num_inference_steps"][1],
+        description="num_inference_steps",
+    )
+    guidance: float | None = Field(
+        None, ge=LIMITS["guidance_scale"][0], le=LIMITS["guidance_scale"][1]
+    )
     negative_prompt: str | None = Field(None, max_length=1000)
 
     @field_validator("descriptions")
@@ -241,7 +260,9 @@ class ShootCreate(SceneFields):
     training_id: str | None = Field(
         None, max_length=60, description="Which model; default: the product's latest training."
     )
-    best: int | None = Field(None, ge=1, le=8, description="Render 2K candidates, keep K best.")
+    best: int | None = Field(
+        None, ge=1, le=JOB_MAX_BEST, description="Render 2K candidates, keep K best."
+    )
     judge: bool = Field(True, description="Score the shots and flag those without the product.")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from packshot.artifacts.product_model import TRAINING_SET_DIR, ProductModel
+from packshot.artifacts.shots import add_scores
 from packshot.errors import UsageError
 from packshot.judge import Embedders, JudgeConfig, rank_candidates, score_shots, write_report
 from packshot.judge.score import ScoreReport, ShotScore
@@ -127,9 +128,9 @@ def shoot_and_judge(
 
     # 6. Scores into every sidecar, shoot.json, the contact sheet and the HTML report.
     for shot_ in kept:
-        _add_scores(shot_.sidecar, by_file[shot_.path.name])
-    for shot_, (_png, sidecar) in zip(set_aside, moved, strict=True):
-        _add_scores(sidecar, by_file[shot_.path.name])
+        add_scores(shot_.path, by_file[shot_.path.name].verdict())
+    for shot_, (png, _sidecar) in zip(set_aside, moved, strict=True):
+        add_scores(png, by_file[shot_.path.name].verdict())
     delivered_scores = replace(scores, shots=[by_file[s.path.name] for s in kept])
     delivered_scores.save(result.out_dir / "scores.json")
     _update_summary(result, kept, moved, by_file, best, flagged, warnings, embedders.describe())
@@ -172,22 +173,6 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _score_fields(score: ShotScore) -> dict[str, Any]:
-    return {
-        "dino": score.dino,
-        "clip_i": score.clip_i,
-        "clip_t": score.clip_t,
-        "present": score.present,
-        "flags": list(score.flags),
-    }
-
-
-def _add_scores(sidecar: Path, score: ShotScore) -> None:
-    data = json.loads(sidecar.read_text(encoding="utf-8"))
-    data["scores"] = _score_fields(score)
-    sidecar.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-
-
 def _update_summary(
     result: ShootResult,
     kept: list[Shot],
@@ -203,12 +188,12 @@ def _update_summary(
     kept_names = {s.path.name for s in kept}
     images = []
     for image in summary["images"]:
-        image["scores"] = _score_fields(by_file[image["file"]])
+        image["scores"] = by_file[image["file"]].verdict()
         if image["file"] in kept_names:
             images.append(image)
     summary["images"] = images
     summary["set_aside"] = [
-        {"file": f"{CANDIDATES_DIR}/{png.name}", "scores": _score_fields(by_file[png.name])}
+        {"file": f"{CANDIDATES_DIR}/{png.name}", "scores": by_file[png.name].verdict()}
         for png, _ in moved
     ]
     summary["best"] = best

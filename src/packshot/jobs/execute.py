@@ -32,7 +32,6 @@ through): "training", "shoot" and "placement" (pixel-true mode, `packshot.place`
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,7 @@ from packshot.artifacts.product_model import (
 )
 from packshot.errors import PackshotError, UsageError
 from packshot.progress import ProgressCallback, ProgressEvent
+from packshot.shoot.plan import draw_seed
 
 MODEL_DIR = "model"  # a training job's model folder, inside its workdir
 SHOTS_DIR = "shots"  # a shoot job's shots, inside its workdir
@@ -244,13 +244,11 @@ def _run_shoot(
 def job_seed(workdir: Path) -> int:
     """The random first seed of a shoot or placement given none, chosen once and kept in its
     folder (`SEED_FILE`): a resumed job, here or on another machine, plans the same images."""
-    from packshot.shoot.run import MAX_SEED
-
     seed_file = Path(workdir) / SEED_FILE
     if not seed_file.is_file():
         seed_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = seed_file.with_suffix(".tmp")
-        tmp.write_text(str(secrets.randbelow(MAX_SEED - 10_000)), encoding="utf-8")
+        tmp.write_text(str(draw_seed()), encoding="utf-8")
         tmp.replace(seed_file)
     return int(seed_file.read_text(encoding="utf-8"))
 

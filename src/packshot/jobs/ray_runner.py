@@ -20,7 +20,6 @@ import functools
 import json
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 import threading
@@ -628,7 +627,8 @@ def shoot_on_ray(
     half-done by an earlier run continues the same way.
     """
     from packshot.flows.judged import reference_dir_for
-    from packshot.shoot.run import MAX_SEED, SUMMARY_FILE
+    from packshot.shoot.plan import draw_seed
+    from packshot.shoot.run import SUMMARY_FILE
 
     settings = settings or RaySettings()
     out = Path(out_dir)
@@ -639,7 +639,7 @@ def shoot_on_ray(
             f"{out} already holds a shoot ({SUMMARY_FILE}). Choose another output folder."
         )
     if request.seed is None:
-        request = replace(request, seed=secrets.randbelow(MAX_SEED - 10_000))
+        request = replace(request, seed=draw_seed())
     inputs: dict[str, dict[str, bytes]] = {}
     names: dict[str, str] = {"out": out.name}
     if request.model_dir is not None:

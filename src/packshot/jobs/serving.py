@@ -146,11 +146,10 @@ def shoot_with_serve(request: Any, out_dir: Path | str, *, timeout_s: float = 60
     `deploy_shooting(base)` must have run (once per cluster); the shots, sidecars, contact
     sheet and shoot.json land in `out_dir` as a local shoot's do.
     """
-    import secrets
-
     from ray import serve
 
-    from packshot.shoot.run import MAX_SEED, SUMMARY_FILE
+    from packshot.shoot.plan import draw_seed
+    from packshot.shoot.run import SUMMARY_FILE
 
     if request.model_dir is None:
         raise UsageError("Shooting on Ray Serve needs a product model folder (model_dir).")
@@ -160,7 +159,7 @@ def shoot_with_serve(request: Any, out_dir: Path | str, *, timeout_s: float = 60
     model_dir = Path(request.model_dir)
     model = ProductModel.load(model_dir)
     if request.seed is None:
-        request = replace(request, seed=secrets.randbelow(MAX_SEED - 10_000))
+        request = replace(request, seed=draw_seed())
     fields = asdict(request)
     for key in ("model_dir", "prompts_file", "presets_file", "device"):
         fields.pop(key)

@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from packshot import __version__
+from packshot.artifacts.shots import parse_parameters, read_parameters, read_sidecar
 from packshot.errors import PhotoError, PhotoSetError, UsageError
 from packshot.intake.check import folder_entries, skip_reason
 from packshot.intake.config import IntakeConfig
@@ -28,7 +29,6 @@ from packshot.judge.config import JudgeConfig
 from packshot.judge.models import Embedders, ImageKey, image_key
 from packshot.judge.presence import PRODUCT_MISSING, Calibration, calibrate, decide_present
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
-from packshot.shoot.metadata import parse_parameters, read_parameters
 from packshot.shoot.run import CONTACT_SHEET_FILE
 
 REPORT_KIND = "packshot-score-report"
@@ -61,6 +61,16 @@ class ShotScore:
     @property
     def readable(self) -> bool:
         return self.dino is not None
+
+    def verdict(self) -> dict[str, Any]:
+        """The scores a shot's sidecar and its summary record."""
+        return {
+            "dino": self.dino,
+            "clip_i": self.clip_i,
+            "clip_t": self.clip_t,
+            "present": self.present,
+            "flags": list(self.flags),
+        }
 
 
 @dataclass
@@ -183,14 +193,9 @@ def _training_set_images(folder: Path) -> list[Path]:
 
 def _shot_prompt(path: Path) -> dict[str, Any]:
     """{"prompt", and "token"/"class_word" if recorded} from the sidecar, else the PNG."""
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("prompt"), str):
-            return data
+    data = read_sidecar(path)
+    if data is not None and isinstance(data.get("prompt"), str):
+        return data
     try:
         text = read_parameters(path)
     except Exception:  # not a PNG, or damaged metadata: the shot simply has no prompt

@@ -14,8 +14,6 @@ already written are kept, only the missing ones are rendered.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -27,8 +25,19 @@ from PIL import Image
 
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
+from packshot.artifacts.shots import (
+    Recipe,
+    add_scores,
+    lora_hash,
+    sidecar_path,
+    write_json,
+    write_shot,
+    written_shot,
+)
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.shoot.plan import PlannedShot, check_limits, draw_seed, plan_shots, presets_named
+from packshot.shoot.prompts import ProductWords
 
 REQUEST_FILE = "place-request.json"  # the request as first run: a re-run must match it
 SUMMARY_FILE = "place.json"
@@ -42,19 +51,10 @@ DEFAULT_INPAINT_MODELS = {  # by the family of the product's model (or sdxl with
 }
 TINY_INPAINT = "tiny-inpaint"
 DEFAULT_PRODUCT_WORD = "product"
-DEFAULT_COUNT = 4
-DEFAULT_ASPECT = "1:1"
 DEFAULT_GUIDANCE = 7.5  # the SD inpainting model cards' default
 # With --keep-framing the product covers the photo's own share of the frame; above these the
 # scene is a thin strip around it.
 KEEP_FRAMING_WARN_SHARE, KEEP_FRAMING_MAX_SHARE = 0.5, 0.8
-LIMITS = {
-    "count": (1, 100),
-    "num_inference_steps": (1, 150),
-    "guidance_scale": (0.0, 30.0),
-    "lora_scale": (0.0, 2.0),
-}
-MAX_SEED = 2**32 - 1
 MIN_PHOTO_SIDE = 64  # px on the short side
 
 
@@ -148,29 +148,8 @@ class PlaceResult:
         return data
 
 
-@dataclass(frozen=True)
-class _Planned:
-    index: int
-    description: str
-    preset: str | None
-    composition: str
-    prompt: str
-    negative_prompt: str
-    seed: int
-    aspect: str
-
-    @property
-    def stem(self) -> str:
-        return f"{self.index:03d}-place-{self.preset or self.composition}-seed{self.seed}"
-
-
 def _check_numbers(request: PlaceRequest) -> None:
-    for name, (low, high) in LIMITS.items():
-        value = getattr(request, name)
-        if value is not None and not low <= value <= high:
-            raise UsageError(f"`{name}` must be between {low} and {high}, but is {value}.")
-    if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
-        raise UsageError(f"`seed` must be between 0 and {MAX_SEED}, but is {request.seed}.")
+    check_limits(request)
     if not [d for d in request.descriptions if d.strip()]:
         raise UsageError(
             'Describe the scene, such as "on a marble kitchen counter, soft morning light".'
@@ -211,21 +190,6 @@ def _scene_size(width: int, height: int, resolution: int) -> tuple[int, int]:
     )
 
 
-def _atomic_png(image: Image.Image, path: Path, parameters: str) -> None:
-    from packshot.shoot.metadata import save_png
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_png(image, tmp, parameters)
-    os.replace(tmp, path)
-
-
-def _atomic_json(path: Path, data: dict[str, Any]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def place(
     request: PlaceRequest,
     out_dir: Path | str,
@@ -240,8 +204,6 @@ def place(
     from packshot.place import compose
     from packshot.place.cutout import cut_out
     from packshot.runtime import describe_model, resolve_model
-    from packshot.shoot.presets import get_preset, load_presets
-    from packshot.shoot.prompts import ProductWords, compose_prompt
     from packshot.shoot.sizes import check_aspect, size_for
 
     started = time.perf_counter()
@@ -275,7 +237,7 @@ def place(
     elif (out / SUMMARY_FILE).exists():
         raise UsageError(f"{out} already holds other results. Choose another output folder.")
     if request.seed is None:
-        request = PlaceRequest.from_dict({**request.to_dict(), "seed": secrets.randbelow(2**31)})
+        request = PlaceRequest.from_dict({**request.to_dict(), "seed": draw_seed()})
     if request.aspect is not None:
         check_aspect(request.aspect)
 
@@ -317,7 +279,7 @@ def place(
         warn(message)
     pixels = np.asarray(photo.image.convert("RGB"))  # (H, W, 3)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_json(request_path, request.to_dict())
+    write_json(request_path, request.to_dict())
     product_dir = out / PRODUCT_DIR
     product_dir.mkdir(exist_ok=True)
     Image.fromarray(cutout.mask * 255, "L").save(product_dir / "mask.png")
@@ -345,54 +307,44 @@ def place(
             "will show in the scene. Use a photo with space around the product."
         )
 
-    # 4. Plan every shot: descriptions x presets x count.
-    all_presets = load_presets()
-    presets = [get_preset(all_presets, name) for name in request.presets] or [None]
-    planned: list[_Planned] = []
-    for description in (d for d in request.descriptions if d.strip()):
-        for preset in presets:
-            composed = compose_prompt(
-                description,
-                product,
-                preset_prompt=preset.prompt if preset else None,
-                preset_negative_prompt=preset.negative_prompt if preset else None,
-                negative_prompt=request.negative_prompt,
-            )
-            if request.composition is not None:
-                composition = compose.get_composition(request.composition)
-            elif request.keep_framing:
-                composition = compose.Composition("keep-framing", "As photographed", (0, 0), 1, "")
-            else:
-                composition = compose.composition_for_preset(preset.name if preset else None)
-            count = request.count or (preset.count if preset else DEFAULT_COUNT)
-            aspect = request.aspect or (preset.aspect if preset else DEFAULT_ASPECT)
-            for number in range(count):
-                planned.append(
-                    _Planned(
-                        len(planned),
-                        description,
-                        preset.name if preset else None,
-                        composition.name,
-                        composed.prompt,
-                        composed.negative_prompt,
-                        (request.seed + number) % (MAX_SEED + 1),
-                        aspect,
-                    )
-                )
+    # 4. Plan every shot: descriptions x presets x count. A scene names no product, so the
+    # planner's notes on where it put the product's words are not passed on.
+    presets = presets_named(request.presets)
+    compositions: dict[str | None, compose.Composition] = {}
+    for preset in presets:
+        if request.composition is not None:
+            composition = compose.get_composition(request.composition)
+        elif request.keep_framing:
+            composition = compose.Composition("keep-framing", "As photographed", (0, 0), 1, "")
+        else:
+            composition = compose.composition_for_preset(preset.name if preset else None)
+        compositions[preset.name if preset else None] = composition
+    planned, _ = plan_shots(
+        [d for d in request.descriptions if d.strip()],
+        presets,
+        product,
+        first_seed=request.seed,
+        count=request.count,
+        aspect=request.aspect,
+        negative_prompt=request.negative_prompt,
+        size=lambda aspect: (
+            (photo.width, photo.height) if request.keep_framing else size_for(aspect, resolution)
+        ),
+        label=lambda preset: f"place-{preset.name if preset else compositions[None].name}",
+    )
 
     # 5. Placements, one per canvas size and composition (shared by the shots that use it).
     placements: dict[tuple[str, str], compose.Placement] = {}
     for shot in planned:
-        key = (shot.aspect, shot.composition)
+        composition = compositions[shot.preset]
+        key = (shot.aspect, composition.name)
         if key in placements:
             continue
         if request.keep_framing:
             placements[key] = compose.keep_framing(pixels, cutout.mask)
         else:
             canvas = size_for(shot.aspect, resolution)
-            placement, notes = compose.place_product(
-                pixels, cutout.mask, canvas, compose.get_composition(shot.composition)
-            )
+            placement, notes = compose.place_product(pixels, cutout.mask, canvas, composition)
             placements[key] = placement
             for note in notes:
                 warn(note)
@@ -408,8 +360,15 @@ def place(
 
     # 7. Render what isn't there yet.
     timings["prepare_s"] = round(time.perf_counter() - started, 3)
-    todo = [s for s in planned if not _done(out, s)]
-    shots: list[PlacedShot] = [_read_shot(out, s) for s in planned if s not in todo]
+    todo: list[PlannedShot] = []
+    shots: list[PlacedShot] = []
+    for shot in planned:
+        png = out / f"{shot.stem}.png"
+        kept = written_shot(png, shot)
+        if kept is None:
+            todo.append(shot)
+        else:
+            shots.append(_placed_shot(shot, png, compositions[shot.preset].name, kept, reused=True))
     total = len(planned)
     if shots:
         emit(len(shots), total, f"{len(shots)} shots already written", event="resume")
@@ -419,6 +378,7 @@ def place(
             out,
             todo,
             placements,
+            compositions,
             model_ref=model_ref,
             family=family,
             resolution=resolution,
@@ -493,53 +453,45 @@ def place(
         "timings": timings,
         "warnings": warnings,
     }
-    summary_path = _atomic_json(out / SUMMARY_FILE, summary)
+    summary_path = write_json(out / SUMMARY_FILE, summary)
     emit(total, total, "done", event="done", path=str(out))
     return PlaceResult(
         out, shots, sheet, summary_path, cutout_info, scores_path, flagged, warnings, timings
     )
 
 
-def _done(out: Path, shot: _Planned) -> bool:
-    """A shot counts as written when its PNG and its sidecar (written last) are both there."""
-    sidecar = out / f"{shot.stem}.json"
-    if not (out / f"{shot.stem}.png").is_file() or not sidecar.is_file():
-        return False
-    try:
-        return json.loads(sidecar.read_text(encoding="utf-8")).get("seed") == shot.seed
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _read_shot(out: Path, shot: _Planned) -> PlacedShot:
-    data = json.loads((out / f"{shot.stem}.json").read_text(encoding="utf-8"))
+def _placed_shot(
+    shot: PlannedShot, png: Path, composition: str, sidecar: dict[str, Any], *, reused: bool
+) -> PlacedShot:
+    """The record of a placed shot, from its plan and its sidecar's fields."""
     return PlacedShot(
-        path=out / f"{shot.stem}.png",
-        sidecar=out / f"{shot.stem}.json",
+        path=png,
+        sidecar=sidecar_path(png),
         preset=shot.preset,
-        composition=shot.composition,
+        composition=composition,
         description=shot.description,
         prompt=shot.prompt,
         seed=shot.seed,
-        width=int(data["width"]),
-        height=int(data["height"]),
-        placement=dict(data["placement"]),
-        device_seconds=float(data.get("timings", {}).get("device_s", 0.0)),
-        reused=True,
+        width=int(sidecar["width"]),
+        height=int(sidecar["height"]),
+        placement=dict(sidecar["placement"]),
+        device_seconds=float(sidecar.get("timings", {}).get("device_s", 0.0)),
+        reused=reused,
     )
 
 
 def _render(
     request: PlaceRequest,
     out: Path,
-    todo: list[_Planned],
+    todo: list[PlannedShot],
     placements: dict[tuple[str, str], Any],
+    compositions: dict[str | None, Any],
     *,
     model_ref: str,
     family: str,
     resolution: int,
     lora_path: Path | None,
-    product: Any,
+    product: ProductWords,
     cutout: Any,
     cache_dir: Path,
     done_before: int,
@@ -553,7 +505,6 @@ def _render(
     from packshot.place import compose
     from packshot.runtime import load_pipeline, pick_device
     from packshot.shoot import render
-    from packshot.shoot.metadata import Recipe, lora_hash, write_sidecar
     from packshot.shoot.prompts import check_token_limit
 
     # 1. The pipeline, its scheduler and the product's LoRA.
@@ -581,7 +532,8 @@ def _render(
     with render.configured(pipe, scheduler, loras):
         sampler = render.scheduler_label(scheduler, pipe)
         for shot in todo:
-            placement = placements[(shot.aspect, shot.composition)]
+            composition = compositions[shot.preset]
+            placement = placements[(shot.aspect, composition.name)]
             width, height = placement.canvas
             scene_w, scene_h = (
                 _scene_size(width, height, resolution) if request.keep_framing else (width, height)
@@ -592,11 +544,8 @@ def _render(
             mask_image = Image.fromarray(paint, "L").resize(
                 (scene_w, scene_h), Image.Resampling.NEAREST
             )
-            generator = torch.Generator("cpu").manual_seed(shot.seed)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            result = pipe(
+            images, seconds = render.timed_call(
+                pipe,
                 prompt=shot.prompt,
                 negative_prompt=shot.negative_prompt or None,
                 image=init_image,
@@ -605,20 +554,13 @@ def _render(
                 height=scene_h,
                 num_inference_steps=steps,
                 guidance_scale=guidance,
-                generator=generator,
+                generator=torch.Generator("cpu").manual_seed(shot.seed),
             )
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - t0
-            scene = result.images[0].convert("RGB")
+            scene = images[0].convert("RGB")
             if scene.size != (width, height):
                 scene = scene.resize((width, height), Image.Resampling.LANCZOS)
-            composition_shadow = (
-                "contact"
-                if request.keep_framing
-                else compose.get_composition(shot.composition).shadow
-            )
-            shaded = compose.add_shadow(np.asarray(scene), placement, composition_shadow)
+            shadow = "contact" if request.keep_framing else composition.shadow
+            shaded = compose.add_shadow(np.asarray(scene), placement, shadow)
             final = Image.fromarray(compose.composite(shaded, placement))
 
             recipe = Recipe(
@@ -635,22 +577,16 @@ def _render(
                 lora_scale=request.lora_scale if lora_path is not None else None,
             )
             png = out / f"{shot.stem}.png"
-            _atomic_png(final, png, recipe.to_parameters())
-            sidecar_tmp = out / f".{shot.stem}.json.tmp"
-            write_sidecar(
-                sidecar_tmp,
+            write_shot(
+                final,
+                png,
                 recipe,
                 {
                     "mode": "place",
                     "scheduler": scheduler.name,
-                    "product": {
-                        "name": product.name,
-                        "token": product.token,
-                        "class_word": product.class_word,
-                        "phrase": product.phrase,
-                    },
+                    "product": product.to_dict(),
                     "preset": shot.preset,
-                    "composition": shot.composition,
+                    "composition": composition.name,
                     "description": shot.description,
                     "photo": str(request.photo),
                     "inpaint_model": model_ref,
@@ -665,23 +601,9 @@ def _render(
                     "timings": {"device_s": round(seconds, 3)},
                 },
             )
-            os.replace(sidecar_tmp, out / f"{shot.stem}.json")
-            written.append(
-                PlacedShot(
-                    path=png,
-                    sidecar=out / f"{shot.stem}.json",
-                    preset=shot.preset,
-                    composition=shot.composition,
-                    description=shot.description,
-                    prompt=shot.prompt,
-                    seed=shot.seed,
-                    width=width,
-                    height=height,
-                    placement=placement.to_dict(),
-                    device_seconds=seconds,
-                    reused=False,
-                )
-            )
+            done = {"width": width, "height": height, "placement": placement.to_dict()}
+            done["timings"] = {"device_s": seconds}
+            written.append(_placed_shot(shot, png, composition.name, done, reused=False))
             emit(
                 done_before + len(written), total, f"shot {shot.stem}", event="shot", path=str(png)
             )
@@ -713,18 +635,10 @@ def _judge(
         score = by_file.get(shot.path.name)
         if score is None:
             continue
-        shot.scores = {
-            "dino": score.dino,
-            "clip_i": score.clip_i,
-            "clip_t": score.clip_t,
-            "present": score.present,
-            "flags": list(score.flags),
-        }
+        shot.scores = score.verdict()
         if not score.present:
             flagged.append(shot.path.name)
-        data = json.loads(shot.sidecar.read_text(encoding="utf-8"))
-        data["scores"] = shot.scores
-        _atomic_json(shot.sidecar, data)
+        add_scores(shot.path, shot.scores)
     path = report.save(out / SCORES_FILE)
     write_report(report)
     return path, flagged

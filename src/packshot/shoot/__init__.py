@@ -5,10 +5,9 @@ Importing this package is light (no torch); torch and diffusers load with `shoot
 
 from __future__ import annotations
 
-from packshot.shoot.metadata import Recipe, parse_parameters, read_parameters
+from packshot.shoot.plan import PlannedShot
 from packshot.shoot.presets import ShotPreset, get_preset, load_presets
 from packshot.shoot.run import (
-    PlannedShot,
     ShootPlan,
     ShootRequest,
     ShootResult,
@@ -21,7 +20,6 @@ from packshot.shoot.sizes import ASPECTS, size_for
 __all__ = [
     "ASPECTS",
     "PlannedShot",
-    "Recipe",
     "Shot",
     "ShootPlan",
     "ShootRequest",
@@ -29,9 +27,7 @@ __all__ = [
     "ShotPreset",
     "get_preset",
     "load_presets",
-    "parse_parameters",
     "plan_shoot",
-    "read_parameters",
     "shoot",
     "size_for",
 ]

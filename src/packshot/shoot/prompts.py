@@ -39,6 +39,15 @@ class ProductWords:
         """What `{product}` becomes: "sks teapot" (or "teapot" for a base model alone)."""
         return f"{self.token} {self.class_word}" if self.token else self.class_word
 
+    def to_dict(self) -> dict[str, str | None]:
+        """The words as sidecars and summaries record them."""
+        return {
+            "name": self.name,
+            "token": self.token,
+            "class_word": self.class_word,
+            "phrase": self.phrase,
+        }
+
 
 @dataclass(frozen=True)
 class ComposedPrompt:

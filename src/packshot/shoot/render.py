@@ -234,21 +234,26 @@ def render_batch(
     guidance_scale: float,
 ) -> tuple[list[Image.Image], float]:
     """Images for `prompt`, one per seed, and the device seconds the call took."""
-    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-    device = str(pipe.device)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    output = pipe(
+    return timed_call(
+        pipe,
         prompt=prompt,
         negative_prompt=negative_prompt or None,
         num_images_per_prompt=len(seeds),
-        generator=generators,
+        generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
         width=width,
         height=height,
         num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale,
     )
+
+
+def timed_call(pipe: DiffusionPipeline, **inputs: Any) -> tuple[list[Image.Image], float]:
+    """`pipe(**inputs)`'s images and the device seconds the call took (CUDA synchronised)."""
+    device = str(pipe.device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    output = pipe(**inputs)
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     return list(output.images), time.perf_counter() - started

@@ -7,8 +7,6 @@ PNG (recipe in its `parameters` chunk), its JSON sidecar, the contact sheet and 
 
 from __future__ import annotations
 
-import json
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,25 +15,22 @@ from typing import Any
 
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
+from packshot.artifacts.shots import Recipe, lora_hash, sidecar_path, write_shot, written_shot
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
-from packshot.shoot.presets import ShotPreset, get_preset, load_presets
-from packshot.shoot.prompts import ProductWords, compose_prompt, read_prompts_file
+from packshot.shoot.plan import (
+    PlannedShot,
+    check_limits,
+    draw_seed,
+    plan_shots,
+    presets_named,
+)
+from packshot.shoot.prompts import ProductWords, read_prompts_file
 from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
 from packshot.shoot.sizes import check_aspect, check_size, parse_size, size_for
 
 SUMMARY_FILE = "shoot.json"
 CONTACT_SHEET_FILE = "contact-sheet.png"
-DEFAULT_COUNT = 4  # shots per description without a preset
-DEFAULT_ASPECT = "1:1"
-MAX_SEED = 2**32 - 1  # A1111's seed range
-LIMITS = {  # name: (lowest, highest) a merchant may ask for
-    "count": (1, 100),
-    "num_inference_steps": (1, 150),
-    "guidance_scale": (0.0, 30.0),
-    "lora_scale": (0.0, 2.0),  # above 2 a LoRA overwhelms the base model: images fall apart
-    "batch_size": (1, 64),
-}
 
 
 @dataclass
@@ -68,25 +63,6 @@ class ShootRequest:
     precision: str | None = None  # "fp32", "fp16", "bf16" (default: the device's best)
     gpu_price_per_hour: float = GPU_PRICE_PER_HOUR  # GBP, for the cost per image
     studio_price_per_photo: float = STUDIO_PRICE_PER_PHOTO  # GBP, what it is set against
-
-
-@dataclass(frozen=True)
-class PlannedShot:
-    """One image to make: its words, preset, size and seed."""
-
-    index: int
-    description: str
-    preset: str | None
-    prompt: str
-    negative_prompt: str
-    seed: int
-    width: int
-    height: int
-
-    @property
-    def stem(self) -> str:
-        """The file name without suffix: `003-studio-seed42`."""
-        return f"{self.index:03d}-{self.preset or 'shot'}-seed{self.seed}"
 
 
 @dataclass
@@ -137,14 +113,6 @@ class ShootResult:
 # -- planning ----------------------------------------------------------------------------------
 
 
-def _check_range(name: str, value: float | None) -> None:
-    if value is None:
-        return
-    low, high = LIMITS[name]
-    if not low <= value <= high:
-        raise UsageError(f"`{name}` must be between {low} and {high}, but is {value}.")
-
-
 def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> ShootPlan:
     """Check `request` and decide every shot, without loading a model (only resolving it)."""
     from packshot.runtime import describe_model, resolve_model
@@ -152,10 +120,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
     warnings: list[str] = []
 
     # 1. The numbers.
-    for name in ("count", "num_inference_steps", "guidance_scale", "lora_scale", "batch_size"):
-        _check_range(name, getattr(request, name))
-    if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
-        raise UsageError(f"`seed` must be between 0 and {MAX_SEED}, but is {request.seed}.")
+    check_limits(request)
 
     # 2. The model: a trained product model, a base model alone, or both (base for comparison).
     model = ProductModel.load(request.model_dir) if request.model_dir is not None else None
@@ -197,10 +162,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
             'Describe at least one shot, such as "{product} on a marble kitchen counter", or '
             "pass a prompts file."
         )
-    all_presets = load_presets(request.presets_file)
-    presets: list[ShotPreset | None] = [get_preset(all_presets, n) for n in request.presets]
-    if not presets:
-        presets = [None]
+    presets = presets_named(request.presets, request.presets_file)
 
     # 5. Sizes: an explicit size, else the aspect at the model's native resolution.
     resolution = int(described["resolution"])
@@ -213,36 +175,17 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         check_aspect(request.aspect)
 
     # 6. Every shot: description x preset x count, seeds first + 0..count-1.
-    first_seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - 10_000)
-    shots: list[PlannedShot] = []
-    for description in descriptions:
-        for preset in presets:
-            composed = compose_prompt(
-                description,
-                product,
-                preset_prompt=preset.prompt if preset else None,
-                preset_negative_prompt=preset.negative_prompt if preset else None,
-                negative_prompt=request.negative_prompt,
-            )
-            for warning in composed.warnings:
-                if warning not in warnings:
-                    warnings.append(warning)
-            count = request.count or (preset.count if preset else DEFAULT_COUNT)
-            aspect = request.aspect or (preset.aspect if preset else DEFAULT_ASPECT)
-            width, height = fixed_size or size_for(aspect, resolution)
-            for number in range(count):
-                shots.append(
-                    PlannedShot(
-                        index=len(shots),
-                        description=description,
-                        preset=preset.name if preset else None,
-                        prompt=composed.prompt,
-                        negative_prompt=composed.negative_prompt,
-                        seed=(first_seed + number) % (MAX_SEED + 1),
-                        width=width,
-                        height=height,
-                    )
-                )
+    shots, composing = plan_shots(
+        descriptions,
+        presets,
+        product,
+        first_seed=request.seed if request.seed is not None else draw_seed(),
+        count=request.count,
+        aspect=request.aspect,
+        negative_prompt=request.negative_prompt,
+        size=lambda aspect: fixed_size or size_for(aspect, resolution),
+    )
+    warnings += [w for w in composing if w not in warnings]
     return ShootPlan(
         request=request,
         base_model=base_model,
@@ -295,7 +238,6 @@ def shoot(
     """
     from packshot.runtime import load_pipeline, pick_device
     from packshot.shoot import render
-    from packshot.shoot.metadata import Recipe, lora_hash, save_png, write_sidecar
     from packshot.shoot.prompts import check_token_limit
     from packshot.shoot.sheet import cost_summary, make_contact_sheet, write_summary
 
@@ -381,12 +323,13 @@ def shoot(
     if resume:
         todo = []
         for planned in plan.shots:
-            kept = _written_shot(out, planned)
+            png = out / f"{planned.stem}.png"
+            kept = written_shot(png, planned)
             if kept is None:
                 todo.append(planned)
-            else:
-                written.append(kept)
-                emit(len(written), f"shot {planned.stem} (kept)", event="shot", path=str(kept.path))
+                continue
+            written.append(_shot(planned, png, float(kept.get("timings", {}).get("device_s", 0.0))))
+            emit(len(written), f"shot {planned.stem} (kept)", event="shot", path=str(png))
     with render.configured(pipe, scheduler, loras):
         sampler = render.scheduler_label(scheduler, pipe)
         for batch in _batches(todo, batch_size):
@@ -417,14 +360,15 @@ def shoot(
                     lora_hashes=lora_names,
                     lora_scale=request.lora_scale if plan.lora_path is not None else None,
                 )
-                png = save_png(image, out / f"{planned.stem}.png", recipe.to_parameters())
+                png = out / f"{planned.stem}.png"
                 per_image = seconds / len(batch)
-                sidecar = write_sidecar(
-                    out / f"{planned.stem}.json",
+                write_shot(
+                    image,
+                    png,
                     recipe,
                     {
                         "scheduler": scheduler.name,
-                        "product": _product_info(plan),
+                        "product": plan.product.to_dict(),
                         "preset": planned.preset,
                         "description": planned.description,
                         "base_model": plan.base_model,
@@ -434,20 +378,7 @@ def shoot(
                         "timings": {"device_s": round(per_image, 3), "batch_size": len(batch)},
                     },
                 )
-                written.append(
-                    Shot(
-                        path=png,
-                        sidecar=sidecar,
-                        preset=planned.preset,
-                        description=planned.description,
-                        prompt=planned.prompt,
-                        negative_prompt=planned.negative_prompt,
-                        seed=planned.seed,
-                        width=planned.width,
-                        height=planned.height,
-                        device_seconds=per_image,
-                    )
-                )
+                written.append(_shot(planned, png, per_image))
                 emit(len(written), f"shot {planned.stem}", event="shot", path=str(png))
             write_s += time.perf_counter() - write_started
     timings["render_s"] = round(render_s, 3)
@@ -478,7 +409,7 @@ def shoot(
         "base_model": plan.base_model,
         "family": plan.family,
         "stand_in": plan.stand_in,
-        "product": _product_info(plan),
+        "product": plan.product.to_dict(),
         "settings": {
             "num_inference_steps": steps,
             "guidance_scale": guidance,
@@ -516,20 +447,10 @@ def shoot(
     return ShootResult(out, written, sheet_path, summary_path, warnings, timings, cost)
 
 
-def _written_shot(out: Path, planned: PlannedShot) -> Shot | None:
-    """A shot an interrupted shoot already wrote (PNG, then its sidecar), else None."""
-    png, sidecar = out / f"{planned.stem}.png", out / f"{planned.stem}.json"
-    if not (png.is_file() and sidecar.is_file()):
-        return None
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # cut off while writing: render it again
-    if data.get("prompt") != planned.prompt or data.get("seed") != planned.seed:
-        return None
+def _shot(planned: PlannedShot, png: Path, device_seconds: float) -> Shot:
     return Shot(
         path=png,
-        sidecar=sidecar,
+        sidecar=sidecar_path(png),
         preset=planned.preset,
         description=planned.description,
         prompt=planned.prompt,
@@ -537,14 +458,5 @@ def _written_shot(out: Path, planned: PlannedShot) -> Shot | None:
         seed=planned.seed,
         width=planned.width,
         height=planned.height,
-        device_seconds=float(data.get("timings", {}).get("device_s", 0.0)),
+        device_seconds=device_seconds,
     )
-
-
-def _product_info(plan: ShootPlan) -> dict[str, Any]:
-    return {
-        "name": plan.product.name,
-        "token": plan.product.token,
-        "class_word": plan.product.class_word,
-        "phrase": plan.product.phrase,
-    }

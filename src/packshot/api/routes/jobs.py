@@ -53,6 +53,7 @@ from packshot.api.schemas import (
 )
 from packshot.api.settings import ApiSettings
 from packshot.artifacts.product_model import SAMPLES_DIR, UNLISTED_PARTS, work_dir_for
+from packshot.artifacts.shots import sidecar_path
 from packshot.jobs import store
 from packshot.jobs.execute import (
     MODEL_DIR,
@@ -578,7 +579,7 @@ def _zip(root: Path, rows: list[ShotRow], extras: list[Path], name: str) -> Stre
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for row in rows:
             png = root / row.file
-            for path in (png, png.with_suffix(".json")):
+            for path in (png, sidecar_path(png)):
                 if path.is_file():
                     archive.write(path, path.name)
         for path in extras:

@@ -1,23 +1,29 @@
-"""A shot's recipe in the AUTOMATIC1111 `parameters` PNG text chunk, a parser for it, and sidecars.
+"""A shot on disk: its PNG, whose AUTOMATIC1111 `parameters` text chunk holds its recipe, and
+its JSON sidecar; written atomically, read back, and kept when a run resumes.
 
-The format is A1111's infotext (`modules/processing.py` `create_infotext`, parsed back by
-`modules/infotext_utils.py` `parse_generation_parameters`), which Civitai, ComfyUI and
+The recipe format is A1111's infotext (`modules/processing.py` `create_infotext`, parsed back
+by `modules/infotext_utils.py` `parse_generation_parameters`), which Civitai, ComfyUI and
 InvokeAI also read:
 
     a photo of sks teapot on a table
     Negative prompt: blurry, lowres
     Steps: 25, Sampler: DPM++ 2M Karras, CFG scale: 7.0, Seed: 123, Size: 512x512, Model: …
+
+Shoots and placements write every shot through `write_shot` (PNG, then sidecar, each through a
+temporary file renamed into place), so a shot whose sidecar is there is whole; `written_shot`
+is the resume check, `read_sidecar` and `add_scores` the sidecar's reader and its one update.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image, PngImagePlugin
 
@@ -166,8 +172,21 @@ def read_parameters(path: Path) -> str | None:
     return str(text) if text is not None else None
 
 
-def write_sidecar(path: Path, recipe: Recipe, extra: dict[str, Any]) -> Path:
-    """The JSON beside a shot: the same recipe in diffusers' names, plus packshot's own fields."""
+def sidecar_path(png: Path) -> Path:
+    """The JSON sidecar beside a shot's PNG: the same name, `.json`."""
+    return png.with_suffix(".json")
+
+
+def write_shot(image: Image.Image, png: Path, recipe: Recipe, extra: dict[str, Any]) -> Path:
+    """Write a shot: its PNG (the recipe in `parameters`), then its sidecar (the same recipe in
+    diffusers' names, plus packshot's own fields `extra`); returns the sidecar's path.
+
+    Each file goes through a temporary file renamed into place, and the sidecar comes last: a
+    run cut off at any moment leaves no half-written file under a shot's name.
+    """
+    tmp = png.with_name(f".{png.name}.tmp")
+    save_png(image, tmp, recipe.to_parameters())
+    os.replace(tmp, png)
     data = {
         "parameters": recipe.to_parameters(),
         "prompt": recipe.prompt,
@@ -183,5 +202,57 @@ def write_sidecar(path: Path, recipe: Recipe, extra: dict[str, Any]) -> Path:
         "lora_scale": recipe.lora_scale,
         **extra,
     }
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return write_json(sidecar_path(png), data)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """`data` as indented UTF-8 JSON in `path`, through a temporary file renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
     return path
+
+
+def read_sidecar(png: Path) -> dict[str, Any] | None:
+    """The sidecar of the shot `png`, or None when it has none or it can't be read."""
+    try:
+        data = json.loads(sidecar_path(png).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class PlannedShot(Protocol):
+    """What a planner decided for one shot (`packshot.shoot.plan.PlannedShot`)."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+
+
+def written_shot(png: Path, planned: PlannedShot) -> dict[str, Any] | None:
+    """The sidecar of a shot already written as `planned` (kept on a resume), else None.
+
+    A shot counts as written when its PNG and its sidecar (written last) are both there and
+    the sidecar records the planned prompt, negative prompt, seed and size; anything else is
+    rendered again. (A run's other settings are the caller's to hold the same.)
+    """
+    if not png.is_file():
+        return None
+    data = read_sidecar(png)
+    if data is None:
+        return None
+    for name in ("prompt", "negative_prompt", "seed", "width", "height"):
+        if data.get(name) != getattr(planned, name):
+            return None
+    return data
+
+
+def add_scores(png: Path, scores: dict[str, Any]) -> Path:
+    """Record the judges' `scores` in the shot's sidecar; returns the sidecar's path."""
+    path = sidecar_path(png)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["scores"] = scores
+    return write_json(path, data)
