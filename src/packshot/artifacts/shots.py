@@ -73,6 +73,44 @@ class Recipe:
         return "\n".join([*lines, line])
 
 
+class PlannedShot(Protocol):
+    """What a planner decided for one shot (`packshot.shoot.plan.PlannedShot`)."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class RecipeSettings:
+    """The part of the recipe every shot of one run shares."""
+
+    num_inference_steps: int
+    sampler: str  # A1111's sampler name: "DPM++ 2M Karras"
+    guidance_scale: float
+    model: str  # the model reference as given: a Hub id, a folder, a tiny alias
+    lora_hashes: dict[str, str] = field(default_factory=dict)  # LoRA name -> A1111 hash
+    lora_scale: float | None = None  # the product LoRA's, when there is one
+
+    def recipe(self, shot: PlannedShot) -> Recipe:
+        """The recipe of `shot` made with these settings (the model by its name alone)."""
+        return Recipe(
+            prompt=shot.prompt,
+            negative_prompt=shot.negative_prompt,
+            num_inference_steps=self.num_inference_steps,
+            sampler=self.sampler,
+            guidance_scale=self.guidance_scale,
+            seed=shot.seed,
+            width=shot.width,
+            height=shot.height,
+            model=Path(self.model.rstrip("/")).name,
+            lora_hashes=self.lora_hashes,
+            lora_scale=self.lora_scale,
+        )
+
+
 def _quote(value: Any) -> str:
     """A1111's `quote`: values with a comma, colon or quote become JSON strings."""
     text = str(value)
@@ -220,16 +258,6 @@ def read_sidecar(png: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-class PlannedShot(Protocol):
-    """What a planner decided for one shot (`packshot.shoot.plan.PlannedShot`)."""
-
-    prompt: str
-    negative_prompt: str
-    seed: int
-    width: int
-    height: int
 
 
 def written_shot(png: Path, planned: PlannedShot) -> dict[str, Any] | None:

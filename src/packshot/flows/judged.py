@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from packshot.artifacts.product_model import TRAINING_SET_DIR, ProductModel
 from packshot.artifacts.shots import add_scores
 from packshot.errors import UsageError
@@ -24,7 +22,7 @@ from packshot.judge import Embedders, JudgeConfig, rank_candidates, score_shots,
 from packshot.judge.score import ScoreReport, ShotScore
 from packshot.progress import ProgressCallback, no_progress
 from packshot.shoot.run import SUMMARY_FILE, ShootRequest, ShootResult, Shot, shoot
-from packshot.shoot.sheet import make_contact_sheet
+from packshot.shoot.sheet import save_contact_sheet
 
 CANDIDATES_PER_KEPT = 2  # with --best K: render 2K candidates per description and preset
 CANDIDATES_DIR = "candidates"  # where candidates not kept go (inside the shoot folder)
@@ -207,12 +205,11 @@ def _update_summary(
 def _redraw_sheet(result: ShootResult, kept: list[Shot], by_file: dict[str, ShotScore]) -> None:
     """The contact sheet of the delivered shots, each captioned with its score and flag."""
 
-    cells = []
+    captions = []
     for shot_ in kept:
         score = by_file[shot_.path.name]
         flag = "  MISSING?" if not score.present else ""
         caption = f"{shot_.preset or 'shot'} · seed {shot_.seed} · DINO {_fmt(score.dino)}{flag}"
-        with Image.open(shot_.path) as image:
-            cells.append((image.copy(), caption))
-    if cells:
-        make_contact_sheet(cells).save(result.contact_sheet, format="PNG")
+        captions.append((shot_.path, caption))
+    if captions:
+        save_contact_sheet(result.contact_sheet, captions)

@@ -26,7 +26,7 @@ from PIL import Image
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
 from packshot.artifacts.shots import (
-    Recipe,
+    RecipeSettings,
     add_scores,
     lora_hash,
     sidecar_path,
@@ -38,6 +38,7 @@ from packshot.errors import UsageError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot.plan import PlannedShot, check_limits, draw_seed, plan_shots, presets_named
 from packshot.shoot.prompts import ProductWords
+from packshot.shoot.sheet import save_contact_sheet
 
 REQUEST_FILE = "place-request.json"  # the request as first run: a re-run must match it
 SUMMARY_FILE = "place.json"
@@ -395,23 +396,18 @@ def place(
     timings["render_s"] = round(sum(s.device_seconds for s in shots if not s.reused), 3)
 
     # 8. Contact sheet, judges, summary.
-    from packshot.shoot.sheet import make_contact_sheet
-
     scores_path: Path | None = None
     flagged: list[str] = []
     if request.judge:
         scores_path, flagged = _judge(request, out, shots, reference, described, cache, progress)
         for name in flagged:
             warn(f"{name}: the judges can't find the product in it; check it before using it.")
-    cells = []
+    captions = []
     for shot in shots:
         score = shot.scores or {}
         flag = "  MISSING?" if score and not score.get("present") else ""
-        caption = f"{shot.composition} · seed {shot.seed}{flag}"
-        with Image.open(shot.path) as image:
-            cells.append((image.copy(), caption))
-    sheet = out / CONTACT_SHEET_FILE
-    make_contact_sheet(cells).save(sheet, format="PNG")
+        captions.append((shot.path, f"{shot.composition} · seed {shot.seed}{flag}"))
+    sheet = save_contact_sheet(out / CONTACT_SHEET_FILE, captions)
     timings["total_s"] = round(time.perf_counter() - started, 3)
     cutout_info = {
         "source": cutout.source,
@@ -528,9 +524,15 @@ def _render(
 
     # 2. One scene per shot: paint all but the product's core, shade, blend, paste back.
     written: list[PlacedShot] = []
-    model_name = Path(model_ref.rstrip("/")).name
     with render.configured(pipe, scheduler, loras):
-        sampler = render.scheduler_label(scheduler, pipe)
+        settings = RecipeSettings(
+            num_inference_steps=steps,
+            sampler=render.scheduler_label(scheduler, pipe),
+            guidance_scale=guidance,
+            model=model_ref,
+            lora_hashes=lora_names,
+            lora_scale=request.lora_scale if lora_path is not None else None,
+        )
         for shot in todo:
             composition = compositions[shot.preset]
             placement = placements[(shot.aspect, composition.name)]
@@ -563,24 +565,11 @@ def _render(
             shaded = compose.add_shadow(np.asarray(scene), placement, shadow)
             final = Image.fromarray(compose.composite(shaded, placement))
 
-            recipe = Recipe(
-                prompt=shot.prompt,
-                negative_prompt=shot.negative_prompt,
-                num_inference_steps=steps,
-                sampler=sampler,
-                guidance_scale=guidance,
-                seed=shot.seed,
-                width=width,
-                height=height,
-                model=model_name,
-                lora_hashes=lora_names,
-                lora_scale=request.lora_scale if lora_path is not None else None,
-            )
             png = out / f"{shot.stem}.png"
             write_shot(
                 final,
                 png,
-                recipe,
+                settings.recipe(shot),
                 {
                     "mode": "place",
                     "scheduler": scheduler.name,

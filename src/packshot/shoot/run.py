@@ -15,7 +15,13 @@ from typing import Any
 
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
-from packshot.artifacts.shots import Recipe, lora_hash, sidecar_path, write_shot, written_shot
+from packshot.artifacts.shots import (
+    RecipeSettings,
+    lora_hash,
+    sidecar_path,
+    write_shot,
+    written_shot,
+)
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot.plan import (
@@ -239,7 +245,7 @@ def shoot(
     from packshot.runtime import load_pipeline, pick_device
     from packshot.shoot import render
     from packshot.shoot.prompts import check_token_limit
-    from packshot.shoot.sheet import cost_summary, make_contact_sheet, write_summary
+    from packshot.shoot.sheet import cost_summary, save_contact_sheet, write_summary
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -316,7 +322,6 @@ def shoot(
     batch_size = request.batch_size or render.auto_batch_size(
         device, plan.shots[0].width, plan.shots[0].height, plan.family
     )
-    model_name = Path(plan.base_model.rstrip("/")).name
     written: list[Shot] = []
     render_s = write_s = 0.0
     todo = list(plan.shots)
@@ -331,7 +336,14 @@ def shoot(
             written.append(_shot(planned, png, float(kept.get("timings", {}).get("device_s", 0.0))))
             emit(len(written), f"shot {planned.stem} (kept)", event="shot", path=str(png))
     with render.configured(pipe, scheduler, loras):
-        sampler = render.scheduler_label(scheduler, pipe)
+        settings = RecipeSettings(
+            num_inference_steps=steps,
+            sampler=render.scheduler_label(scheduler, pipe),
+            guidance_scale=guidance,
+            model=plan.base_model,
+            lora_hashes=lora_names,
+            lora_scale=request.lora_scale if plan.lora_path is not None else None,
+        )
         for batch in _batches(todo, batch_size):
             first = batch[0]
             images, seconds = render.render_batch(
@@ -347,25 +359,12 @@ def shoot(
             render_s += seconds
             write_started = time.perf_counter()
             for planned, image in zip(batch, images, strict=True):
-                recipe = Recipe(
-                    prompt=planned.prompt,
-                    negative_prompt=planned.negative_prompt,
-                    num_inference_steps=steps,
-                    sampler=sampler,
-                    guidance_scale=guidance,
-                    seed=planned.seed,
-                    width=planned.width,
-                    height=planned.height,
-                    model=model_name,
-                    lora_hashes=lora_names,
-                    lora_scale=request.lora_scale if plan.lora_path is not None else None,
-                )
                 png = out / f"{planned.stem}.png"
                 per_image = seconds / len(batch)
                 write_shot(
                     image,
                     png,
-                    recipe,
+                    settings.recipe(planned),
                     {
                         "scheduler": scheduler.name,
                         "product": plan.product.to_dict(),
@@ -387,14 +386,10 @@ def shoot(
     written.sort(key=lambda shot_: shot_.path.name)
 
     # 6. The contact sheet and shoot.json.
-    from PIL import Image
-
-    cells = []
-    for shot_ in written:
-        with Image.open(shot_.path) as image:
-            cells.append((image.copy(), f"{shot_.preset or 'shot'} · seed {shot_.seed}"))
-    sheet_path = out / CONTACT_SHEET_FILE
-    make_contact_sheet(cells).save(sheet_path, format="PNG")
+    sheet_path = save_contact_sheet(
+        out / CONTACT_SHEET_FILE,
+        [(s.path, f"{s.preset or 'shot'} · seed {s.seed}") for s in written],
+    )
     cost = cost_summary(
         [s.device_seconds for s in written],
         request.gpu_price_per_hour,
@@ -414,7 +409,7 @@ def shoot(
             "num_inference_steps": steps,
             "guidance_scale": guidance,
             "scheduler": scheduler.name,
-            "sampler": sampler,
+            "sampler": settings.sampler,
             "lora_scale": request.lora_scale if plan.lora_path is not None else None,
             "fast": request.fast,
             "fast_lora": str(fast_lora) if fast_lora else None,

@@ -102,6 +102,16 @@ def make_contact_sheet(
     return sheet
 
 
+def save_contact_sheet(path: Path, shots: list[tuple[Path, str]]) -> Path:
+    """The contact sheet of the PNG files `shots` (file, caption), saved as `path`."""
+    cells = []
+    for file, caption in shots:
+        with Image.open(file) as image:
+            cells.append((image.copy(), caption))
+    make_contact_sheet(cells).save(path, format="PNG")
+    return path
+
+
 def _shorten(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
     """`text`, cut with "…" to fit `width` pixels."""
     if draw.textlength(text, font=font) <= width - 4:
