@@ -110,19 +110,19 @@ def test_script_exit_codes_and_debug(tmp_path: Path) -> None:
 
 def test_photos_check_json(tmp_path: Path, dreambench: Path) -> None:
     photos = tmp_path / "photos"
-    shutil.copytree(dreambench / "can", photos)
+    shutil.copytree(dreambench / "backpack", photos)
     (photos / "notes.jpg").write_text("<html><body>not a photo</body></html>")
     result = runner.invoke(app, ["photos", "check", str(photos), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert {"accepted", "rejected", "duplicates", "verdict", "advice"} <= report.keys()
-    assert len(report["accepted"]) == len(list((dreambench / "can").glob("*.jpg")))
+    assert len(report["accepted"]) == len(list((dreambench / "backpack").glob("*.jpg")))
     assert [r["file"] for r in report["rejected"]] == ["notes.jpg"]
     assert report["verdict"] in {"ready", "usable"}
 
 
 def test_photos_check_human(tmp_path: Path, dreambench: Path) -> None:
-    result = runner.invoke(app, ["photos", "check", str(dreambench / "teapot")])
+    result = runner.invoke(app, ["photos", "check", str(dreambench / "backpack")])
     assert result.exit_code == 0, result.output
     assert "Verdict:" in result.output
 
@@ -134,9 +134,9 @@ def test_photos_prepare(tmp_path: Path, dreambench: Path) -> None:
         [
             "photos",
             "prepare",
-            str(dreambench / "clock"),
+            str(dreambench / "backpack"),
             "--class",
-            "clock",
+            "backpack",
             "--resolution",
             "64",
             "--out",
@@ -148,7 +148,7 @@ def test_photos_prepare(tmp_path: Path, dreambench: Path) -> None:
     manifest = json.loads(result.stdout)
     assert manifest
     assert (out / "packshot.json").exists()
-    assert len(list(out.rglob("*.png"))) >= len(list((dreambench / "clock").glob("*.jpg")))
+    assert len(list(out.rglob("*.png"))) >= len(list((dreambench / "backpack").glob("*.jpg")))
 
 
 def test_models_info_tiny(cache_dir: Path) -> None:

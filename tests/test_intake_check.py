@@ -20,7 +20,7 @@ from packshot.intake import (
 )
 from packshot.progress import ProgressEvent
 
-SUBJECTS = ["backpack", "can", "clock", "colorful_sneaker", "teapot"]
+SUBJECTS = ["backpack"]  # DreamBench's subjects in the repo (examples/)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
@@ -60,20 +60,20 @@ def test_eight_copies_of_one_photo_are_not_enough(tmp_path: Path, dreambench: Pa
     folder = tmp_path / "copies"
     folder.mkdir()
     for i in range(8):
-        shutil.copy(dreambench / "can" / "00.jpg", folder / f"can-{i}.jpg")
+        shutil.copy(dreambench / "backpack" / "00.jpg", folder / f"bag-{i}.jpg")
     report = check_photos(folder)
     assert report.verdict == "not enough"
     assert report.counts["distinct"] == 1
-    names = [f"can-{i}.jpg" for i in range(8)]
+    names = [f"bag-{i}.jpg" for i in range(8)]
     assert [(g.kind, g.files) for g in report.duplicates] == [("exact", names)]
-    assert any("can-1.jpg" in a and "exact copies of can-0.jpg" in a for a in report.advice)
-    assert report.training_files() == ["can-0.jpg"]
-    assert report.photo("can-3.jpg").warnings[0] == "An exact copy of can-0.jpg: it is used once."
+    assert any("bag-1.jpg" in a and "exact copies of bag-0.jpg" in a for a in report.advice)
+    assert report.training_files() == ["bag-0.jpg"]
+    assert report.photo("bag-3.jpg").warnings[0] == "An exact copy of bag-0.jpg: it is used once."
 
 
 def test_near_duplicates_count_once(tmp_path: Path, dreambench: Path) -> None:
     folder = tmp_path / "near"
-    shutil.copytree(dreambench / "clock", folder)
+    shutil.copytree(dreambench / "backpack", folder)
     with Image.open(folder / "03.jpg") as original:
         smaller = original.resize((640, 640))
     smaller.save(folder / "03-small.jpg", quality=60)  # a re-saved, resized copy
@@ -132,8 +132,8 @@ def test_same_angle_is_flagged(tmp_path: Path) -> None:
 
 
 def test_blurry_and_dark_photos_are_flagged(tmp_path: Path, dreambench: Path) -> None:
-    folder = tmp_path / "teapot"
-    shutil.copytree(dreambench / "teapot", folder)
+    folder = tmp_path / "backpack"
+    shutil.copytree(dreambench / "backpack", folder)
     with Image.open(folder / "01.jpg") as image:  # replaced by a blurred copy
         image.filter(ImageFilter.GaussianBlur(image.width / 512 * 2)).save(folder / "01.jpg")
     with Image.open(folder / "02.jpg") as image:  # replaced by a copy 2.6 stops darker
@@ -150,16 +150,25 @@ def test_blurry_and_dark_photos_are_flagged(tmp_path: Path, dreambench: Path) ->
     assert report.verdict == "usable"
 
 
-def test_over_exposed_photo_is_flagged(tmp_path: Path, dreambench: Path) -> None:
-    folder = tmp_path / "can"
-    shutil.copytree(dreambench / "can", folder)
-    with Image.open(folder / "02.jpg") as image:  # replaced by a copy 3× brighter
-        image.point(lambda v: min(255, 3 * v)).save(folder / "02.jpg", quality=95)
-    report = check_photos(folder)
-    assert [p.file for p in report.accepted if p.scores.exposure != "ok"] == ["02.jpg"]
-    assert report.photo("02.jpg").scores.exposure == "bright"
-    assert report.photo("02.jpg").scores.highlights_clipped > 0.5
-    assert "02.jpg is over-exposed" in " ".join(report.advice)
+def test_over_exposed_photo_is_flagged(tmp_path: Path) -> None:
+    # A light product: the sample backpack's deep red never clips to white, even 3× brighter
+    # (see IntakeConfig.bright_clipped_share).
+    beige = (220, 200, 160)
+    backgrounds = [*photos.BACKGROUNDS, "wood"]
+    light = [
+        photos.render_product(
+            (640, 640), yaw=yaw, pitch=pitch, background=backgrounds[i], colour=beige, seed=i
+        )
+        for i, (yaw, pitch) in enumerate(photos.VIEWS[:6])
+    ]
+    photos.write_photos(tmp_path, light)
+    with Image.open(tmp_path / "photo-02.jpg") as image:  # replaced by a copy 3× brighter
+        image.point(lambda v: min(255, 3 * v)).save(tmp_path / "photo-02.jpg", quality=95)
+    report = check_photos(tmp_path)
+    assert [p.file for p in report.accepted if p.scores.exposure != "ok"] == ["photo-02.jpg"]
+    assert report.photo("photo-02.jpg").scores.exposure == "bright"
+    assert report.photo("photo-02.jpg").scores.highlights_clipped > 0.5
+    assert "photo-02.jpg is over-exposed" in " ".join(report.advice)
 
 
 def test_featureless_photos_do_not_break_the_checks() -> None:
@@ -180,7 +189,7 @@ def test_mixed_folder_skips_rejects_and_never_writes(tmp_path: Path, dreambench:
     (folder / "._00.jpg").write_bytes(b"\0\5\26\7")
     (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
     (folder / "more").mkdir()
-    (folder / "more" / "x.jpg").write_bytes((dreambench / "can" / "00.jpg").read_bytes())
+    (folder / "more" / "x.jpg").write_bytes((dreambench / "backpack" / "00.jpg").read_bytes())
     (folder / "broken-link.jpg").symlink_to(tmp_path / "nowhere.jpg")
     before = _snapshot(folder)
 
@@ -233,7 +242,9 @@ def test_folder_errors_name_the_folder(tmp_path: Path) -> None:
 
 
 def test_check_files_takes_uploads_with_repeated_names(dreambench: Path) -> None:
-    uploads = [("image.jpg", p.read_bytes()) for p in sorted((dreambench / "can").glob("*.jpg"))]
+    uploads = [
+        ("image.jpg", p.read_bytes()) for p in sorted((dreambench / "backpack").glob("*.jpg"))
+    ]
     uploads.append(("notes.jpg", b"<html><body>hi</body></html>"))
     report = check_files(uploads, config=IntakeConfig())
     assert [p.file for p in report.accepted] == ["image.jpg"] + [
@@ -245,9 +256,9 @@ def test_check_files_takes_uploads_with_repeated_names(dreambench: Path) -> None
 
 
 def test_check_files_takes_paths(dreambench: Path) -> None:
-    paths = sorted((dreambench / "teapot").glob("*.jpg"))
+    paths = sorted((dreambench / "backpack").glob("*.jpg"))
     report = check_files(paths)
-    assert report.directory == str((dreambench / "teapot").resolve())
+    assert report.directory == str((dreambench / "backpack").resolve())
     assert len(report.accepted) == len(paths)
 
 

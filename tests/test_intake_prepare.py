@@ -102,19 +102,19 @@ def test_wide_product_is_padded_not_cut(tmp_path: Path) -> None:
 
 
 def test_training_set_from_a_report(tmp_path: Path, dreambench: Path) -> None:
-    folder = tmp_path / "can"
-    shutil.copytree(dreambench / "can", folder)
+    folder = tmp_path / "backpack"
+    shutil.copytree(dreambench / "backpack", folder)
     shutil.copy(folder / "00.jpg", folder / "copy.jpg")  # an exact copy: trained on once
     report = check_photos(folder)
     progress: list = []
     out = tmp_path / "training-set"
     training_set = prepare_training_set(
-        report, out, resolution=64, token="sks", class_word="can", progress=progress.append
+        report, out, resolution=64, token="sks", class_word="backpack", progress=progress.append
     )
     sources = [item.source for item in training_set.items]
     assert sources == [f"0{i}.jpg" for i in range(6)]
     assert [e.stage for e in progress] == ["prepare"] * 6
-    assert all(item.caption == "a photo of sks can" for item in training_set.items)
+    assert all(item.caption == "a photo of sks backpack" for item in training_set.items)
     for item in training_set.items:
         with Image.open(out / item.file) as crop, Image.open(out / item.mask_file) as mask:
             assert crop.size == mask.size == (64, 64)
@@ -126,9 +126,9 @@ def test_training_set_from_a_report(tmp_path: Path, dreambench: Path) -> None:
     loaded = load_training_set(out)
     assert loaded == training_set and loaded.directory == out
     assert loaded.config == report.config
-    assert loaded.instance_prompt == "a photo of sks can"
+    assert loaded.instance_prompt == "a photo of sks backpack"
     images = list(loaded.images())
-    assert len(images) == 6 and images[0][2] == "a photo of sks can"
+    assert len(images) == 6 and images[0][2] == "a photo of sks backpack"
 
 
 def test_tiny_captioner_through_transformers(tmp_path: Path, tiny_captioner: HFCaptioner) -> None:
@@ -181,15 +181,15 @@ def test_refuses_to_write_into_the_photos_or_over_other_files(
     tmp_path: Path, dreambench: Path
 ) -> None:
     folder = tmp_path / "photos"
-    shutil.copytree(dreambench / "teapot", folder)
+    shutil.copytree(dreambench / "backpack", folder)
     report = check_photos(folder)
     with pytest.raises(UsageError, match="photos' folder"):
-        prepare_training_set(report, folder / "set", resolution=64, token="sks", class_word="pot")
+        prepare_training_set(report, folder / "set", resolution=64, token="sks", class_word="bag")
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="not empty"):
-        prepare_training_set(report, other, resolution=64, token="sks", class_word="pot")
+        prepare_training_set(report, other, resolution=64, token="sks", class_word="bag")
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
@@ -212,27 +212,27 @@ def test_sets_that_cannot_be_prepared(tmp_path: Path, dreambench: Path) -> None:
     folder = tmp_path / "two"
     folder.mkdir()
     for name in ("00.jpg", "01.jpg"):
-        shutil.copy(dreambench / "clock" / name, folder / name)
+        shutil.copy(dreambench / "backpack" / name, folder / name)
     with pytest.raises(PhotoSetError, match="Not enough photos"):
         prepare_training_set(
-            check_photos(folder), tmp_path / "a", resolution=64, token="sks", class_word="clock"
+            check_photos(folder), tmp_path / "a", resolution=64, token="sks", class_word="bag"
         )
-    uploads = [(p.name, p.read_bytes()) for p in sorted((dreambench / "clock").glob("*.jpg"))]
+    uploads = [(p.name, p.read_bytes()) for p in sorted((dreambench / "backpack").glob("*.jpg"))]
     with pytest.raises(UsageError, match="uploads"):
         prepare_training_set(
-            check_files(uploads), tmp_path / "b", resolution=64, token="sks", class_word="clock"
+            check_files(uploads), tmp_path / "b", resolution=64, token="sks", class_word="bag"
         )
-    full = tmp_path / "clock"
-    shutil.copytree(dreambench / "clock", full)
+    full = tmp_path / "backpack"
+    shutil.copytree(dreambench / "backpack", full)
     report = check_photos(full)
     buffer = io.BytesIO()
     Image.new("RGB", (400, 400), "red").save(buffer, "JPEG")
     (full / "03.jpg").write_bytes(buffer.getvalue())  # changed after the check
     with pytest.raises(PhotoSetError, match="03.jpg .* changed since it was checked"):
-        prepare_training_set(report, tmp_path / "c", resolution=64, token="sks", class_word="clock")
+        prepare_training_set(report, tmp_path / "c", resolution=64, token="sks", class_word="bag")
     assert not (tmp_path / "c").exists()
     with pytest.raises(PhotoSetError, match="No photos"):
-        prepare_training_set([], tmp_path / "d", resolution=64, token="sks", class_word="clock")
+        prepare_training_set([], tmp_path / "d", resolution=64, token="sks", class_word="bag")
 
 
 def test_training_set_load_errors(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The judge: the paper's formulas, CLIP-T against torchmetrics, scoring a folder, ranking,
-calibration, bad input and the report; on tiny random DINO/CLIP models and DreamBench photos."""
+calibration, bad input and the report; on tiny random DINO/CLIP models, DreamBench's backpack
+and rendered bags."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import photo_corpus as photos
 from packshot.artifacts.shots import save_png
 from packshot.errors import ModelLoadError, ModelNotFoundError, PhotoSetError, UsageError
 from packshot.judge import (
@@ -38,7 +40,12 @@ PARAMS = (
     "{prompt}\nNegative prompt: blurry\n"
     "Steps: 2, Sampler: Euler, CFG scale: 7.0, Seed: 1, Size: 64x64"
 )
-TINY = JudgeConfig(dino_model="tiny", clip_model="tiny", class_word="teapot", token="sks")
+OTHER_PRODUCTS = {
+    "blue-bag": (40, 70, 200),
+    "green-bag": (40, 150, 60),
+    "white-bag": (235, 235, 230),
+}
+TINY = JudgeConfig(dino_model="tiny", clip_model="tiny", class_word="backpack", token="sks")
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +60,40 @@ def _shot(src: Path, out: Path, prompt: str, size: int = 64) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shots(dreambench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Teapot and can photos as 64 px 'shots': PNG metadata, a JPEG with a sidecar, a copy of
-    a reference photo, one without any prompt, a broken file, a sidecar and a sub-folder."""
+def products(dreambench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DreamBench's backpack (as the repo ships it) and three other products: shopping bags
+    of three colours, 6 photos each, each in its own folder."""
+    root = tmp_path_factory.mktemp("products")
+    shutil.copytree(dreambench / "backpack", root / "backpack")
+    for seed, (name, colour) in enumerate(OTHER_PRODUCTS.items()):
+        images = [
+            photos.render_product((320, 320), yaw=yaw, pitch=pitch, colour=colour, seed=seed)
+            for yaw, pitch in photos.VIEWS[seed : seed + 6]
+        ]
+        photos.write_photos(root / name, images)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shots(products: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Backpack and bag photos as 64 px 'shots': PNG metadata, a JPEG with a sidecar, a copy
+    of a reference photo, one without any prompt, a broken file, a sidecar and a sub-folder."""
     folder = tmp_path_factory.mktemp("shots")
-    _shot(dreambench / "teapot" / "00.jpg", folder / "a-teapot.png", "a sks teapot on the beach")
-    _shot(dreambench / "can" / "01.jpg", folder / "b-can.png", "a sks teapot in the snow")
-    with Image.open(dreambench / "teapot" / "03.jpg") as image:
-        image.convert("RGB").resize((80, 80)).save(folder / "c-teapot.jpg", quality=90)
+    backpack = products / "backpack"
+    _shot(backpack / "00.jpg", folder / "a-backpack.png", "a sks backpack on the beach")
+    _shot(
+        products / "blue-bag" / "photo-01.jpg", folder / "b-bag.png", "a sks backpack in the snow"
+    )
+    with Image.open(backpack / "03.jpg") as image:
+        image.convert("RGB").resize((80, 80)).save(folder / "c-backpack.jpg", quality=90)
     # As `shoot` writes it: the product's words under "product".
-    sidecar = {"prompt": "a red zwx teapot", "product": {"token": "zwx", "class_word": "teapot"}}
-    (folder / "c-teapot.json").write_text(json.dumps(sidecar))
-    shutil.copy(dreambench / "teapot" / "01.jpg", folder / "d-reference-copy.jpg")
-    with Image.open(dreambench / "clock" / "00.jpg") as image:
+    sidecar = {
+        "prompt": "a red zwx backpack",
+        "product": {"token": "zwx", "class_word": "backpack"},
+    }
+    (folder / "c-backpack.json").write_text(json.dumps(sidecar))
+    shutil.copy(backpack / "01.jpg", folder / "d-reference-copy.jpg")
+    with Image.open(products / "green-bag" / "photo-00.jpg") as image:
         image.convert("RGB").resize((64, 64)).save(folder / "e-no-prompt.png")
     (folder / "f-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     Image.new("RGB", (64, 64)).save(folder / "contact-sheet.png")  # shoot's, not a shot
@@ -75,10 +103,10 @@ def shots(dreambench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(shots: Path, dreambench: Path, embedders: Embedders) -> ScoreReport:
+def report(shots: Path, products: Path, embedders: Embedders) -> ScoreReport:
     events: list[ProgressEvent] = []
     result = score_shots(
-        shots, dreambench / "teapot", config=TINY, progress=events.append, embedders=embedders
+        shots, products / "backpack", config=TINY, progress=events.append, embedders=embedders
     )
     assert [e.done for e in events] == list(range(1, 7)) and events[-1].total == 6
     return result
@@ -176,16 +204,16 @@ def test_clip_t_matches_torchmetrics_clip_score(
 def test_score_shots_reads_every_shot_and_its_prompt(report: ScoreReport) -> None:
     by_file = {s.file: s for s in report.shots}
     assert sorted(by_file) == [
-        "a-teapot.png",
-        "b-can.png",
-        "c-teapot.jpg",
+        "a-backpack.png",
+        "b-bag.png",
+        "c-backpack.jpg",
         "d-reference-copy.jpg",
         "e-no-prompt.png",
         "f-broken.png",
     ]
-    assert by_file["a-teapot.png"].prompt == "a sks teapot on the beach"  # PNG metadata
-    assert by_file["a-teapot.png"].clip_t_prompt == "a teapot on the beach"
-    assert by_file["c-teapot.jpg"].clip_t_prompt == "a red teapot"  # the JSON sidecar
+    assert by_file["a-backpack.png"].prompt == "a sks backpack on the beach"  # PNG metadata
+    assert by_file["a-backpack.png"].clip_t_prompt == "a backpack on the beach"
+    assert by_file["c-backpack.jpg"].clip_t_prompt == "a red backpack"  # the JSON sidecar
     no_prompt = by_file["e-no-prompt.png"]
     assert no_prompt.prompt is None and no_prompt.clip_t is None and "no_prompt" in no_prompt.flags
     assert no_prompt.dino is not None  # still judged for the product
@@ -208,11 +236,11 @@ def test_score_shots_reads_every_shot_and_its_prompt(report: ScoreReport) -> Non
 
 
 def test_per_shot_dino_is_the_mean_over_every_reference(
-    report: ScoreReport, dreambench: Path, embedders: Embedders
+    report: ScoreReport, products: Path, embedders: Embedders
 ) -> None:
     # A shot that is reference photo 01 itself: cosine 1 with itself, and with each other
     # reference what that photo scores leave-one-out.
-    refs, _ = load_references(dreambench / "teapot")
+    refs, _ = load_references(products / "backpack")
     ref_dino = embedders.dino([(p.key, p.image) for p in refs])
     index = [p.name for p in refs].index("01.jpg")
     loo = float(metrics.leave_one_out(ref_dino)[index])
@@ -223,18 +251,18 @@ def test_per_shot_dino_is_the_mean_over_every_reference(
 
 
 def test_each_image_is_embedded_once_per_path_and_mtime(
-    report: ScoreReport, shots: Path, dreambench: Path, embedders: Embedders
+    report: ScoreReport, shots: Path, products: Path, embedders: Embedders
 ) -> None:
     runs = dict(embedders.runs)
-    again = score_shots(shots, dreambench / "teapot", config=TINY, embedders=embedders)
+    again = score_shots(shots, products / "backpack", config=TINY, embedders=embedders)
     assert embedders.runs == runs  # nothing ran again
     assert [s.dino for s in again.shots] == [s.dino for s in report.shots]
 
     # A shot rewritten (new mtime) is embedded again, and only that one.
-    path = shots / "a-teapot.png"
+    path = shots / "a-backpack.png"
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    score_shots(shots, dreambench / "teapot", config=TINY, embedders=embedders)
+    score_shots(shots, products / "backpack", config=TINY, embedders=embedders)
     assert embedders.runs == {"dino": runs["dino"] + 1, "clip": runs["clip"] + 1}
     assert image_key(path) != (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
@@ -250,16 +278,16 @@ def test_report_json_round_trip(report: ScoreReport, tmp_path: Path) -> None:
 
 
 def test_other_products_flag_shots_closer_to_them(
-    shots: Path, dreambench: Path, embedders: Embedders
+    shots: Path, products: Path, embedders: Embedders
 ) -> None:
     # A margin of 2 can never be met (cosines differ by at most 2): every shot is "closer".
     strict = TINY.replace(present_threshold=-1.0, other_margin=2.0)
     result = score_shots(
         shots,
-        dreambench / "teapot",
+        products / "backpack",
         config=strict,
         embedders=embedders,
-        other_reference_dirs=[dreambench / "can"],
+        other_reference_dirs=[products / "blue-bag"],
     )
     readable = [s for s in result.shots if s.readable]
     assert all(s.dino_other is not None for s in readable)
@@ -267,13 +295,13 @@ def test_other_products_flag_shots_closer_to_them(
     lenient = TINY.replace(present_threshold=-1.0, other_margin=-2.0)
     result = score_shots(
         shots,
-        dreambench / "teapot",
+        products / "backpack",
         config=lenient,
         embedders=embedders,
-        other_reference_dirs=[dreambench / "can"],
+        other_reference_dirs=[products / "blue-bag"],
     )
     assert all(s.present for s in result.shots if s.readable)
-    assert list(result.other_references) == [str(dreambench / "can")]
+    assert list(result.other_references) == [str(products / "blue-bag")]
 
 
 # -- the presence decision and its calibration -----------------------------------------------
@@ -304,14 +332,14 @@ def test_calibrate_on_hand_made_scores() -> None:
         calibrate([0.7], [])
 
 
-def test_calibrate_on_dreambench_photos_of_other_subjects(
-    dreambench: Path, embedders: Embedders, tmp_path: Path
+def test_calibrate_on_photos_of_other_products(
+    products: Path, embedders: Embedders, tmp_path: Path
 ) -> None:
-    others = [dreambench / "can", dreambench / "backpack", dreambench / "clock"]
-    result = calibrate_on_photos(dreambench / "teapot", others, embedders=embedders)
-    assert result.positives == 5 and result.negatives == 18
+    others = [products / name for name in OTHER_PRODUCTS]
+    result = calibrate_on_photos(products / "backpack", others, embedders=embedders)
+    assert result.positives == 6 and result.negatives == 18
     # The threshold reproduces the rates it reports on the same photos.
-    refs, _ = load_references(dreambench / "teapot")
+    refs, _ = load_references(products / "backpack")
     ref_dino = embedders.dino([(p.key, p.image) for p in refs])
     positives = metrics.leave_one_out(ref_dino).tolist()
     tpr = sum(p >= result.threshold for p in positives) / len(positives)
@@ -321,7 +349,7 @@ def test_calibrate_on_dreambench_photos_of_other_subjects(
     config = TINY.replace(present_threshold=result.threshold)
     assert config.present_threshold == result.threshold
     with pytest.raises(UsageError, match="other product"):
-        calibrate_on_photos(dreambench / "teapot", [], embedders=embedders)
+        calibrate_on_photos(products / "backpack", [], embedders=embedders)
 
 
 # -- choosing the K best ---------------------------------------------------------------------
@@ -371,7 +399,7 @@ def test_rank_candidates_on_a_report(report: ScoreReport) -> None:
 
 
 def test_bad_reference_folders(
-    tmp_path: Path, shots: Path, dreambench: Path, embedders: Embedders
+    tmp_path: Path, shots: Path, products: Path, embedders: Embedders
 ) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -389,7 +417,7 @@ def test_bad_reference_folders(
 
     one = tmp_path / "one"
     one.mkdir()
-    shutil.copy(dreambench / "teapot" / "00.jpg", one / "00.jpg")
+    shutil.copy(products / "backpack" / "00.jpg", one / "00.jpg")
     with pytest.raises(PhotoSetError, match="1 usable photo; scoring needs at least 2"):
         score_shots(shots, one, embedders=embedders)
 
@@ -397,16 +425,16 @@ def test_bad_reference_folders(
         score_shots(shots, tmp_path / "nowhere", embedders=embedders)
 
 
-def test_bad_shot_folders(tmp_path: Path, dreambench: Path, embedders: Embedders) -> None:
+def test_bad_shot_folders(tmp_path: Path, products: Path, embedders: Embedders) -> None:
     empty = tmp_path / "shots"
     empty.mkdir()
     (empty / "a.json").write_text("{}")
     with pytest.raises(PhotoSetError, match="has no shots"):
-        score_shots(empty, dreambench / "teapot", embedders=embedders)
+        score_shots(empty, products / "backpack", embedders=embedders)
 
     # Only unreadable shots: a report that says so, not a crash.
     (empty / "a.png").write_bytes(b"")
-    result = score_shots(empty, dreambench / "teapot", embedders=embedders)
+    result = score_shots(empty, products / "backpack", embedders=embedders)
     assert result.shots[0].flags == ["unreadable"] and "empty" in (result.shots[0].error or "")
     assert result.means["dino"] is None
     assert any("None of the 1 shots could be read" in w for w in result.warnings)
@@ -468,7 +496,7 @@ def test_report_page_and_contact_sheet(report: ScoreReport, tmp_path: Path) -> N
     assert order == sorted(order)  # best first
     assert page.index("f-broken.png</div>") > max(order)  # unreadable last
     assert page.count("data:image/jpeg;base64,") == 5  # the readable shots, inlined
-    rel = os.path.relpath(Path(report.shots_dir) / "a-teapot.png", tmp_path / "out")
+    rel = os.path.relpath(Path(report.shots_dir) / "a-backpack.png", tmp_path / "out")
     assert f"href='{Path(rel).as_posix()}'" in page
     with Image.open(files.contact_sheet) as sheet:
         # 6 shots in one row of 6 tiles: a 192 px thumbnail, 4 caption lines, padding.

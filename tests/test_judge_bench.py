@@ -1,20 +1,23 @@
-"""The DreamBench runner end to end on tiny models: 2 subjects × 2 prompts × 2 images."""
+"""The DreamBench runner end to end on tiny models: 2 subjects × 2 prompts × 2 images, on the
+DreamBench folder the repo ships (examples/)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from packshot.errors import UsageError
-from packshot.flows.dreambench import PAPER_SD, read_spec, run_dreambench
+from packshot.flows.dreambench import PAPER_SD, PROMPTS_FILE, read_spec, run_dreambench
 from packshot.judge import JudgeConfig
 from packshot.progress import ProgressEvent
 
 TINY_JUDGES = JudgeConfig(dino_model="tiny", clip_model="tiny")
+SUBJECTS = ["backpack", "backpack_dog"]
 
 
 def test_read_spec(dreambench: Path) -> None:
@@ -27,22 +30,34 @@ def test_read_spec(dreambench: Path) -> None:
 
 def test_bad_bench_input(dreambench: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="Unknown or missing DreamBench subject.*dog2"):
-        run_dreambench(dreambench, ["teapot", "dog2"], 2, 2, 2, 64, "tiny", tmp_path)
+        run_dreambench(dreambench, ["backpack", "dog2"], 2, 2, 2, 64, "tiny", tmp_path)
     with pytest.raises(UsageError, match="DreamBench has 25 prompts"):
-        run_dreambench(dreambench, ["teapot"], 26, 2, 2, 64, "tiny", tmp_path)
+        run_dreambench(dreambench, ["backpack"], 26, 2, 2, 64, "tiny", tmp_path)
     with pytest.raises(UsageError, match="No DreamBench folder"):
         run_dreambench(tmp_path / "nowhere", None, 2, 2, 2, 64, "tiny", tmp_path)
 
 
+@pytest.fixture
+def two_subjects(dreambench: Path, tmp_path: Path) -> Path:
+    """DreamBench with two subjects: its backpack, and the same photos as `backpack_dog` (its
+    other backpack), with DreamBench's spec."""
+    folder = tmp_path / "dreambench"
+    folder.mkdir()
+    shutil.copy(dreambench / PROMPTS_FILE, folder / PROMPTS_FILE)
+    for subject in SUBJECTS:
+        shutil.copytree(dreambench / "backpack", folder / subject)
+    return folder
+
+
 def test_dreambench_end_to_end_and_resume(
-    dreambench: Path, cache_dir: Path, tmp_path: Path
+    two_subjects: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("matplotlib")  # the plots' dependency
     out = tmp_path / "bench"
     events: list[ProgressEvent] = []
     result = run_dreambench(
-        dreambench,
-        ["teapot", "can"],
+        two_subjects,
+        SUBJECTS,
         prompts_per_subject=2,
         images_per_prompt=2,
         steps=2,
@@ -56,7 +71,7 @@ def test_dreambench_end_to_end_and_resume(
         progress=events.append,
         cache_dir=cache_dir,
     )
-    assert result.subjects_run == ["teapot", "can"] and result.subjects_skipped == []
+    assert result.subjects_run == SUBJECTS and result.subjects_skipped == []
     assert events[-1].done == events[-1].total == 2
 
     # results.csv: one row per shot, with the DreamBench prompts (token and class filled in).
@@ -65,14 +80,14 @@ def test_dreambench_end_to_end_and_resume(
     placed = [r for r in rows if r["mode"] == "place"]
     rows = [r for r in rows if r["mode"] == "finetune"]
     assert len(rows) == 2 * 2 * 2
-    assert {r["prompt"] for r in rows if r["subject"] == "can"} == {
-        "a sks can in the jungle",
-        "a sks can in the snow",
+    assert {r["prompt"] for r in rows if r["subject"] == "backpack_dog"} == {
+        "a sks backpack in the jungle",
+        "a sks backpack in the snow",
     }
     assert all(-1 <= float(r["dino"]) <= 1 and r["clip_t"] for r in rows)
 
     summary = json.loads(result.summary_json.read_text())
-    assert set(summary["subjects"]) == {"teapot", "can"}
+    assert set(summary["subjects"]) == set(SUBJECTS)
     mean_dino = sum(float(r["dino"]) for r in rows) / len(rows)
     assert summary["means"]["dino"] == pytest.approx(mean_dino)
     assert summary["paper"]["dreambooth_sd"] == PAPER_SD
@@ -84,13 +99,13 @@ def test_dreambench_end_to_end_and_resume(
     for plot in result.plots:
         with Image.open(plot) as image:
             assert image.format == "PNG" and image.width > 100
-    assert not (out / "subjects" / "teapot" / "model").exists()  # deleted once scored
+    assert not (out / "subjects" / "backpack" / "model").exists()  # deleted once scored
 
     # The pixel-true row: each subject's first photo placed in each prompt's scene, scored.
     assert len(placed) == 2 * 2 * 2
-    assert {r["prompt"] for r in placed if r["subject"] == "can"} == {
-        "a can in the jungle",
-        "a can in the snow",
+    assert {r["prompt"] for r in placed if r["subject"] == "backpack_dog"} == {
+        "a backpack in the jungle",
+        "a backpack in the snow",
     }
     assert result.place_means is not None
     assert result.place_means["dino"] == pytest.approx(
@@ -100,16 +115,16 @@ def test_dreambench_end_to_end_and_resume(
     assert summary["run"]["place_model"] == "tiny-inpaint"
     placed_row = f"| packshot pixel-true (place, tiny-inpaint) | {result.place_means['dino']:.3f} |"
     assert placed_row in table
-    place_dir = out / "subjects" / "can" / "place"
+    place_dir = out / "subjects" / "backpack_dog" / "place"
     sidecar = json.loads((place_dir / "000-place-hero-seed0.json").read_text())
     assert sidecar["mode"] == "place" and sidecar["cutout"]["source"] == "grabcut"
-    assert (out / "subjects" / "can" / "place-scores.json").is_file()
+    assert (out / "subjects" / "backpack_dog" / "place-scores.json").is_file()
     stamp = (place_dir / "000-place-hero-seed0.png").stat().st_mtime_ns
 
     # A second call skips both subjects and writes the same table.
     again = run_dreambench(
-        dreambench,
-        ["teapot", "can"],
+        two_subjects,
+        SUBJECTS,
         2,
         2,
         2,
@@ -122,6 +137,6 @@ def test_dreambench_end_to_end_and_resume(
         cutout_model="grabcut",
         cache_dir=cache_dir,
     )
-    assert again.subjects_run == [] and again.subjects_skipped == ["teapot", "can"]
+    assert again.subjects_run == [] and again.subjects_skipped == SUBJECTS
     assert again.means == result.means and again.place_means == result.place_means
     assert (place_dir / "000-place-hero-seed0.png").stat().st_mtime_ns == stamp

@@ -23,25 +23,24 @@ SEED = 42
 
 
 @pytest.fixture(scope="module")
-def model_dir(cache_dir: Path, dreambench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real `packshot train` run: DreamBench's teapot, 64 px, a few steps."""
-    from packshot.intake import check_photos, prepare_training_set
+def model_dir(
+    cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A real `packshot train` run: DreamBench's backpack, 64 px, a few steps."""
     from packshot.train import TrainConfig, train
 
-    root = tmp_path_factory.mktemp("teapot")
-    report = check_photos(dreambench / "teapot")
-    prepare_training_set(report, root / "set", resolution=64, token="sks", class_word="teapot")
+    root = tmp_path_factory.mktemp("backpack")
     config = TrainConfig(
         model="tiny",
-        class_word="teapot",
-        product="blue teapot",
+        class_word="backpack",
+        product="red backpack",
         resolution=64,
         max_train_steps=4,
         learning_rate=1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
         checkpointing_steps=0,
         sample_at_end=False,
     )
-    return train(config, root / "set", root / "model", cache_dir=cache_dir).model_dir
+    return train(config, training_set, root / "model", cache_dir=cache_dir).model_dir
 
 
 def _request(model_dir: Path, **fields: object) -> ShootRequest:
@@ -90,10 +89,10 @@ def test_writes_shots_sidecars_sheet_and_summary(
     assert summary["settings"]["sampler"] == "DPM++ 2M Karras"
     assert summary["settings"]["num_inference_steps"] == STEPS
     assert summary["product"] == {
-        "name": "blue teapot",
+        "name": "red backpack",
         "token": "sks",
-        "class_word": "teapot",
-        "phrase": "sks teapot",
+        "class_word": "backpack",
+        "phrase": "sks backpack",
     }
     assert all(i["device_s"] > 0 and i["cost"] > 0 for i in summary["images"])
     assert summary["cost"]["studio_price_per_photo"] == 10.0
@@ -230,7 +229,7 @@ def test_lora_scale_zero_is_the_base_model(
 def test_base_model_alone_for_comparison(model_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
     result = shoot(_request(model_dir, base="tiny"), tmp_path / "base", cache_dir=cache_dir)
     recipe = recipe_from_parameters(read_parameters(result.shots[0].path) or "")
-    assert "sks" not in recipe.prompt and "teapot on a marble table" in recipe.prompt
+    assert "sks" not in recipe.prompt and "backpack on a marble table" in recipe.prompt
     assert recipe.lora_hashes == {} and recipe.lora_scale is None
 
 

@@ -168,7 +168,7 @@ def test_cli_shoot_bad_input(model_dir: Path, tmp_path: Path) -> None:
 def test_cli_bench_dreambench_tiny(tmp_path: Path, dreambench: Path, cache_dir: Path) -> None:
     out = tmp_path / "bench"
     args = ["bench", "dreambench", str(dreambench), "--model", "tiny", "--out", str(out)]
-    args += ["--subjects", "can", "--prompts-per-subject", "1", "--images-per-prompt", "1"]
+    args += ["--subjects", "backpack", "--prompts-per-subject", "1", "--images-per-prompt", "1"]
     args += ["--steps", "2", "--resolution", "64", "--inference-steps", "2"]
     args += ["--dino-model", "tiny", "--clip-model", "tiny", "--json"]
     result = runner.invoke(app, args)

@@ -181,13 +181,6 @@ def studio(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def backpack_photos() -> Path:
-    """DreamBench's backpack: the shared copy when there is one, else the one in examples/."""
-    shared = REPO.parent / "shared" / "data" / "dreambench" / "backpack"  # as in conftest.py
-    return shared if shared.is_dir() else REPO / "examples" / "backpack"
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).is_file():
@@ -253,7 +246,7 @@ def _drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> Non
 
 
 def test_whole_flow_in_chromium(
-    studio: StudioServer, browser, backpack_photos: Path, tmp_path: Path
+    studio: StudioServer, browser, dreambench: Path, tmp_path: Path
 ) -> None:
     context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
     page = context.new_page()
@@ -303,7 +296,7 @@ def test_whole_flow_in_chromium(
     camera.shoot("product-new")
 
     # 3. Drop the photos and one broken file: each gets its verdict, then the set's report.
-    photos = sorted(backpack_photos.glob("*.jpg"))
+    photos = sorted((dreambench / "backpack").glob("*.jpg"))
     files = [(p.name, p.read_bytes(), "image/jpeg") for p in photos]
     files.append(("broken.jpg", b"\xff\xd8\xff\xe0 this is not really a JPEG", "image/jpeg"))
     _drop_files(page, "[data-testid=dropzone]", files)
