@@ -129,7 +129,7 @@ def main() -> None:
 
     torch.set_num_threads(1)  # as each Ray task (1 CPU) does
     from packshot.intake import check_photos, prepare_training_set
-    from packshot.runtime import resolve_model
+    from packshot.models.load import resolve_model
     from packshot.train import train
 
     root = Path(tempfile.mkdtemp(prefix="packshot-ray-bench-"))

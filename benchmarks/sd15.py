@@ -77,7 +77,7 @@ def build_sd15_pipeline():  # -> StableDiffusionPipeline
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from packshot.testing.pipelines import build_clip_tokenizer
+    from packshot.models.standins import build_clip_tokenizer
 
     torch.manual_seed(0)
     return StableDiffusionPipeline(
@@ -94,7 +94,7 @@ def build_sd15_pipeline():  # -> StableDiffusionPipeline
 
 def save_sd15_pipeline(out_dir: Path, pipe=None) -> Path:
     """Save `pipe` (default: a new one) as a diffusers folder at `out_dir`, atomically."""
-    from packshot.testing.pipelines import clip_tokenizer_files
+    from packshot.models.standins import clip_tokenizer_files
 
     pipe = pipe if pipe is not None else build_sd15_pipeline()
     tmp = out_dir.with_name(out_dir.name + ".tmp")

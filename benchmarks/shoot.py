@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from diffusers import DPMSolverMultistepScheduler
 
-    from packshot.runtime import load_pipeline
+    from packshot.models.load import load_pipeline
     from packshot.shoot import ShootRequest, shoot
     from packshot.shoot.run import plan_shoot
 

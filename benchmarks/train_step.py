@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from packshot.runtime import return_freed_memory_to_os
+    from packshot.models.device import return_freed_memory_to_os
     from packshot.train import TrainConfig
     from packshot.train.data import EncodedSet
     from packshot.train.step import (

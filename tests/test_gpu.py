@@ -52,7 +52,7 @@ def test_trains_in_bf16_with_fp32_adapters(
 def test_pipelines_use_sdpa_on_cuda(cache_dir: Path) -> None:
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    from packshot.runtime import load_pipeline
+    from packshot.models.load import load_pipeline
 
     pipe = load_pipeline("tiny", device="cuda", cache_dir=cache_dir)
     processors = pipe.unet.attn_processors.values()

@@ -1,4 +1,5 @@
-"""Model families, the runtime (device, dtype, resolving, loading) and the tiny stand-ins."""
+"""Model families, and packshot.models: device and dtype, Hub, resolving and loading, the tiny
+stand-ins."""
 
 from __future__ import annotations
 
@@ -14,22 +15,22 @@ import torch
 from PIL import Image
 from transformers import CLIPTokenizer
 
-from packshot import families, runtime
 from packshot.errors import ModelLoadError, ModelNotFoundError, UsageError
-from packshot.families import FAMILIES, ModelFamily, detect_family, register_family
-from packshot.runtime import (
-    ResolvedModel,
-    clear_pipeline_cache,
-    describe_model,
-    load_pipeline,
-    pick_device,
-    pick_dtype,
-    resolve_model,
-    select_hub_files,
+from packshot.models import hub
+from packshot.models.describe import describe_model
+from packshot.models.device import pick_device, pick_dtype
+from packshot.models.families import (
+    FAMILIES,
+    ModelFamily,
+    base,
+    detect_family,
+    register_family,
+    stand_in_aliases,
 )
-from packshot.testing.pipelines import (
+from packshot.models.hub import select_hub_files
+from packshot.models.load import ResolvedModel, clear_pipeline_cache, load_pipeline, resolve_model
+from packshot.models.standins import (
     BUILDER_VERSION,
-    TINY_ALIASES,
     build_clip_tokenizer,
     build_tiny_pipeline,
     clip_tokenizer_files,
@@ -137,10 +138,10 @@ def test_detect_family_of_the_stand_ins(
     assert resolved.family.text_encoders == (2 if alias == "tiny-sdxl" else 1)
 
     info = describe_model(resolved)
-    assert info["family"] == family and info["source"] == "alias"
-    assert info["tiny_stand_in"] is True
-    assert info["resolution"] == 64  # 8x8 latents times the VAE's 8
-    json.dumps(info)  # ready for a report
+    assert info.family == family and info.source == "alias"
+    assert info.tiny_stand_in is True and resolved.stand_in
+    assert info.resolution == 64  # 8x8 latents times the VAE's 8
+    assert json.loads(json.dumps(info.to_dict()))["family"] == family  # ready for a report
 
 
 def test_families_of_real_model_layouts(tmp_path: Path) -> None:
@@ -166,7 +167,7 @@ def test_unknown_pipeline_class_names_it_and_the_families(tmp_path: Path) -> Non
 
 
 def test_a_registered_family_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(families, "FAMILIES", dict(FAMILIES))  # forget it after the test
+    monkeypatch.setattr(base, "FAMILIES", dict(FAMILIES))  # forget it after the test
     flux = ModelFamily(
         name="flux",
         label="FLUX",
@@ -300,6 +301,20 @@ def test_missing_and_broken_parts_are_named(cache_dir: Path, tmp_path: Path) -> 
 # -- the Hugging Face Hub, without a network -------------------------------------------------
 
 
+def test_a_hub_id_named_tiny_is_a_real_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_cache: Path
+) -> None:
+    # `tiny-org/x` is someone's model on the Hub, not a stand-in: it goes to the Hub.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="isn't in the local Hugging Face cache"):
+        resolve_model("tiny-org/x")
+    # A folder is a stand-in by the note in it, whatever it is called.
+    folder = _write_index(tmp_path / "tiny", "StableDiffusionPipeline")
+    resolved = resolve_model(str(folder))
+    assert resolved.source == "local" and not resolved.stand_in
+    assert describe_model(resolved).tiny_stand_in is False
+
+
 def test_hub_id_while_offline(monkeypatch: pytest.MonkeyPatch, hub_cache: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError) as error:
@@ -315,7 +330,7 @@ def test_unreachable_hub_fails_fast() -> None:
     started = time.monotonic()
     with pytest.raises(ModelNotFoundError) as error:
         resolve_model("packshot-tests/no-such-model")
-    assert time.monotonic() - started < runtime.HUB_TIMEOUT_S + 5
+    assert time.monotonic() - started < hub.HUB_TIMEOUT_S + 5
     message = str(error.value)
     assert "packshot-tests/no-such-model" in message
     if "not found on the Hugging Face Hub" not in message:
@@ -330,7 +345,7 @@ def test_silent_hub_times_out_in_seconds(monkeypatch: pytest.MonkeyPatch) -> Non
         server.listen(8)
         endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
-        monkeypatch.setattr(runtime, "HUB_TIMEOUT_S", 1.0)
+        monkeypatch.setattr(hub, "HUB_TIMEOUT_S", 1.0)
         started = time.monotonic()
         with pytest.raises(ModelNotFoundError, match="Can't reach the Hugging Face Hub"):
             resolve_model("packshot-tests/no-such-model")
@@ -440,6 +455,7 @@ def test_resolved_model_is_a_plain_record(cache_dir: Path) -> None:
         path=folder,
         family=FAMILIES["sdxl"],
         source="local",
+        stand_in=True,  # by the note in its folder, not by its name
     )
-    assert describe_model(resolved)["tiny_stand_in"] is True
-    assert set(TINY_ALIASES) == {"tiny", "tiny-sdxl", "tiny-inpaint"}
+    assert describe_model(resolved).tiny_stand_in is True
+    assert set(stand_in_aliases()) == {"tiny", "tiny-sdxl", "tiny-inpaint"}

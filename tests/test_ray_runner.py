@@ -92,7 +92,7 @@ def test_cli_shoot_on_ray_gives_the_local_runners_images(
 def test_killed_worker_resumes_training_from_the_last_delivered_checkpoint(
     ray_local: object, training_set: Path, tmp_path: Path
 ) -> None:
-    from packshot.runtime import load_pipeline
+    from packshot.models.load import load_pipeline
     from packshot.train import TrainConfig
 
     config = TrainConfig(

@@ -9,7 +9,7 @@ import pytest
 
 SCRIPT = """
 import ctypes, sys, torch
-from packshot.runtime import return_freed_memory_to_os
+from packshot.models.device import return_freed_memory_to_os
 if sys.argv[1] == "fixed":
     assert return_freed_memory_to_os()
 class Mallinfo2(ctypes.Structure):

@@ -153,7 +153,7 @@ def test_lora_equals_plain_diffusers_load_lora_weights(
     """The same seed through plain diffusers gives the same pixels; without the LoRA, not."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    from packshot.runtime import resolve_model
+    from packshot.models.load import resolve_model
 
     result, _ = shot_run
     shot = result.shots[0]
@@ -219,7 +219,7 @@ def test_lora_scale_zero_is_the_base_model(
     assert recipe_from_parameters(read_parameters(off.shots[0].path) or "").lora_scale == 0.0
     assert np.abs(_pixels(off.shots[0].path) - _pixels(result.shots[0].path)).max() > 0
     # The pipeline the runtime caches is left as it was found: no LoRA, its own scheduler.
-    from packshot.runtime import load_pipeline
+    from packshot.models.load import load_pipeline
 
     pipe = load_pipeline("tiny", cache_dir=cache_dir)
     assert not pipe.get_list_adapters()

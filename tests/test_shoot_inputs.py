@@ -53,7 +53,7 @@ def test_presets_file_is_valid_and_complete() -> None:
 
 def test_every_preset_fits_the_text_encoder() -> None:
     """A preset's own words must leave room for a merchant's description in CLIP's 75 tokens."""
-    from packshot.testing.pipelines import build_clip_tokenizer
+    from packshot.models.standins import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
     for preset in load_presets().values():
@@ -181,7 +181,7 @@ def test_preset_wraps_the_description_and_negatives_merge() -> None:
 
 
 def test_over_long_prompt_warns_and_says_what_was_cut() -> None:
-    from packshot.testing.pipelines import build_clip_tokenizer
+    from packshot.models.standins import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
     words = ", ".join(["golden hour light"] * 30) + ", purple elephant at the very end"
@@ -295,7 +295,7 @@ def test_a_folder_that_is_not_a_packshot_model(tmp_path: Path, cache_dir: Path) 
         plan_shoot(ShootRequest(tmp_path, ["{product}"]), cache_dir=cache_dir)
     with pytest.raises(UsageError, match="Model folder not found"):
         plan_shoot(ShootRequest(tmp_path / "nope", ["{product}"]), cache_dir=cache_dir)
-    from packshot.runtime import resolve_model
+    from packshot.models.load import resolve_model
 
     base = resolve_model("tiny", cache_dir=cache_dir).path
     with pytest.raises(UsageError, match="diffusers base model: shoot with it alone with --base"):

@@ -57,7 +57,7 @@ def _images(pipe: object, prompt: str = "a photo of sks backpack") -> np.ndarray
 def _pipeline(alias: str, cache_dir: Path) -> object:
     import diffusers
 
-    from packshot.runtime import resolve_model
+    from packshot.models.load import resolve_model
 
     resolved = resolve_model(alias, cache_dir=cache_dir)
     cls = getattr(diffusers, resolved.family.pipeline_class_name("text2img"))
@@ -179,7 +179,7 @@ def test_kohya_alpha_gives_exactly_the_trained_scale(cache_dir: Path, tmp_path: 
     import diffusers
     from peft import LoraConfig
 
-    from packshot.runtime import resolve_model
+    from packshot.models.load import resolve_model
     from packshot.train.lora_io import (
         UNET_TARGET_MODULES,
         add_lora,
@@ -215,7 +215,7 @@ def test_kohya_alpha_gives_exactly_the_trained_scale(cache_dir: Path, tmp_path: 
 def test_loss_on_a_fixed_batch_goes_down(cache_dir: Path, training_set: Path) -> None:
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
-    from packshot.runtime import resolve_model
+    from packshot.models.load import resolve_model
     from packshot.train.data import encode_examples
     from packshot.train.loop import _load_encoders, _load_unet, _prepared_examples
     from packshot.train.step import LoraTrainer, make_batch

@@ -55,7 +55,7 @@ def _images(pipe: object) -> np.ndarray:
 def _pipeline(cache_dir: Path) -> object:
     from diffusers import StableDiffusionXLPipeline
 
-    from packshot.runtime import resolve_model
+    from packshot.models.load import resolve_model
 
     return StableDiffusionXLPipeline.from_pretrained(
         resolve_model("tiny-sdxl", cache_dir=cache_dir).path

@@ -1,7 +1,7 @@
 """packshot: product photography from a handful of photos and a text description.
 
 The Python API mirrors the command line: `packshot.intake.check_photos`,
-`packshot.runtime.load_pipeline`, … Heavy modules (torch, diffusers) are imported only by the
+`packshot.models.load.load_pipeline`, … Heavy modules (torch, diffusers) are imported only by the
 functions that need them, so `import packshot` stays fast.
 """
 

@@ -314,9 +314,10 @@ def models_info(
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
     """Find a base model (downloading it from the Hub if needed) and say what it is."""
-    from packshot.runtime import describe_model, resolve_model
+    from packshot.models.describe import describe_model
+    from packshot.models.load import resolve_model
 
-    info = describe_model(resolve_model(model))
+    info = describe_model(resolve_model(model)).to_dict()
     if as_json:
         _print_json(info)
     else:
@@ -455,6 +456,16 @@ DINO_HELP = "DINO backbone: Hub id, local folder, or tiny (default facebook/dino
 CLIP_HELP = "CLIP backbone: Hub id, local folder, or tiny (default openai/clip-vit-base-patch32)."
 
 
+def _shoots_with_stand_in(base: str | None, model_dir: str | Path | None) -> bool:
+    """Whether a shoot's base model is a tiny stand-in: `--base` naming a stand-in alias, else
+    what the product model recorded of its base when it was resolved for training."""
+    from packshot.models.families import stand_in_aliases
+
+    if base is not None:
+        return base.strip() in stand_in_aliases()
+    return ProductModel.load(Path(str(model_dir))).trained_on_stand_in
+
+
 def _judge_config(
     dino_model: str | None,
     clip_model: str | None,
@@ -577,9 +588,8 @@ def shoot_command(
     request = ShootRequest(**values)
     judges = None
     if judge:
-        base_ref = base or ProductModel.load(values["model_dir"]).base_model
         # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
-        tiny = str(base_ref).startswith("tiny")
+        tiny = _shoots_with_stand_in(base, values["model_dir"])
         judges = _judge_config(
             dino_model or ("tiny" if tiny else None),
             clip_model or ("tiny" if tiny else None),

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from packshot.models.families import stand_in_aliases
+from packshot.models.hub import HUB_ID
 from packshot.shoot.plan import (
     JOB_MAX_BEST,
     JOB_MAX_COUNT,
@@ -19,8 +21,10 @@ from packshot.shoot.plan import (
 from packshot.shoot.sizes import ASPECTS
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
-# A Hub id ("owner/name") or a tiny stand-in; never a path on the server.
-MODEL_PATTERN = re.compile(r"^(tiny(-sdxl|-inpaint)?|[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96})$")
+# A Hub id ("owner/name") or a built-in stand-in alias; never a path on the server.
+MODEL_PATTERN = re.compile(
+    "^(?:" + "|".join(map(re.escape, stand_in_aliases())) + "|" + HUB_ID.pattern[1:-1] + ")$"
+)
 
 
 class Strict(BaseModel):

@@ -113,6 +113,11 @@ class ProductModel:
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extra: dict[str, Any] = field(default_factory=dict)  # keys this packshot doesn't know: kept
 
+    @property
+    def trained_on_stand_in(self) -> bool:
+        """Whether its base resolved to a tiny stand-in when it was trained (noise by design)."""
+        return self.base_model_source == "alias"
+
     # -- paths -------------------------------------------------------------------------------
 
     @property

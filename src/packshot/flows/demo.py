@@ -15,8 +15,10 @@ from packshot.errors import UsageError
 from packshot.flows.judged import shoot_and_judge
 from packshot.intake import check_photos, prepare_training_set
 from packshot.judge import JudgeConfig
+from packshot.models.describe import describe_model
+from packshot.models.device import pick_device
+from packshot.models.load import resolve_model
 from packshot.progress import ProgressCallback
-from packshot.runtime import describe_model, pick_device, resolve_model
 from packshot.shoot import ShootRequest
 from packshot.train import TrainConfig, train
 
@@ -56,7 +58,8 @@ def run_demo(
     device = pick_device()
     if model is None:
         model = DEFAULT_MODEL if device == "cuda" else "tiny"
-    tiny = model.startswith("tiny")
+    resolved = resolve_model(model)
+    tiny = resolved.stand_in
     if tiny:
         import torch
 
@@ -82,9 +85,7 @@ def run_demo(
 
     # 3. The training set: square crops centred on the product, masks, captions.
     console.rule("2. Training set")
-    resolved = resolve_model(model)
-    info = describe_model(resolved)
-    resolution = int(info["resolution"])  # the model's own: 64 for the tiny stand-ins
+    resolution = describe_model(resolved).resolution  # the model's own: 64 for the stand-ins
     with progress_bar("Preparing training set") as progress:
         manifest = prepare_training_set(
             report,
@@ -167,7 +168,7 @@ def run_demo(
         "photos": str(photos),
         "verdict": report.verdict,
         "training_images": len(manifest.items),
-        "model": describe_model(resolved),
+        "model": describe_model(resolved).to_dict(),
         "trained_steps": trained.final_step,
         "final_loss": trained.final_loss,
         "shots": [str(s.path) for s in shot.shots],

@@ -51,7 +51,7 @@ class HFCaptioner:
 
     Loaded through transformers' AutoProcessor and AutoModelForImageTextToText from a Hub id
     or a local folder written by `save_pretrained`. `device` is as for
-    `packshot.runtime.pick_device`: None or "auto" picks the best one here.
+    `packshot.models.device.pick_device`: None or "auto" picks the best one here.
     """
 
     def __init__(
@@ -64,7 +64,7 @@ class HFCaptioner:
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from packshot.runtime import pick_device
+        from packshot.models.device import pick_device
 
         self.name = str(model)
         if max_new_tokens < 1 or batch_size < 1:

@@ -94,7 +94,8 @@ def build_train_config(
     The same for the CLI and the service: the tiny stand-ins train at their own small size
     unless a resolution is given. `options` use the names of `TRAINING_OPTIONS`.
     """
-    from packshot.runtime import describe_model, resolve_model
+    from packshot.models.describe import describe_model
+    from packshot.models.load import resolve_model
     from packshot.train import PRESET_NAMES, TrainConfig
 
     if preset not in PRESET_NAMES:
@@ -104,9 +105,9 @@ def build_train_config(
         raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
     resolved = resolve_model(model, cache_dir=cache_dir)
     values = {TRAINING_OPTIONS[k]: v for k, v in options.items()}
-    if values.get("resolution") is None and resolved.source == "alias":
+    if values.get("resolution") is None and resolved.stand_in:
         # The tiny stand-ins are built for their own small size, not the family's 512/1024.
-        values["resolution"] = int(describe_model(resolved)["resolution"])
+        values["resolution"] = describe_model(resolved).resolution
     return TrainConfig.from_preset(
         resolved.family.name,
         preset,  # type: ignore[arg-type]
@@ -205,7 +206,7 @@ def _run_shoot(
         flagged: list[str] = []
     else:
         # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
-        tiny = ProductModel.load(model_dir).base_model.startswith("tiny")
+        tiny = ProductModel.load(model_dir).trained_on_stand_in
         judge = JudgeConfig(**({"dino_model": "tiny", "clip_model": "tiny"} if tiny else {}))
         judged = shoot_and_judge(
             request,

@@ -56,7 +56,8 @@ class ShootingReplica:
     """One replica: the base pipeline loaded once, any product of that base shot per request."""
 
     def __init__(self, base_model: str):
-        from packshot.runtime import load_pipeline, pick_device
+        from packshot.models.device import pick_device
+        from packshot.models.load import load_pipeline
 
         self.base_model = base_model
         self.device = pick_device(None)

@@ -21,7 +21,8 @@ from PIL import Image
 from packshot.config import default_cache_dir
 from packshot.errors import ModelLoadError, ModelNotFoundError, UsageError
 from packshot.judge.config import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL, JudgeConfig
-from packshot.runtime import HUB_ID, download_from_hub, pick_device
+from packshot.models.device import pick_device
+from packshot.models.hub import HUB_ID, download_from_hub
 from packshot.testing.judges import (
     TINY_JUDGE_ALIAS,
     JudgeKind,

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -39,6 +39,9 @@ from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot.plan import PlannedShot, check_limits, draw_seed, plan_shots, presets_named
 from packshot.shoot.prompts import ProductWords
 from packshot.shoot.sheet import save_contact_sheet
+
+if TYPE_CHECKING:
+    from packshot.models.describe import ModelDescription
 
 REQUEST_FILE = "place-request.json"  # the request as first run: a re-run must match it
 SUMMARY_FILE = "place.json"
@@ -202,9 +205,10 @@ def place(
     from packshot.config import default_cache_dir
     from packshot.intake.config import IntakeConfig
     from packshot.intake.decode import load_photo
+    from packshot.models.describe import describe_model
+    from packshot.models.load import resolve_model
     from packshot.place import compose
     from packshot.place.cutout import cut_out
-    from packshot.runtime import describe_model, resolve_model
     from packshot.shoot.sizes import check_aspect, size_for
 
     started = time.perf_counter()
@@ -256,12 +260,12 @@ def place(
     base_family = str(trained_family or "sdxl").split("-")[0]
     model_ref = request.model or (
         TINY_INPAINT
-        if trained is not None and trained.base_model.startswith("tiny")
+        if trained is not None and trained.trained_on_stand_in
         else DEFAULT_INPAINT_MODELS.get(base_family, DEFAULT_INPAINT_MODELS["sdxl"])
     )
     resolved = resolve_model(model_ref, cache_dir=cache)
     described = describe_model(resolved)
-    resolution = int(described["resolution"])
+    resolution = described.resolution
     family = resolved.family.name
     if trained_family and lora_path and family.split("-")[0] != base_family:
         raise UsageError(
@@ -425,7 +429,7 @@ def place(
         "photo": {"file": photo.name, "width": photo.width, "height": photo.height},
         "model": model_ref,
         "family": family,
-        "stand_in": bool(described["tiny_stand_in"]),
+        "stand_in": described.tiny_stand_in,
         "cutout": cutout_info,
         "guarantee_band_px": compose.GUARANTEE_BAND_PX,
         "images": [
@@ -498,8 +502,9 @@ def _render(
     """Generate the scenes of `todo`, composite the product, write PNGs and sidecars."""
     import torch
 
+    from packshot.models.device import pick_device
+    from packshot.models.load import load_pipeline
     from packshot.place import compose
-    from packshot.runtime import load_pipeline, pick_device
     from packshot.shoot import render
     from packshot.shoot.prompts import check_token_limit
 
@@ -604,14 +609,14 @@ def _judge(
     out: Path,
     shots: list[PlacedShot],
     reference: Path,
-    described: dict[str, Any],
+    described: ModelDescription,
     cache: Path,
     progress: ProgressCallback,
 ) -> tuple[Path, list[str]]:
     """Score every shot against `reference`, record the scores, return the flagged shots."""
     from packshot.judge import JudgeConfig, score_shots, write_report
 
-    tiny = bool(described["tiny_stand_in"])
+    tiny = described.tiny_stand_in
     values = {
         "dino_model": request.dino_model or ("tiny" if tiny else None),
         "clip_model": request.clip_model or ("tiny" if tiny else None),

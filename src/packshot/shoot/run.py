@@ -121,7 +121,8 @@ class ShootResult:
 
 def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> ShootPlan:
     """Check `request` and decide every shot, without loading a model (only resolving it)."""
-    from packshot.runtime import describe_model, resolve_model
+    from packshot.models.describe import describe_model
+    from packshot.models.load import resolve_model
 
     warnings: list[str] = []
 
@@ -171,7 +172,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
     presets = presets_named(request.presets, request.presets_file)
 
     # 5. Sizes: an explicit size, else the aspect at the model's native resolution.
-    resolution = int(described["resolution"])
+    resolution = described.resolution
     fixed_size: tuple[int, int] | None = None
     if request.size is not None:
         size = request.size
@@ -200,7 +201,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         product_model=model,
         resolution=resolution,
         family=resolved.family.name,
-        stand_in=bool(described["tiny_stand_in"]),
+        stand_in=resolved.stand_in,
         shots=shots,
         warnings=warnings,
     )
@@ -242,7 +243,8 @@ def shoot(
     `resume` continues an interrupted shoot of the same request in `out_dir`: shots whose PNG
     and sidecar are both there are kept as they are, not rendered again.
     """
-    from packshot.runtime import load_pipeline, pick_device
+    from packshot.models.device import pick_device
+    from packshot.models.load import load_pipeline
     from packshot.shoot import render
     from packshot.shoot.prompts import check_token_limit
     from packshot.shoot.sheet import cost_summary, save_contact_sheet, write_summary

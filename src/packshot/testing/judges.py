@@ -20,7 +20,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPProcessor, ViTConfig, ViTMod
 
 from packshot.cachedir import build_into_cache
 from packshot.errors import UsageError
-from packshot.testing.pipelines import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, build_clip_tokenizer
+from packshot.models.standins import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, build_clip_tokenizer
 
 JudgeKind = Literal["dino", "clip"]
 JUDGE_KINDS: tuple[JudgeKind, ...] = ("dino", "clip")

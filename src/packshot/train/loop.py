@@ -210,7 +210,7 @@ def _prepared_examples(
 
 
 def _mixed_precision_dtype(config: TrainConfig, device: str) -> torch.dtype:
-    from packshot.runtime import pick_dtype
+    from packshot.models.device import pick_dtype
 
     on_cuda = device.startswith("cuda")
     if config.mixed_precision == "no":
@@ -330,12 +330,8 @@ def _run(
     import diffusers
 
     from packshot.config import default_cache_dir
-    from packshot.runtime import (
-        load_pipeline,
-        pick_device,
-        resolve_model,
-        return_freed_memory_to_os,
-    )
+    from packshot.models.device import pick_device, return_freed_memory_to_os
+    from packshot.models.load import load_pipeline, resolve_model
 
     started = clock = time.perf_counter()
     checkpoints_dir, samples_dir = work / CHECKPOINTS_DIR, work / SAMPLES_DIR

@@ -193,7 +193,7 @@ class _FrozenGegluFeedForward(torch.autograd.Function):
     SD 1.5 block), and only where there are `min_tokens` or more (the 64² and 32² blocks),
     where it frees the most per FLOP: ~260 MB of a 512 px SD 1.5 step, for ~0.6 s of its ~21 s
     on a 2-core CPU. That memory is what lets the CPU step keep glibc's own allocator (see
-    `packshot.runtime.return_freed_memory_to_os`) and so run at the bare UNet's speed.
+    `packshot.models.device.return_freed_memory_to_os`) and so run at the bare UNet's speed.
     """
 
     @staticmethod

@@ -1,8 +1,8 @@
-"""Model families: what packshot knows about each kind of diffusion model it can load.
+"""The model-family interface and its registry: `ModelFamily`, `register_family`, lookups, and
+`detect_family`, which tells a saved diffusers folder's family from its JSON configs.
 
-A family names the diffusers pipeline classes that run it, its native resolution and its text
-encoders. The surfaces only ever see a `ModelFamily`; adding a family (FLUX, SD 3.5) means one
-`register_family()` call here, nothing else. This module reads JSON only: no torch import.
+Each family lives in one module of this package (`sd.py`: SD 1.5, SDXL and their inpainting
+variants) and registers itself with `register_family`. This module reads JSON only: no torch.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class ModelFamily:
     # `_class_name` values of model_index.json that belong to this family.
     class_names: tuple[str, ...] = ()
     denoiser: str = "unet"  # the model_index.json component that denoises ("transformer" in DiTs)
+    stand_in: str | None = None  # the alias of its tiny stand-in (packshot.models.standins)
 
     @property
     def base_area(self) -> int:
@@ -68,69 +69,19 @@ def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamil
     return family
 
 
-_SD_CLASSES = (
-    "StableDiffusionPipeline",
-    "StableDiffusionImg2ImgPipeline",
-    "StableDiffusionInpaintPipeline",
-)
-_SDXL_CLASSES = (
-    "StableDiffusionXLPipeline",
-    "StableDiffusionXLImg2ImgPipeline",
-    "StableDiffusionXLInpaintPipeline",
-)
+def get_family(name: str) -> ModelFamily:
+    """The registered family called `name` ("sd15", "sdxl", ...)."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise UsageError(
+            f"Unknown model family `{name}`. Known families: {', '.join(FAMILIES)}."
+        ) from None
 
-# The built-in families use the same hook a new family would.
-SD15 = register_family(
-    ModelFamily(
-        name="sd15",
-        label="Stable Diffusion 1.5",
-        text2img_pipeline="StableDiffusionPipeline",
-        # A plain SD 1.5 model can still inpaint: diffusers blends the mask into the latents.
-        inpaint_pipeline="StableDiffusionInpaintPipeline",
-        resolution=512,
-        text_encoders=1,
-        is_inpaint=False,
-        class_names=_SD_CLASSES,
-    )
-)
-SDXL = register_family(
-    ModelFamily(
-        name="sdxl",
-        label="Stable Diffusion XL",
-        text2img_pipeline="StableDiffusionXLPipeline",
-        inpaint_pipeline="StableDiffusionXLInpaintPipeline",
-        resolution=1024,
-        text_encoders=2,
-        is_inpaint=False,
-        class_names=_SDXL_CLASSES,
-    )
-)
-SD15_INPAINT = register_family(
-    ModelFamily(
-        name="sd15-inpaint",
-        label="Stable Diffusion 1.5 Inpainting",
-        text2img_pipeline=None,
-        inpaint_pipeline="StableDiffusionInpaintPipeline",
-        resolution=512,
-        text_encoders=1,
-        is_inpaint=True,
-        class_names=_SD_CLASSES,
-    )
-)
-# Without it, diffusers/stable-diffusion-xl-1.0-inpainting-0.1 would pass for a plain SDXL model
-# and fail at its first step with a channel mismatch.
-SDXL_INPAINT = register_family(
-    ModelFamily(
-        name="sdxl-inpaint",
-        label="Stable Diffusion XL Inpainting",
-        text2img_pipeline=None,
-        inpaint_pipeline="StableDiffusionXLInpaintPipeline",
-        resolution=1024,
-        text_encoders=2,
-        is_inpaint=True,
-        class_names=_SDXL_CLASSES,
-    )
-)
+
+def stand_in_aliases() -> dict[str, ModelFamily]:
+    """Each built-in stand-in alias ("tiny", "tiny-sdxl", ...) and the family it stands in for."""
+    return {f.stand_in: f for f in FAMILIES.values() if f.stand_in is not None}
 
 
 def _read_json(path: Path, model_dir: Path) -> dict[str, Any]:

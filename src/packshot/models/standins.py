@@ -29,18 +29,13 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from packshot.cachedir import build_into_cache
 from packshot.errors import PackshotError, UsageError
+from packshot.models.families import stand_in_aliases
 
 # Bump when a change here changes what gets built: cached stand-ins with another number are rebuilt.
 BUILDER_VERSION = 1
-STAND_IN_KIND = "packshot-tiny-stand-in"  # `kind` in packshot.json, how runtime recognises one
-
-# Built-in alias -> model family name (see packshot.families).
-TINY_ALIASES: dict[str, str] = {
-    "tiny": "sd15",
-    "tiny-sdxl": "sdxl",
-    "tiny-inpaint": "sd15-inpaint",
-}
+STAND_IN_KIND = "packshot-tiny-stand-in"  # `kind` in packshot.json, how a stand-in is recognised
 
 # CLIP's BPE vocabulary: 256 byte symbols, the same with '</w>', 48,894 merges, 2 specials.
 CLIP_VOCAB_SIZE = 49408
@@ -266,9 +261,10 @@ def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
     `out_dir` gets `model_index.json`, one folder per component (safetensors) and a
     `packshot.json` saying what it is. Written last, `packshot.json` marks a finished build.
     """
-    if alias not in TINY_ALIASES:
+    aliases = stand_in_aliases()
+    if alias not in aliases:
         raise UsageError(
-            f"`{alias}` is not a tiny stand-in model. Choose one of: {', '.join(TINY_ALIASES)}."
+            f"`{alias}` is not a tiny stand-in model. Choose one of: {', '.join(aliases)}."
         )
 
     # 1. Components, each from the same seed, without disturbing the caller's random state.
@@ -296,7 +292,7 @@ def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
     note = {
         "kind": STAND_IN_KIND,
         "alias": alias,
-        "family": TINY_ALIASES[alias],
+        "family": aliases[alias].name,
         "seed": seed,
         "builder_version": BUILDER_VERSION,
         "note": "A packshot tiny stand-in: random weights, the images it makes are noise. "
@@ -315,3 +311,23 @@ def read_stand_in_note(model_dir: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return note if isinstance(note, dict) and note.get("kind") == STAND_IN_KIND else None
+
+
+def _is_current_stand_in(folder: Path, alias: str) -> bool:
+    note = read_stand_in_note(folder)
+    return (
+        note is not None
+        and note.get("alias") == alias
+        and note.get("builder_version") == BUILDER_VERSION
+        and (folder / "model_index.json").is_file()
+    )
+
+
+def stand_in_folder(alias: str, cache_dir: Path) -> Path:
+    """The folder of the tiny stand-in `alias`, built on first use (atomically)."""
+    return build_into_cache(
+        cache_dir.expanduser().resolve() / "models" / alias,
+        lambda folder: build_tiny_pipeline(alias, folder),
+        lambda folder: _is_current_stand_in(folder, alias),
+        f"the built-in model `{alias}`",
+    )

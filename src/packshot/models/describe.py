@@ -1,0 +1,54 @@
+"""What a resolved model is, as a typed record: `describe_model` → `ModelDescription`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from packshot.models.load import ModelSource, ResolvedModel
+from packshot.models.standins import read_stand_in_note
+
+
+def _native_resolution(resolved: ResolvedModel) -> int:
+    """The side length the model makes by default: its UNet's latent size times the VAE's
+    down-sampling (8 for SD; 64 px for the tiny stand-ins); the family's where unknown."""
+    try:
+        unet = json.loads((resolved.path / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((resolved.path / "vae" / "config.json").read_text(encoding="utf-8"))
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return resolved.family.resolution
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What a resolved model is, for people (`packshot models info`) and run metadata."""
+
+    ref: str
+    family: str  # the family's name, "sd15"
+    family_label: str  # "Stable Diffusion 1.5"
+    source: ModelSource
+    path: str
+    resolution: int  # the side length it makes by default (64 for the tiny stand-ins)
+    tiny_stand_in: bool
+    note: str | None  # for people reading a report: the stand-ins' images are noise by design
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, with the keys `describe_model` has always written."""
+        return asdict(self)
+
+
+def describe_model(resolved: ResolvedModel) -> ModelDescription:
+    """A summary of a resolved model, for reports and run metadata."""
+    note = read_stand_in_note(resolved.path) if resolved.stand_in else None
+    return ModelDescription(
+        ref=resolved.ref,
+        family=resolved.family.name,
+        family_label=resolved.family.label,
+        source=resolved.source,
+        path=str(resolved.path),
+        resolution=_native_resolution(resolved),
+        tiny_stand_in=resolved.stand_in,
+        note=str(note["note"]) if note else None,
+    )

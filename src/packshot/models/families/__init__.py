@@ -1,0 +1,31 @@
+"""Model families: the interface and registry (`base`), then one module per family (`sd`).
+
+Importing this package registers the built-in families; a new family is one module here,
+imported below, that calls `register_family`. No torch at import.
+"""
+
+from packshot.models.families import sd
+from packshot.models.families.base import (
+    FAMILIES,
+    INPAINT_IN_CHANNELS,
+    PIPELINE_KINDS,
+    ModelFamily,
+    PipelineKind,
+    detect_family,
+    get_family,
+    register_family,
+    stand_in_aliases,
+)
+
+__all__ = [
+    "FAMILIES",
+    "INPAINT_IN_CHANNELS",
+    "PIPELINE_KINDS",
+    "ModelFamily",
+    "PipelineKind",
+    "detect_family",
+    "get_family",
+    "register_family",
+    "sd",
+    "stand_in_aliases",
+]
