@@ -41,9 +41,9 @@ DESCRIPTION = "{product} on a marble kitchen counter"
 
 def build_models(root: Path, rank: int) -> tuple[Path, Path]:
     """A random-weight SD 1.5 folder and a product model folder (LoRA + packshot.json)."""
-    from diffusers import StableDiffusionPipeline
 
-    from packshot.train.lora_io import UNET_TARGET_MODULES, add_lora, lora_config
+    from packshot.models.families import get_family
+    from packshot.train.lora_io import add_lora, lora_config
     from packshot.train.lora_io import save_diffusers_lora as save_lora
 
     # 1. The base model, saved as a diffusers folder so that packshot loads it as any other.
@@ -52,14 +52,14 @@ def build_models(root: Path, rank: int) -> tuple[Path, Path]:
 
     # 2. The product model: a LoRA on the UNet's attention, as training adds it; lora_B is
     #    made non-zero so that it changes the output as a trained one does.
-    add_lora(pipe.unet, lora_config(rank, UNET_TARGET_MODULES))
+    add_lora(pipe.unet, lora_config(rank, get_family("sd15").denoiser_lora_targets))
     with torch.no_grad():
         for name, param in pipe.unet.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.01)
     model = root / "product"
     model.mkdir()
-    save_lora(model, StableDiffusionPipeline, pipe.unet, [])
+    save_lora(model, get_family("sd15"), {"unet": pipe.unet})
     ProductModel(model, str(base), "sks", "teapot", family="sd15", product="blue teapot").save()
     return base, model
 

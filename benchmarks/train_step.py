@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from packshot.models.device import return_freed_memory_to_os
+    from packshot.models.families import get_family
     from packshot.train import TrainConfig
     from packshot.train.data import EncodedSet
     from packshot.train.step import (
@@ -187,9 +188,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gradient_checkpointing=args.gradient_checkpointing,
     )
     scheduler = DDPMScheduler(**(SDXL_SCHEDULER if is_sdxl else SD15_SCHEDULER))
-    trainer = LoraTrainer(
-        unet, scheduler, config, device=device, weight_dtype=dtype, is_sdxl=is_sdxl
-    )
+    family = get_family(args.family)
+    trainer = LoraTrainer(unet, scheduler, config, family, device=device, weight_dtype=dtype)
     if args.channels_last:
         unet.to(memory_format=torch.channels_last)
     timings["build_unet_s"] = time.perf_counter() - clock
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],
         device,
         args.resolution,
-        is_sdxl,
+        family,
     )
     generator = torch.Generator().manual_seed(0)
 

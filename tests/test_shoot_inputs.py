@@ -53,9 +53,11 @@ def test_presets_file_is_valid_and_complete() -> None:
 
 def test_every_preset_fits_the_text_encoder() -> None:
     """A preset's own words must leave room for a merchant's description in CLIP's 75 tokens."""
+    from packshot.models.families import get_family
     from packshot.models.standins import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
+    limit = get_family("sd15").prompt_token_limit(tokenizer)
     for preset in load_presets().values():
         composed = compose_prompt(
             "{product} on a marble kitchen counter next to a bowl of lemons",
@@ -63,8 +65,8 @@ def test_every_preset_fits_the_text_encoder() -> None:
             preset_prompt=preset.prompt,
             preset_negative_prompt=preset.negative_prompt,
         )
-        assert check_token_limit(composed.prompt, tokenizer) is None, preset.name
-        assert check_token_limit(composed.negative_prompt, tokenizer) is None, preset.name
+        assert check_token_limit(composed.prompt, tokenizer, limit) is None, preset.name
+        assert check_token_limit(composed.negative_prompt, tokenizer, limit) is None, preset.name
 
 
 def test_merchant_presets_file_merges_on_top(tmp_path: Path) -> None:
@@ -181,14 +183,17 @@ def test_preset_wraps_the_description_and_negatives_merge() -> None:
 
 
 def test_over_long_prompt_warns_and_says_what_was_cut() -> None:
+    from packshot.models.families import get_family
     from packshot.models.standins import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
+    limit = get_family("sd15").prompt_token_limit(tokenizer)
+    assert limit == 75  # CLIP's 77, less the start and end markers
     words = ", ".join(["golden hour light"] * 30) + ", purple elephant at the very end"
-    warning = check_token_limit(words, tokenizer)
+    warning = check_token_limit(words, tokenizer, limit)
     assert warning is not None
     assert "reads only 75" in warning and "purple elephant at the very end" in warning
-    assert check_token_limit("sks teapot on a table", tokenizer) is None
+    assert check_token_limit("sks teapot on a table", tokenizer, limit) is None
 
 
 def test_prompts_file(tmp_path: Path) -> None:

@@ -180,23 +180,19 @@ def test_kohya_alpha_gives_exactly_the_trained_scale(cache_dir: Path, tmp_path: 
     from peft import LoraConfig
 
     from packshot.models.load import resolve_model
-    from packshot.train.lora_io import (
-        UNET_TARGET_MODULES,
-        add_lora,
-        save_diffusers_lora,
-        save_kohya_lora,
-    )
+    from packshot.train.lora_io import add_lora, save_diffusers_lora, save_kohya_lora
 
     resolved = resolve_model("tiny", cache_dir=cache_dir)
+    family = resolved.family
     unet = diffusers.UNet2DConditionModel.from_pretrained(resolved.path, subfolder="unet")
-    add_lora(unet, LoraConfig(r=4, lora_alpha=8, target_modules=UNET_TARGET_MODULES))
+    add_lora(unet, LoraConfig(r=4, lora_alpha=8, target_modules=family.denoiser_lora_targets))
     torch.manual_seed(0)
     with torch.no_grad():  # lora_B starts at zero: give it values so the LoRA does something
         for name, param in unet.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.5)
-    save_diffusers_lora(tmp_path, diffusers.StableDiffusionPipeline, unet, [])
-    kohya = save_kohya_lora(tmp_path / "kohya.safetensors", unet, [], num_text_encoders=1)
+    save_diffusers_lora(tmp_path, family, {"unet": unet})
+    kohya = save_kohya_lora(tmp_path / "kohya.safetensors", family, {"unet": unet})
     alphas = {k: v for k, v in load_file(kohya).items() if k.endswith(".alpha")}
     assert alphas and all(float(v) == 8.0 for v in alphas.values())
     with safe_open(str(kohya), "pt") as fh:
@@ -217,30 +213,31 @@ def test_loss_on_a_fixed_batch_goes_down(cache_dir: Path, training_set: Path) ->
 
     from packshot.models.load import resolve_model
     from packshot.train.data import encode_examples
-    from packshot.train.loop import _load_encoders, _load_unet, _prepared_examples
+    from packshot.train.loop import _prepared_examples
     from packshot.train.step import LoraTrainer, make_batch
 
     config = _config(max_train_steps=20, learning_rate=1e-2, lr_warmup_steps=0)
-    path = resolve_model("tiny", cache_dir=cache_dir).path
-    parts = _load_encoders(path, is_sdxl=False, weight_dtype=torch.float32)
-    unet, noise_scheduler = _load_unet(path, torch.float32)
+    resolved = resolve_model("tiny", cache_dir=cache_dir)
+    family = resolved.family
+    tokenizers, text_encoders, vae = family.load_text_parts(resolved.path, torch.float32)
+    unet, noise_scheduler = family.load_denoiser(resolved.path, torch.float32)
     examples, _ = _prepared_examples(training_set, training_set, config, False, lambda e: None)
     encoded = encode_examples(
         examples[:2],
-        vae=parts["vae"],
-        tokenizers=parts["tokenizers"],
-        text_encoders=parts["text_encoders"],
+        vae=vae,
+        tokenizers=tokenizers,
+        text_encoders=text_encoders,
         resolution=64,
         random_flip=False,
         background_weight=config.background_weight,
         prior_loss_weight=1.0,
-        is_sdxl=False,
+        family=family,
     )
     assert isinstance(unet, UNet2DConditionModel)
     assert isinstance(noise_scheduler, DDPMScheduler)
-    trainer = LoraTrainer(unet, noise_scheduler, config)
+    trainer = LoraTrainer(unet, noise_scheduler, config, family)
     index = torch.arange(2)
-    batch = make_batch([(encoded, index, torch.zeros(2, dtype=torch.bool))], "cpu", 64, False)
+    batch = make_batch([(encoded, index, torch.zeros(2, dtype=torch.bool))], "cpu", 64, family)
     before = trainer.probe_loss(batch, seed=7)
     for _ in range(config.max_train_steps):
         # the same noise and timesteps every step: the batch is fixed, so its loss must fall

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from packshot.errors import UsageError
+from packshot.models.families import trainable_families
 from packshot.train import PRESET_NAMES, TrainConfig, load_presets
-from packshot.train.config import PRESETS_FILE, TRAINABLE_FAMILIES
+from packshot.train.config import PRESETS_FILE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_every_preset_value_says_where_it_comes_from() -> None:
     data = json.loads(PRESETS_FILE.read_text())
     assert data["_comment"]
-    for family in TRAINABLE_FAMILIES:
+    for family in trainable_families():
         assert set(data[family]) == set(PRESET_NAMES)
         for name, preset in data[family].items():
             values = {k for k in preset if not k.startswith("_")}
@@ -27,7 +28,7 @@ def test_every_preset_value_says_where_it_comes_from() -> None:
             assert values <= set(TrainConfig.model_fields), f"{family}/{name}: unknown fields"
 
 
-@pytest.mark.parametrize("family", TRAINABLE_FAMILIES)
+@pytest.mark.parametrize("family", trainable_families())
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_presets_make_valid_configs(family: str, preset: str) -> None:
     config = TrainConfig.from_preset(family, preset, model="m", class_word="headphones")  # type: ignore[arg-type]

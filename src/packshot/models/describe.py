@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from packshot.models.load import ModelSource, ResolvedModel
 from packshot.models.standins import read_stand_in_note
-
-
-def _native_resolution(resolved: ResolvedModel) -> int:
-    """The side length the model makes by default: its UNet's latent size times the VAE's
-    down-sampling (8 for SD; 64 px for the tiny stand-ins); the family's where unknown."""
-    try:
-        unet = json.loads((resolved.path / "unet" / "config.json").read_text(encoding="utf-8"))
-        vae = json.loads((resolved.path / "vae" / "config.json").read_text(encoding="utf-8"))
-        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-    except (OSError, ValueError, KeyError, TypeError):
-        return resolved.family.resolution
 
 
 @dataclass(frozen=True)
@@ -48,7 +36,7 @@ def describe_model(resolved: ResolvedModel) -> ModelDescription:
         family_label=resolved.family.label,
         source=resolved.source,
         path=str(resolved.path),
-        resolution=_native_resolution(resolved),
+        resolution=resolved.family.native_resolution(resolved.path),
         tiny_stand_in=resolved.stand_in,
         note=str(note["note"]) if note else None,
     )

@@ -49,11 +49,9 @@ CONTACT_SHEET_FILE = "contact-sheet.png"  # the same name shoot uses: the judge 
 SCORES_FILE = "scores.json"
 PRODUCT_DIR = "product"  # the cut-out and its mask
 REFERENCE_DIR = "reference"  # what the shots are judged against without a product model
-DEFAULT_INPAINT_MODELS = {  # by the family of the product's model (or sdxl without one)
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-inpainting",
-    "sdxl": "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
-}
-TINY_INPAINT = "tiny-inpaint"
+# Without a product model a placement uses this family's inpainting model (its LoRAs' family's
+# with one: `ModelFamily.inpaint_model`).
+DEFAULT_FAMILY = "sdxl"
 DEFAULT_PRODUCT_WORD = "product"
 DEFAULT_GUIDANCE = 7.5  # the SD inpainting model cards' default
 # With --keep-framing the product covers the photo's own share of the frame; above these the
@@ -184,13 +182,13 @@ def reference_for(request: PlaceRequest, out: Path, trained: ProductModel | None
     return out / REFERENCE_DIR
 
 
-def _scene_size(width: int, height: int, resolution: int) -> tuple[int, int]:
-    """A size for the model at about its native area, with the photo's aspect, sides ÷ 8."""
-    from packshot.shoot.sizes import MIN_SIDE, MULTIPLE
+def _scene_size(width: int, height: int, resolution: int, multiple: int) -> tuple[int, int]:
+    """A size for the model at about its native area, with the photo's aspect."""
+    from packshot.shoot.sizes import MIN_SIDE
 
     scale = (resolution * resolution / (width * height)) ** 0.5
     return tuple(  # type: ignore[return-value]
-        max(MIN_SIDE, int(round(side * scale / MULTIPLE)) * MULTIPLE) for side in (width, height)
+        max(MIN_SIDE, int(round(side * scale / multiple)) * multiple) for side in (width, height)
     )
 
 
@@ -206,6 +204,7 @@ def place(
     from packshot.intake.config import IntakeConfig
     from packshot.intake.decode import load_photo
     from packshot.models.describe import describe_model
+    from packshot.models.families import get_family
     from packshot.models.load import resolve_model
     from packshot.place import compose
     from packshot.place.cutout import cut_out
@@ -257,21 +256,26 @@ def place(
         word = (request.product or DEFAULT_PRODUCT_WORD).strip() or DEFAULT_PRODUCT_WORD
         product = ProductWords(None, word, word)
     trained_family = trained.family if trained is not None else None
-    base_family = str(trained_family or "sdxl").split("-")[0]
+    base_family = get_family(trained_family or DEFAULT_FAMILY)
     model_ref = request.model or (
-        TINY_INPAINT
+        base_family.stand_in_inpaint_model
         if trained is not None and trained.trained_on_stand_in
-        else DEFAULT_INPAINT_MODELS.get(base_family, DEFAULT_INPAINT_MODELS["sdxl"])
+        else base_family.inpaint_model
     )
+    if model_ref is None:
+        raise UsageError(
+            f"packshot knows no inpainting model for {base_family.label} product models: pass "
+            "one with `model`."
+        )
     resolved = resolve_model(model_ref, cache_dir=cache)
     described = describe_model(resolved)
     resolution = described.resolution
     family = resolved.family.name
-    if trained_family and lora_path and family.split("-")[0] != base_family:
+    if trained_family and lora_path and resolved.family.lora_family != base_family.name:
         raise UsageError(
             f"The product model {request.product_model} was trained on a {trained_family} model, "
             f"but the inpainting model {model_ref} is {family}: pass an inpainting model of the "
-            f"same family (for {base_family}: {DEFAULT_INPAINT_MODELS.get(base_family, '?')})."
+            f"same family (for {base_family.name}: {base_family.inpaint_model or '?'})."
         )
 
     # 3. The photo, and the product cut out of it.
@@ -348,7 +352,7 @@ def place(
         if request.keep_framing:
             placements[key] = compose.keep_framing(pixels, cutout.mask)
         else:
-            canvas = size_for(shot.aspect, resolution)
+            canvas = size_for(shot.aspect, resolution, resolved.family.size_multiple)
             placement, notes = compose.place_product(pixels, cutout.mask, canvas, composition)
             placements[key] = placement
             for note in notes:
@@ -503,6 +507,7 @@ def _render(
     import torch
 
     from packshot.models.device import pick_device
+    from packshot.models.families import get_family
     from packshot.models.load import load_pipeline
     from packshot.place import compose
     from packshot.shoot import render
@@ -514,7 +519,8 @@ def _render(
     pipe = load_pipeline(
         model_ref, kind="inpaint", device=device, dtype=request.precision, cache_dir=cache_dir
     )
-    scheduler = render.get_scheduler(request.scheduler or render.DEFAULT_SCHEDULER)
+    model_family = get_family(family)
+    scheduler = render.get_scheduler(request.scheduler or model_family.default_scheduler)
     steps = request.num_inference_steps or render.DEFAULT_STEPS
     guidance = DEFAULT_GUIDANCE if request.guidance_scale is None else request.guidance_scale
     loras = []
@@ -522,8 +528,10 @@ def _render(
     if lora_path is not None:
         loras.append(render.LoraWeights(render.PRODUCT_ADAPTER, lora_path, request.lora_scale))
         lora_names[Path(request.product_model or "").resolve().name] = lora_hash(lora_path)
+    tokenizer = model_family.prompt_tokenizer(pipe)
+    limit = model_family.prompt_token_limit(tokenizer)
     for prompt in dict.fromkeys(s.prompt for s in todo):
-        cut = check_token_limit(prompt, pipe.tokenizer, what=f'prompt "{prompt[:40]}…"')
+        cut = check_token_limit(prompt, tokenizer, limit, what=f'prompt "{prompt[:40]}…"')
         if cut:
             warn(cut)
 
@@ -543,7 +551,9 @@ def _render(
             placement = placements[(shot.aspect, composition.name)]
             width, height = placement.canvas
             scene_w, scene_h = (
-                _scene_size(width, height, resolution) if request.keep_framing else (width, height)
+                _scene_size(width, height, resolution, model_family.size_multiple)
+                if request.keep_framing
+                else (width, height)
             )
             init = np.where(placement.mask[..., None] > 0, placement.rgb, 127).astype(np.uint8)
             paint = compose.generation_mask(placement)

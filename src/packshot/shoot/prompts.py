@@ -17,9 +17,7 @@ DESCRIPTION_PLACEHOLDER = "{description}"  # where a preset's prompt puts the me
 
 
 class Tokenizer(Protocol):
-    """The part of a transformers CLIP tokenizer the token-limit check uses."""
-
-    model_max_length: int
+    """The part of a transformers tokenizer the token-limit check uses."""
 
     def __call__(self, text: str, **kwargs: Any) -> Any: ...
 
@@ -153,13 +151,14 @@ def compose_prompt(
     return ComposedPrompt(description, text, ", ".join(parts), warnings)
 
 
-def check_token_limit(text: str, tokenizer: Tokenizer, *, what: str = "prompt") -> str | None:
+def check_token_limit(
+    text: str, tokenizer: Tokenizer, limit: int, *, what: str = "prompt"
+) -> str | None:
     """A warning saying what the text encoder will cut from `text`, or None if it all fits.
 
-    CLIP reads `model_max_length` tokens (77), two of which are the start and end markers;
-    diffusers cuts the rest off, as this check predicts.
+    `limit` is how many tokens it reads (the model family's `prompt_token_limit`: 75 for
+    CLIP); the pipeline cuts the rest off, as this check predicts.
     """
-    limit = int(tokenizer.model_max_length) - 2
     ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     if len(ids) <= limit:
         return None

@@ -22,6 +22,7 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from packshot.errors import ModelLoadError, UsageError
+from packshot.models.families import ModelFamily
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,6 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
         SchedulerSpec("model", "Model default", None),  # whatever the model folder ships
     )
 }
-DEFAULT_SCHEDULER = "dpmpp_2m_karras"
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 7.0  # SD 1.5's and A1111's default CFG scale
 
@@ -73,10 +73,6 @@ DEFAULT_GUIDANCE = 7.0  # SD 1.5's and A1111's default CFG scale
 FAST_STEPS = 4
 LCM_GUIDANCE = 1.0
 TURBO_GUIDANCE = 0.0
-LCM_LORAS = {
-    "sd15": "latent-consistency/lcm-lora-sdv1-5",
-    "sdxl": "latent-consistency/lcm-lora-sdxl",
-}
 LCM_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 PRODUCT_ADAPTER = "product"
 FAST_ADAPTER = "lcm"
@@ -111,7 +107,7 @@ def is_turbo(model_ref: str) -> bool:
     return "turbo" in Path(model_ref.rstrip("/")).name.lower()
 
 
-def find_fast_lora(ref: str | None, family: str, stand_in: bool) -> Path:
+def find_fast_lora(ref: str | None, family: ModelFamily, stand_in: bool) -> Path:
     """The LCM-LoRA file for --fast: `ref` (a file, a folder or a Hub id), else the family's.
 
     Offline, a Hub id must already be in the Hugging Face cache; the error says how to get it.
@@ -130,13 +126,13 @@ def find_fast_lora(ref: str | None, family: str, stand_in: bool) -> Path:
 
     # 2. The Hub id: given, or the LCM-LoRA of the family.
     if ref is None:
-        if stand_in or family not in LCM_LORAS:
+        if stand_in or family.fast_lora is None:
             raise UsageError(
                 "--fast has no LCM-LoRA for this model (the tiny stand-ins and "
-                f"{family} models have none). Pass an LCM-LoRA folder with --fast-lora, "
+                f"{family.name} models have none). Pass an LCM-LoRA folder with --fast-lora, "
                 "or shoot without --fast."
             )
-        ref = LCM_LORAS[family]
+        ref = family.fast_lora
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
     try:
         return Path(hf_hub_download(ref, LCM_WEIGHT_NAME, local_files_only=offline))
@@ -208,17 +204,17 @@ def configured(
         pipe.scheduler = original_scheduler
 
 
-def auto_batch_size(device: str, width: int, height: int, family: str) -> int:
+def auto_batch_size(device: str, width: int, height: int, family: ModelFamily) -> int:
     """How many images to render in one call on `device`.
 
     On a CPU (or Apple MPS) batching gains nothing and costs memory: 1. On a CUDA GPU, as many
     as fit in about half the free memory, counting ~1 GiB per 512² SD 1.5 image (activations
-    with classifier-free guidance, fp16) and 4x that for SDXL; at most 8.
+    with classifier-free guidance, fp16) times the family's `memory_factor` (SDXL: 4); at most 8.
     """
     if not device.startswith("cuda"):
         return 1
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    per_image = (width * height) / (512 * 512) * (4.0 if family.startswith("sdxl") else 1.0)
+    per_image = (width * height) / (512 * 512) * family.memory_factor
     return max(1, min(8, int((free / 2**30) * 0.5 / per_image)))
 
 

@@ -177,7 +177,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
     if request.size is not None:
         size = request.size
         fixed_size = parse_size(size) if isinstance(size, str) else (int(size[0]), int(size[1]))
-        warnings += check_size(*fixed_size, resolution)
+        warnings += check_size(*fixed_size, resolution, resolved.family.size_multiple)
     if request.aspect is not None:
         check_aspect(request.aspect)
 
@@ -190,7 +190,9 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         count=request.count,
         aspect=request.aspect,
         negative_prompt=request.negative_prompt,
-        size=lambda aspect: fixed_size or size_for(aspect, resolution),
+        size=lambda aspect: (
+            fixed_size or size_for(aspect, resolution, resolved.family.size_multiple)
+        ),
     )
     warnings += [w for w in composing if w not in warnings]
     return ShootPlan(
@@ -244,6 +246,7 @@ def shoot(
     and sidecar are both there are kept as they are, not rendered again.
     """
     from packshot.models.device import pick_device
+    from packshot.models.families import get_family
     from packshot.models.load import load_pipeline
     from packshot.shoot import render
     from packshot.shoot.prompts import check_token_limit
@@ -275,7 +278,8 @@ def shoot(
 
     # 2. Settings: the fast mode's, else the request's, else packshot's defaults.
     fast_lora: Path | None = None
-    scheduler = render.get_scheduler(request.scheduler or render.DEFAULT_SCHEDULER)
+    family = get_family(plan.family)
+    scheduler = render.get_scheduler(request.scheduler or family.default_scheduler)
     steps = request.num_inference_steps or render.DEFAULT_STEPS
     guidance = request.guidance_scale
     if request.fast:
@@ -284,7 +288,7 @@ def shoot(
             scheduler = render.get_scheduler(request.scheduler or "model")
             guidance = render.TURBO_GUIDANCE if guidance is None else guidance
         else:
-            fast_lora = render.find_fast_lora(request.fast_lora, plan.family, plan.stand_in)
+            fast_lora = render.find_fast_lora(request.fast_lora, family, plan.stand_in)
             scheduler = render.get_scheduler(request.scheduler or "lcm")
             guidance = render.LCM_GUIDANCE if guidance is None else guidance
     guidance = render.DEFAULT_GUIDANCE if guidance is None else guidance
@@ -310,19 +314,21 @@ def shoot(
     timings["load_s"] = round(time.perf_counter() - started, 3)
 
     # 4. Warn about prompts longer than the text encoder reads.
+    tokenizer = family.prompt_tokenizer(pipe)
+    limit = family.prompt_token_limit(tokenizer)
     for prompt in dict.fromkeys(s.prompt for s in plan.shots):
-        cut = check_token_limit(prompt, pipe.tokenizer, what=f'prompt "{prompt[:40]}…"')
+        cut = check_token_limit(prompt, tokenizer, limit, what=f'prompt "{prompt[:40]}…"')
         if cut:
             warn(cut)
     for negative in dict.fromkeys(s.negative_prompt for s in plan.shots if s.negative_prompt):
-        cut = check_token_limit(negative, pipe.tokenizer, what="negative prompt")
+        cut = check_token_limit(negative, tokenizer, limit, what="negative prompt")
         if cut:
             warn(cut)
 
     # 5. Render batch by batch, writing each shot as soon as it exists.
     out.mkdir(parents=True, exist_ok=True)
     batch_size = request.batch_size or render.auto_batch_size(
-        device, plan.shots[0].width, plan.shots[0].height, plan.family
+        device, plan.shots[0].width, plan.shots[0].height, family
     )
     written: list[Shot] = []
     render_s = write_s = 0.0

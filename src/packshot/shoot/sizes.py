@@ -1,7 +1,8 @@
-"""Image sizes for each aspect ratio at a model's native resolution (multiples of 8).
+"""Image sizes for each aspect ratio at a model's native resolution and size multiple.
 
 A model makes its best images at about the number of pixels it was trained at (SD 1.5: 512²,
-SDXL: 1024²); other shapes keep that area and change the sides.
+SDXL: 1024²); other shapes keep that area and change the sides. The resolution and the
+multiple are the model family's (`ModelFamily.native_resolution`, `.size_multiple`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ ASPECTS: dict[str, tuple[int, int]] = {
     "16:9": (16, 9),
     "9:16": (9, 16),
 }
-MULTIPLE = 8  # the VAE halves the image 3 times: pixel sides must be multiples of 8
+MULTIPLE = 8  # SD's VAE halves the image 3 times: sides are multiples of 8 (the default)
 MIN_SIDE = 64  # 8 latent pixels: below this the UNet has nothing to work on
 MAX_SIDE = 4096  # beyond what any supported family was trained near; memory runs out first
 # Above this many times its native area a model repeats the subject (two products, two heads).
 MAX_AREA_FACTOR = 2.0
 
 
-def _round(value: float) -> int:
-    return max(MIN_SIDE, int(round(value / MULTIPLE)) * MULTIPLE)
+def _round(value: float, multiple: int) -> int:
+    return max(MIN_SIDE, int(round(value / multiple)) * multiple)
 
 
 def check_aspect(aspect: str) -> str:
@@ -39,8 +40,8 @@ def check_aspect(aspect: str) -> str:
     return aspect
 
 
-def size_for(aspect: str, resolution: int) -> tuple[int, int]:
-    """(width, height) for `aspect` with about `resolution`² pixels, sides multiples of 8.
+def size_for(aspect: str, resolution: int, multiple: int = MULTIPLE) -> tuple[int, int]:
+    """(width, height) for `aspect` with about `resolution`² pixels, sides multiples of `multiple`.
 
     SD 1.5 (512): 1:1 512x512, 4:5 456x576, 3:4 440x592, 16:9 680x384, 9:16 384x680.
     SDXL (1024): 1:1 1024x1024, 4:5 912x1144, 3:4 888x1184, 16:9 1368x768, 9:16 768x1368.
@@ -49,7 +50,7 @@ def size_for(aspect: str, resolution: int) -> tuple[int, int]:
     if resolution < MIN_SIDE:
         raise UsageError(f"A resolution of {resolution} px is below the smallest, {MIN_SIDE}.")
     area = resolution * resolution
-    return _round(math.sqrt(area * w / h)), _round(math.sqrt(area * h / w))
+    return _round(math.sqrt(area * w / h), multiple), _round(math.sqrt(area * h / w), multiple)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -60,13 +61,13 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def check_size(width: int, height: int, resolution: int) -> list[str]:
+def check_size(width: int, height: int, resolution: int, multiple: int = MULTIPLE) -> list[str]:
     """Refuse a size no model can make; warnings for one far above the model's native area."""
     for name, side in (("width", width), ("height", height)):
-        if side % MULTIPLE:
-            lower, upper = side // MULTIPLE * MULTIPLE, (side // MULTIPLE + 1) * MULTIPLE
+        if side % multiple:
+            lower, upper = side // multiple * multiple, (side // multiple + 1) * multiple
             raise UsageError(
-                f"The {name} must be a multiple of {MULTIPLE}, but is {side}. "
+                f"The {name} must be a multiple of {multiple}, but is {side}. "
                 f"Use {max(lower, MIN_SIDE)} or {upper}."
             )
         if not MIN_SIDE <= side <= MAX_SIDE:

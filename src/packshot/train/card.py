@@ -6,23 +6,20 @@ import json
 from pathlib import Path
 
 from packshot.artifacts.product_model import KOHYA_WEIGHT_NAME, METADATA_FILE, ProductModel
-
-# Licenses of the base models packshot's families come from (Hub license ids).
-_LICENSES = {"sd15": "creativeml-openrail-m", "sdxl": "openrail++"}
-_FAMILY_TAGS = {"sd15": "stable-diffusion", "sdxl": "stable-diffusion-xl"}
+from packshot.models.families import get_family
 
 
 def model_card(model: ProductModel, samples: list[str]) -> str:
     """The card's text from the model's metadata and sample images (relative paths)."""
-    family = str(model.family)
+    family = get_family(str(model.family))  # its base models' license, Hub tag and pipeline
     config = model.config
     prompt = str(model.instance_prompt)
-    tags = ["text-to-image", "diffusers", "lora", "dreambooth", "packshot", _FAMILY_TAGS[family]]
+    tags = ["text-to-image", "diffusers", "lora", "dreambooth", "packshot", str(family.card_tag)]
     tags.append("template:sd-lora")
     front = [
         "---",
         f"base_model: {json.dumps(model.base_model)}",
-        f"license: {_LICENSES[family]}",
+        f"license: {family.license}",
         "library_name: diffusers",
         f"instance_prompt: {json.dumps(prompt)}",
         "tags:",
@@ -35,7 +32,7 @@ def model_card(model: ProductModel, samples: list[str]) -> str:
     front.append("---")
 
     name = model.product or f"{model.token} {model.class_word}"
-    pipeline = "StableDiffusionXLPipeline" if family == "sdxl" else "StableDiffusionPipeline"
+    pipeline = family.pipeline_class_name("text2img")
     body = f"""
 # {name}: a packshot product LoRA
 

@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from packshot.errors import UsageError
+from packshot.models.families import trainable_families
 
 PresetName = Literal["quick", "standard", "best"]
 PRESET_NAMES: tuple[str, ...] = ("quick", "standard", "best")
-TRAINABLE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl")
 PRESETS_FILE = Path(__file__).resolve().parents[1] / "presets" / "training.json"
 
 
@@ -160,10 +160,10 @@ class TrainConfig(BaseModel):
 
 def load_presets(family: str) -> dict[str, dict[str, Any]]:
     """The presets of one family, without their `_comment`s."""
-    if family not in TRAINABLE_FAMILIES:
+    if family not in trainable_families():
         raise UsageError(
             f"No training presets for model family {family!r}; packshot trains "
-            f"{', '.join(TRAINABLE_FAMILIES)} base models."
+            f"{', '.join(trainable_families())} base models."
         )
     data = json.loads(PRESETS_FILE.read_text())
     return {

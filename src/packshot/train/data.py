@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from packshot.errors import PhotoSetError
+from packshot.models.families import ModelFamily
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.train.samples import render_seeded
 
@@ -41,7 +42,7 @@ class EncodedSet:
     loss_weights: torch.Tensor  # (V, 1, h, w): 1 on the product, background_weight elsewhere
     sample_weights: torch.Tensor  # (n,): 1 for product photos, prior_loss_weight for class images
     prompt_embeds: torch.Tensor | None  # (n, 77, D); None when the text encoder is trained
-    pooled_prompt_embeds: torch.Tensor | None  # (n, P), SDXL only
+    pooled_prompt_embeds: torch.Tensor | None  # (n, P), families with a pooled embedding (SDXL)
     input_ids: list[torch.Tensor]  # per text encoder, (n, 77): kept for text-encoder training
     num_examples: int
     has_flips: bool
@@ -81,37 +82,6 @@ def mask_to_loss_weights(
     return background_weight + (1.0 - background_weight) * small
 
 
-def tokenize(tokenizer: Any, captions: Sequence[str]) -> torch.Tensor:
-    """(n, 77) token ids, padded and truncated to the tokenizer's length as SD does."""
-    return tokenizer(
-        list(captions),
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-
-
-def encode_prompt(
-    text_encoders: Sequence[torch.nn.Module], input_ids: Sequence[torch.Tensor], is_sdxl: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Prompt embeddings as the SD 1.5 / SDXL pipelines compute them.
-
-    SD 1.5: the text encoder's last hidden state, (n, 77, 768). SDXL: both encoders' penultimate
-    hidden states concatenated, (n, 77, 2048), and the second encoder's pooled projection (n, 1280).
-    """
-    if not is_sdxl:
-        (encoder,) = text_encoders
-        ids = input_ids[0].to(encoder.device)
-        return encoder(ids)[0], None
-    hidden, pooled = [], None
-    for encoder, ids in zip(text_encoders, input_ids, strict=True):
-        out = encoder(ids.to(encoder.device), output_hidden_states=True)
-        pooled = out[0]  # the last encoder's (CLIPTextModelWithProjection) text_embeds
-        hidden.append(out.hidden_states[-2])  # SDXL conditions on the penultimate layer
-    return torch.cat(hidden, dim=-1), pooled
-
-
 @torch.no_grad()
 def encode_examples(
     examples: Sequence[TrainingExample],
@@ -123,7 +93,7 @@ def encode_examples(
     random_flip: bool,
     background_weight: float,
     prior_loss_weight: float,
-    is_sdxl: bool,
+    family: ModelFamily,
     encode_text: bool = True,
     batch_size: int = 4,
     progress: ProgressCallback = no_progress,
@@ -170,13 +140,13 @@ def encode_examples(
 
     # 2. Token ids, and unless the text encoder is trained, their embeddings.
     captions = [e.caption for e in examples]
-    input_ids = [tokenize(tok, captions) for tok in tokenizers]
+    input_ids = family.tokenize(tokenizers, captions)
     prompt_embeds = pooled = None
     if encode_text:
         embeds, pooled_parts = [], []
         for start in range(0, n, batch_size):
             ids = [t[start : start + batch_size] for t in input_ids]
-            e, p = encode_prompt(text_encoders, ids, is_sdxl)
+            e, p = family.encode_prompt(text_encoders, ids)
             embeds.append(e.float().cpu())
             if p is not None:
                 pooled_parts.append(p.float().cpu())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import inspect
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from packshot.train.checkpoints import (
     prune_checkpoints,
     save_checkpoint,
 )
-from packshot.train.config import TRAINABLE_FAMILIES, TrainConfig
+from packshot.train.config import TrainConfig
 from packshot.train.data import (
     TrainingExample,
     class_images_key,
@@ -45,7 +46,7 @@ from packshot.train.data import (
     ensure_class_images,
 )
 from packshot.train.lora_io import save_diffusers_lora, save_kohya_lora
-from packshot.train.step import TEXT_ENCODER_NAMES, Batch, LoraTrainer, NonFiniteLoss, make_batch
+from packshot.train.step import Batch, LoraTrainer, NonFiniteLoss, make_batch
 
 
 def open_work_dir(
@@ -226,37 +227,6 @@ def _mixed_precision_dtype(config: TrainConfig, device: str) -> torch.dtype:
     return pick_dtype(device, config.mixed_precision)
 
 
-def _load_encoders(path: Path, is_sdxl: bool, weight_dtype: torch.dtype) -> dict[str, Any]:
-    """The VAE, tokenizers and text encoders of a diffusers folder: what the cache needs."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    parts: dict[str, Any] = {
-        "tokenizers": [CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")],
-        "text_encoders": [
-            CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=weight_dtype)
-        ],
-        # fp32 VAE: SDXL's VAE overflows in fp16, and it runs only once, for the cache
-        "vae": AutoencoderKL.from_pretrained(path, subfolder="vae", dtype=torch.float32),
-    }
-    if is_sdxl:
-        parts["tokenizers"].append(CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2"))
-        parts["text_encoders"].append(
-            CLIPTextModelWithProjection.from_pretrained(
-                path, subfolder="text_encoder_2", dtype=weight_dtype
-            )
-        )
-    return parts
-
-
-def _load_unet(path: Path, weight_dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
-    """The UNet and the DDPM noise scheduler it was trained with."""
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=weight_dtype)
-    return unet, DDPMScheduler.from_pretrained(path, subfolder="scheduler")
-
-
 def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -344,14 +314,13 @@ def _run(
 
     # 2. The base model, its family, the device and precision.
     resolved = resolve_model(config.model, cache_dir=cache_dir)
-    family = resolved.family.name
-    if family not in TRAINABLE_FAMILIES:
+    family = resolved.family
+    if not family.trainable:
         raise UsageError(
             f"`{config.model}` is a {resolved.family.label} model; packshot trains LoRAs on "
             "SD 1.5 and SDXL text-to-image models. Train on the plain base model instead."
         )
-    is_sdxl = family == "sdxl"
-    pipeline_class = getattr(diffusers, resolved.family.pipeline_class_name("text2img"))
+    pipeline_class = getattr(diffusers, family.pipeline_class_name("text2img"))
     device = pick_device(config.device)
     weight_dtype = _mixed_precision_dtype(config, device)
     if device == "cpu":
@@ -388,39 +357,39 @@ def _run(
 
     # 5. Encode every image and caption once, then free the VAE and (unless they are trained)
     #    the text encoders before the UNet is even loaded: the peak is the UNet's alone.
-    parts = _load_encoders(resolved.path, is_sdxl, weight_dtype)
-    vae = parts["vae"].to(device)
-    text_encoders = [encoder.to(device) for encoder in parts["text_encoders"]]
+    tokenizers, encoders, vae = family.load_text_parts(resolved.path, weight_dtype)
+    vae = vae.to(device)
+    text_encoders = [encoder.to(device) for encoder in encoders]
     lap("load_s")
     encode_options: dict[str, Any] = {
         "vae": vae,
-        "tokenizers": parts["tokenizers"],
+        "tokenizers": tokenizers,
         "text_encoders": text_encoders,
         "resolution": config.resolution,
         "random_flip": config.random_flip,
         "background_weight": config.background_weight,
         "prior_loss_weight": config.prior_loss_weight,
-        "is_sdxl": is_sdxl,
+        "family": family,
         "encode_text": not config.train_text_encoder,
         "progress": progress,
     }
     instance_set = encode_examples(examples, **encode_options)
     class_set = encode_examples(class_examples, **encode_options) if class_examples else None
     trained_encoders = text_encoders if config.train_text_encoder else []
-    del vae, text_encoders, encode_options, parts
+    del vae, text_encoders, encoders, tokenizers, encode_options
     _free_memory()
     lap("cache_s")
 
     # 6. The UNet with its LoRA adapters, the optimizer and the learning-rate schedule.
-    unet, noise_scheduler = _load_unet(resolved.path, weight_dtype)
+    unet, noise_scheduler = family.load_denoiser(resolved.path, weight_dtype)
     trainer = LoraTrainer(
         unet.to(device),
         noise_scheduler,
         config,
+        family,
         text_encoders=trained_encoders,
         device=device,
         weight_dtype=weight_dtype,
-        is_sdxl=is_sdxl,
     )
     del unet
 
@@ -447,14 +416,14 @@ def _run(
             if class_set.has_flips:
                 class_flips = torch.randint(0, 2, (batch_size,), generator=generator).bool()
             sets.append((class_set, class_indices, class_flips))
-        return make_batch(sets, device, config.resolution, is_sdxl)
+        return make_batch(sets, device, config.resolution, family)
 
     first = torch.arange(min(n, batch_size))
     probe = make_batch(
         [(instance_set, first, torch.zeros_like(first, dtype=torch.bool))],
         device,
         config.resolution,
-        is_sdxl,
+        family,
     )
 
     # 8. Snapshots of the whole training state: checkpoints on disk, and the starting point in
@@ -503,9 +472,8 @@ def _run(
 
     def render(step: int) -> list[Path]:
         """Sample shots with the LoRA as it is now; the VAE and text encoders load just for this."""
-        kwargs: dict[str, Any] = {"unet": trainer.unet, "dtype": weight_dtype}
-        kwargs.update(dict(zip(TEXT_ENCODER_NAMES, trained_encoders, strict=False)))
-        if not is_sdxl:
+        kwargs: dict[str, Any] = {**trainer.named_models, "dtype": weight_dtype}
+        if "safety_checker" in inspect.signature(pipeline_class.__init__).parameters:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         from packshot.train.samples import render_samples
 
@@ -627,12 +595,11 @@ def _run(
     probe_end = trainer.probe_loss(probe)
 
     # 10. The model files: diffusers/peft and kohya weights, final samples.
-    save_diffusers_lora(work, pipeline_class, trainer.unet, trained_encoders)
+    save_diffusers_lora(work, family, trainer.named_models)
     save_kohya_lora(
         work / KOHYA_WEIGHT_NAME,
-        trainer.unet,
-        trained_encoders,
-        num_text_encoders=2 if is_sdxl else 1,
+        family,
+        trainer.named_models,
         metadata={"ss_base_model": config.model, "ss_network_dim": str(config.rank)},
     )
     if config.sample_at_end:
@@ -654,7 +621,7 @@ def _run(
         model_dir=work,
         base_model=config.model,
         base_model_source=resolved.source,
-        family=family,
+        family=family.name,
         token=config.token,
         class_word=config.class_word,
         product=config.product,

@@ -2,7 +2,8 @@
 
 `pytorch_lora_weights.safetensors` is what `pipeline.load_lora_weights(DIR)` reads with no
 extra arguments; `pytorch_lora_weights_kohya.safetensors` is what AUTOMATIC1111, ComfyUI,
-SD.Next and InvokeAI read (`lora_unet_…` / `lora_te…` keys with `.alpha` scalars).
+SD.Next and InvokeAI read. Which layers get adapters and how the kohya keys are named is
+the model family's (`ModelFamily.denoiser_lora_targets`, `.kohya_state_dict`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,7 @@ import torch
 from peft import LoraConfig
 
 from packshot.artifacts.product_model import DIFFUSERS_WEIGHT_NAME
-
-UNET_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]  # the attention projections
-TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
-
-# Kohya prefixes: SD 1.x has one text encoder (`lora_te_`), SDXL two (`lora_te1_`, `lora_te2_`).
-KOHYA_TE_PREFIXES = {1: ["lora_te"], 2: ["lora_te1", "lora_te2"]}
+from packshot.models.families import ModelFamily
 
 
 def lora_config(rank: int, target_modules: list[str]) -> LoraConfig:
@@ -82,71 +78,41 @@ def load_lora_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Ten
 
 
 def save_diffusers_lora(
-    out_dir: Path,
-    pipeline_class: type,
-    unet: torch.nn.Module,
-    text_encoders: list[torch.nn.Module],
+    out_dir: Path, family: ModelFamily, models: dict[str, torch.nn.Module]
 ) -> Path:
     """Write `pytorch_lora_weights.safetensors` with the pipeline class's `save_lora_weights`.
 
-    `text_encoders` are the ones that carry a LoRA (empty when only the UNet was trained). The
-    adapter config goes into the file's metadata so loaders rebuild exactly rank and alpha.
+    `models` are the ones that carry a LoRA by their model_index.json names (the denoiser, and
+    the text encoders when they were trained). The adapter config goes into the file's
+    metadata so loaders rebuild exactly rank and alpha.
     """
+    import diffusers
     from diffusers.utils import convert_state_dict_to_diffusers
 
-    kwargs: dict[str, object] = {
-        "unet_lora_layers": convert_state_dict_to_diffusers(lora_state_dict(unet)),
-        "unet_lora_adapter_metadata": adapter_config(unet).to_dict(),
-    }
-    names = ["text_encoder", "text_encoder_2"]
-    for name, encoder in zip(names, text_encoders, strict=False):
-        kwargs[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(lora_state_dict(encoder))
-        kwargs[f"{name}_lora_adapter_metadata"] = adapter_config(encoder).to_dict()
+    kwargs: dict[str, object] = {}
+    for name, model in models.items():  # `unet_lora_layers`, `text_encoder_lora_layers`, …
+        kwargs[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(lora_state_dict(model))
+        kwargs[f"{name}_lora_adapter_metadata"] = adapter_config(model).to_dict()
+    pipeline_class = getattr(diffusers, family.pipeline_class_name("text2img"))
     pipeline_class.save_lora_weights(
         out_dir, weight_name=DIFFUSERS_WEIGHT_NAME, safe_serialization=True, **kwargs
     )
     return out_dir / DIFFUSERS_WEIGHT_NAME
 
 
-def to_kohya(
-    state_dict: dict[str, torch.Tensor], prefix: str, alpha: float
-) -> dict[str, torch.Tensor]:
-    """Peft-named LoRA weights of one model → kohya keys under `prefix`, with `.alpha` each.
-
-    `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight` becomes
-    `lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight`.
-    Kohya loaders scale each layer by alpha / rank, so alpha = the trained `lora_alpha` gives
-    exactly the scale the model was trained with.
-    """
-    out: dict[str, torch.Tensor] = {}
-    pattern = re.compile(r"^(.*)\.lora_([AB])\.weight$")
-    for key, weight in state_dict.items():
-        match = pattern.match(key)
-        if match is None:
-            raise ValueError(f"Not a LoRA weight in peft naming: `{key}`")
-        module, which = match.groups()
-        name = f"{prefix}_{module.replace('.', '_')}"
-        out[f"{name}.lora_{'down' if which == 'A' else 'up'}.weight"] = weight
-        # kohya stores alpha as a float scalar tensor, one per layer
-        out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32)
-    return out
-
-
 def save_kohya_lora(
     path: Path,
-    unet: torch.nn.Module,
-    text_encoders: list[torch.nn.Module],
-    num_text_encoders: int,
+    family: ModelFamily,
+    models: dict[str, torch.nn.Module],
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write the kohya/A1111 file: the UNet's and the trained text encoders' layers, with alphas."""
+    """Write the kohya/A1111 file: the layers of `models` (as in `save_diffusers_lora`) under
+    the family's key names, with alphas."""
     from safetensors.torch import save_file
 
-    tensors = to_kohya(lora_state_dict(unet), "lora_unet", adapter_config(unet).lora_alpha)
-    prefixes = KOHYA_TE_PREFIXES[num_text_encoders]
-    for prefix, encoder in zip(prefixes, text_encoders, strict=False):
-        tensors.update(
-            to_kohya(lora_state_dict(encoder), prefix, adapter_config(encoder).lora_alpha)
-        )
+    tensors = family.kohya_state_dict(
+        {name: lora_state_dict(model) for name, model in models.items()},
+        {name: adapter_config(model).lora_alpha for name, model in models.items()},
+    )
     save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
     return path

@@ -16,19 +16,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from packshot.errors import PackshotError, UsageError
+from packshot.errors import PackshotError
+from packshot.models.families import ModelFamily
 from packshot.train.config import TrainConfig
-from packshot.train.data import EncodedSet, encode_prompt
-from packshot.train.lora_io import (
-    TEXT_ENCODER_TARGET_MODULES,
-    UNET_TARGET_MODULES,
-    add_lora,
-    load_lora_state_dict,
-    lora_config,
-    lora_state_dict,
-)
-
-TEXT_ENCODER_NAMES = ("text_encoder", "text_encoder_2")
+from packshot.train.data import EncodedSet
+from packshot.train.lora_io import add_lora, load_lora_state_dict, lora_config, lora_state_dict
 
 
 @dataclass
@@ -42,14 +34,15 @@ class Batch:
     prompt_embeds: torch.Tensor | None  # (B, 77, D), None when text encoders are trained
     pooled_prompt_embeds: torch.Tensor | None  # (B, P), SDXL
     input_ids: list[torch.Tensor]  # per text encoder, (B, 77)
-    time_ids: torch.Tensor | None  # (B, 6), SDXL: original size, crop corner, target size
+    # The family's extra conditioning; SDXL: (B, 6) original size, crop corner, target size.
+    time_ids: torch.Tensor | None
 
 
 def make_batch(
     sets: Sequence[tuple[EncodedSet, torch.Tensor, torch.Tensor]],
     device: torch.device | str,
     resolution: int,
-    is_sdxl: bool,
+    family: ModelFamily,
 ) -> Batch:
     """Stack rows of the encoded sets: (set, example indices, flip flags) in batch order."""
     latents, weights, sample_w, embeds, pooled = [], [], [], [], []
@@ -65,11 +58,8 @@ def make_batch(
             pooled.append(encoded.pooled_prompt_embeds[indices])
         ids.append([t[indices] for t in encoded.input_ids])
     size = sum(t.shape[0] for t in latents)
-    time_ids = None
-    if is_sdxl:
-        # The crops are already square at `resolution`: nothing was cropped away, so the
-        # original size is the target size and the crop corner is (0, 0).
-        time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]] * size)
+    time_ids = family.micro_conditioning(resolution, size)
+    if time_ids is not None:
         time_ids = time_ids.to(device, dtype=torch.float32)
     return Batch(
         latents=torch.cat(latents).to(device),
@@ -289,11 +279,11 @@ class LoraTrainer:
         unet: torch.nn.Module,
         noise_scheduler: Any,
         config: TrainConfig,
+        family: ModelFamily,
         *,
         text_encoders: Sequence[torch.nn.Module] = (),
         device: torch.device | str = "cpu",
         weight_dtype: torch.dtype = torch.float32,
-        is_sdxl: bool = False,
     ) -> None:
         self.unet = unet
         self.noise_scheduler = noise_scheduler
@@ -301,8 +291,7 @@ class LoraTrainer:
         self.text_encoders = list(text_encoders)  # only the ones being trained
         self.device = torch.device(device)
         self.weight_dtype = weight_dtype
-        self.is_sdxl = is_sdxl
-        self.prediction_type = noise_scheduler.config.prediction_type
+        self.family = family
 
         # 1. Freeze the base weights; add the LoRA adapters (trainable, in fp32 even when the
         #    base is fp16/bf16: Adam updates of ~1e-4 × lr vanish in half precision).
@@ -311,10 +300,10 @@ class LoraTrainer:
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(config.seed)
             unet.requires_grad_(False)
-            add_lora(unet, lora_config(config.rank, UNET_TARGET_MODULES))
+            add_lora(unet, lora_config(config.rank, family.denoiser_lora_targets))
             for encoder in self.text_encoders:
                 encoder.requires_grad_(False)
-                add_lora(encoder, lora_config(config.rank, TEXT_ENCODER_TARGET_MODULES))
+                add_lora(encoder, lora_config(config.rank, family.text_encoder_lora_targets))
         for model in self.models:
             for param in model.parameters():
                 if param.requires_grad:
@@ -408,59 +397,48 @@ class LoraTrainer:
         if self.config.noise_offset:
             # one random shift of each channel's mean: lets the model learn overall brightness
             noise += self.config.noise_offset * torch.randn((b, c, 1, 1), generator=generator)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (b,), generator=generator)
+        timesteps = self.family.draw_timesteps(self.noise_scheduler, b, generator)
         return noise.to(self.device), timesteps.to(self.device)
 
     def compute_loss(
         self, batch: Batch, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         """The masked, min-SNR-weighted diffusion loss of `batch` at the given noise."""
-        # 1. Forward diffusion: noisy latents at the sampled timesteps.
-        noisy = self.noise_scheduler.add_noise(batch.latents, noise, timesteps)
+        # 1. The family's objective: the denoiser's input at the sampled timesteps, and what
+        #    it must predict (SD: the noise or the velocity, per the scheduler config).
+        family = self.family
+        noisy, target = family.noisy_and_target(
+            self.noise_scheduler, batch.latents, noise, timesteps
+        )
 
         # 2. Text conditioning: cached, or computed now when the text encoders learn.
         embeds, pooled = batch.prompt_embeds, batch.pooled_prompt_embeds
         with self._autocast():
             if self.text_encoders:
-                embeds, pooled = encode_prompt(self.text_encoders, batch.input_ids, self.is_sdxl)
-            added = None
-            if self.is_sdxl:
-                added = {"text_embeds": pooled, "time_ids": batch.time_ids}
+                embeds, pooled = family.encode_prompt(self.text_encoders, batch.input_ids)
 
-            # 3. The UNet's prediction.
-            pred = self.unet(
+            # 3. The denoiser's prediction.
+            pred = family.predict(
+                self.unet,
                 noisy.to(self.weight_dtype),
                 timesteps,
                 embeds.to(self.weight_dtype),
-                added_cond_kwargs=added,
-                return_dict=False,
-            )[0]
+                pooled,
+                batch.time_ids,
+            )
 
-        # 4. The target: the noise (epsilon) or the velocity, per the scheduler config.
-        if self.prediction_type == "epsilon":
-            target = noise
-        elif self.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(batch.latents, noise, timesteps)
-        else:
-            raise UsageError(f"Unsupported prediction type `{self.prediction_type}`.")
-
-        # 5. Masked MSE: a weighted mean per example, the product counting fully and the
+        # 4. Masked MSE: a weighted mean per example, the product counting fully and the
         #    background by `background_weight`.
         squared = (pred.float() - target.float()) ** 2 * batch.loss_weights  # (B, 4, h, w)
         norm = batch.loss_weights.sum(dim=(1, 2, 3)) * squared.shape[1]
         per_example = squared.sum(dim=(1, 2, 3)) / norm  # (B,)
 
-        # 6. min-SNR-γ: down-weight the easy low-noise timesteps (Hang et al. 2023).
+        # 5. min-SNR-γ (for diffusion families): down-weight the easy low-noise timesteps.
         if self.config.snr_gamma is not None:
-            from diffusers.training_utils import compute_snr
-
-            snr = compute_snr(self.noise_scheduler, timesteps)
-            weight = torch.clamp(snr, max=self.config.snr_gamma)
-            weight = weight / (snr + 1) if self.prediction_type == "v_prediction" else weight / snr
+            weight = family.loss_weights(self.noise_scheduler, timesteps, self.config.snr_gamma)
             per_example = per_example * weight
 
-        # 7. Prior preservation: class examples weigh prior_loss_weight; as in diffusers the
+        # 6. Prior preservation: class examples weigh prior_loss_weight; as in diffusers the
         #    two halves are averaged separately and added.
         return (per_example * batch.sample_weights).sum() / batch.num_instance
 
@@ -509,18 +487,20 @@ class LoraTrainer:
             if "initial_lr" in group:
                 group["initial_lr"] *= factor
 
+    @property
+    def named_models(self) -> dict[str, torch.nn.Module]:
+        """The models with adapters by their model_index.json names ("unet", "text_encoder"…)."""
+        names = self.family.text_encoder_names
+        return {
+            self.family.denoiser: self.unet,
+            **dict(zip(names, self.text_encoders, strict=False)),
+        }
+
     def lora_states(self) -> dict[str, dict[str, torch.Tensor]]:
-        states = {"unet": lora_state_dict(self.unet)}
-        for name, encoder in zip(TEXT_ENCODER_NAMES, self.text_encoders, strict=False):
-            states[name] = lora_state_dict(encoder)
-        return states
+        return {name: lora_state_dict(model) for name, model in self.named_models.items()}
 
     def load_lora_states(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
-        targets = {
-            "unet": self.unet,
-            **dict(zip(TEXT_ENCODER_NAMES, self.text_encoders, strict=False)),
-        }
-        for name, model in targets.items():
+        for name, model in self.named_models.items():
             try:
                 load_lora_state_dict(model, states[name])
             except (KeyError, ValueError) as exc:

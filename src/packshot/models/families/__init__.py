@@ -15,6 +15,7 @@ from packshot.models.families.base import (
     get_family,
     register_family,
     stand_in_aliases,
+    trainable_families,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "register_family",
     "sd",
     "stand_in_aliases",
+    "trainable_families",
 ]

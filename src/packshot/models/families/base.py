@@ -8,6 +8,7 @@ variants) and registers itself with `register_family`. This module reads JSON on
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,13 @@ INPAINT_IN_CHANNELS = 9
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """One kind of diffusion model, and the diffusers classes that run it."""
+    """One kind of diffusion model: its facts, and how packshot trains and runs it.
+
+    The facts are fields. The behaviour (loading the parts, encoding prompts, the training
+    objective, the denoiser's call, LoRA export) is methods, which a family's module
+    implements in a subclass (`sd.StableDiffusionFamily`); this base class only detects and
+    loads pipelines, so a family registered with facts alone can be found and run, not trained.
+    """
 
     name: str  # "sd15", "sdxl", "sd15-inpaint", ...
     label: str  # for people: "Stable Diffusion 1.5"
@@ -37,11 +44,29 @@ class ModelFamily:
     class_names: tuple[str, ...] = ()
     denoiser: str = "unet"  # the model_index.json component that denoises ("transformer" in DiTs)
     stand_in: str | None = None  # the alias of its tiny stand-in (packshot.models.standins)
+    # The text-to-image family whose LoRAs it takes ("sd15" for "sd15-inpaint"); None: itself.
+    lineage: str | None = None
+    trainable: bool = False  # packshot trains product LoRAs on it (presets/training.json has it)
+    license: str | None = None  # the Hub license id of its base models, for model cards
+    card_tag: str | None = None  # the Hub tag of its base models ("stable-diffusion-xl")
+    size_multiple: int = 8  # image sides must be multiples of this (the VAE's down-sampling)
+    # Memory of one image relative to an SD 1.5 image of the same size (batch sizing, cost).
+    memory_factor: float = 1.0
+    fast_lora: str | None = None  # the LCM-LoRA (Hub id) that `--fast` loads on it
+    default_scheduler: str = "dpmpp_2m_karras"  # see shoot.render.SCHEDULERS
+    inpaint_model: str | None = None  # the inpainting model a placement uses for its LoRAs
+    # ... and for those trained on its tiny stand-in.
+    stand_in_inpaint_model: str | None = None
 
     @property
     def base_area(self) -> int:
         """Aspect-ratio buckets keep about this many pixels (width x height) whatever the shape."""
         return self.resolution * self.resolution
+
+    @property
+    def lora_family(self) -> str:
+        """The family whose LoRAs this one takes: its `lineage`, else itself."""
+        return self.lineage or self.name
 
     def pipeline_class_name(self, kind: str) -> str:
         """The diffusers class that runs this family for `kind`; a UsageError if it can't."""
@@ -56,6 +81,93 @@ class ModelFamily:
                 )
             raise UsageError(f"{self.label} models can't inpaint. Use an SD 1.5 or SDXL model.")
         return name
+
+    def native_resolution(self, model_dir: Path) -> int:
+        """The side length the model in `model_dir` makes by default; the family's here."""
+        return self.resolution
+
+    # -- behaviour: what a family's module implements --------------------------------------
+    # Type names are strings: this module imports no torch. "Tensor" is torch.Tensor.
+
+    def _missing(self, what: str) -> NotImplementedError:
+        return NotImplementedError(f"The {self.label} family doesn't implement {what}.")
+
+    @property
+    def text_encoder_names(self) -> tuple[str, ...]:
+        """model_index.json names of the text encoders, in prompt-encoding order."""
+        raise self._missing("text_encoder_names")
+
+    def load_text_parts(self, model_dir: Path, dtype: Any) -> tuple[list[Any], list[Any], Any]:
+        """(tokenizers, text encoders, VAE) of the folder: what the training cache needs."""
+        raise self._missing("load_text_parts")
+
+    def load_denoiser(self, model_dir: Path, dtype: Any) -> tuple[Any, Any]:
+        """(the denoiser, the noise scheduler it was trained with)."""
+        raise self._missing("load_denoiser")
+
+    def tokenize(self, tokenizers: Sequence[Any], captions: Sequence[str]) -> list[Any]:
+        """Token ids of `captions`, one tensor per tokenizer."""
+        raise self._missing("tokenize")
+
+    def encode_prompt(
+        self, text_encoders: Sequence[Any], input_ids: Sequence[Any]
+    ) -> tuple[Any, Any | None]:
+        """(prompt embeddings, pooled embeddings or None), as the family's pipeline makes them."""
+        raise self._missing("encode_prompt")
+
+    def prompt_tokenizer(self, pipe: Any) -> Any:
+        """The tokenizer of a loaded pipeline whose token limit applies to prompts."""
+        raise self._missing("prompt_tokenizer")
+
+    def prompt_token_limit(self, tokenizer: Any) -> int:
+        """How many tokens of a prompt the text encoder reads (the rest is cut off)."""
+        raise self._missing("prompt_token_limit")
+
+    def micro_conditioning(self, resolution: int, size: int) -> Any | None:
+        """Extra per-example conditioning of a training batch of square crops (SDXL: time ids)."""
+        raise self._missing("micro_conditioning")
+
+    def draw_timesteps(self, noise_scheduler: Any, size: int, generator: Any) -> Any:
+        """Training timesteps for `size` examples, from `generator`."""
+        raise self._missing("draw_timesteps")
+
+    def noisy_and_target(
+        self, noise_scheduler: Any, latents: Any, noise: Any, timesteps: Any
+    ) -> tuple[Any, Any]:
+        """The training objective: (the denoiser's input, what it must predict)."""
+        raise self._missing("noisy_and_target")
+
+    def loss_weights(self, noise_scheduler: Any, timesteps: Any, snr_gamma: float) -> Any:
+        """Per-example weights of the loss at `timesteps` (min-SNR-γ for diffusion models)."""
+        raise self._missing("loss_weights")
+
+    def predict(
+        self,
+        denoiser: Any,
+        noisy: Any,
+        timesteps: Any,
+        prompt_embeds: Any,
+        pooled_prompt_embeds: Any | None,
+        micro_conditioning: Any | None,
+    ) -> Any:
+        """The denoiser's prediction for a training batch."""
+        raise self._missing("predict")
+
+    @property
+    def denoiser_lora_targets(self) -> list[str]:
+        """Module names in the denoiser that get LoRA layers."""
+        raise self._missing("denoiser_lora_targets")
+
+    @property
+    def text_encoder_lora_targets(self) -> list[str]:
+        """Module names in the text encoders that get LoRA layers."""
+        raise self._missing("text_encoder_lora_targets")
+
+    def kohya_state_dict(
+        self, states: dict[str, dict[str, Any]], alphas: dict[str, float]
+    ) -> dict[str, Any]:
+        """LoRA weights per component (peft naming) → the kohya/A1111/ComfyUI file's tensors."""
+        raise self._missing("kohya_state_dict")
 
 
 FAMILIES: dict[str, ModelFamily] = {}
@@ -77,6 +189,11 @@ def get_family(name: str) -> ModelFamily:
         raise UsageError(
             f"Unknown model family `{name}`. Known families: {', '.join(FAMILIES)}."
         ) from None
+
+
+def trainable_families() -> tuple[str, ...]:
+    """Names of the families packshot trains product LoRAs on ("sd15", "sdxl")."""
+    return tuple(f.name for f in FAMILIES.values() if f.trainable)
 
 
 def stand_in_aliases() -> dict[str, ModelFamily]:
