@@ -313,6 +313,11 @@ def test_a_hub_id_named_tiny_is_a_real_model(
     resolved = resolve_model(str(folder))
     assert resolved.source == "local" and not resolved.stand_in
     assert describe_model(resolved).tiny_stand_in is False
+    # The API takes the same names: the stand-ins' aliases, and any Hub id.
+    from packshot.api.schemas import MODEL_PATTERN
+
+    assert all(MODEL_PATTERN.match(ref) for ref in [*stand_in_aliases(), "tiny-org/x"])
+    assert not any(MODEL_PATTERN.match(ref) for ref in ("tinyx", "../x", "a/b/c", "org/.x"))
 
 
 def test_hub_id_while_offline(monkeypatch: pytest.MonkeyPatch, hub_cache: Path) -> None:
