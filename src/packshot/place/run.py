@@ -337,7 +337,9 @@ def place(
         aspect=request.aspect,
         negative_prompt=request.negative_prompt,
         size=lambda aspect: (
-            (photo.width, photo.height) if request.keep_framing else size_for(aspect, resolution)
+            (photo.width, photo.height)
+            if request.keep_framing
+            else size_for(aspect, resolution, resolved.family.size_multiple)
         ),
         label=lambda preset: f"place-{preset.name if preset else compositions[None].name}",
     )
