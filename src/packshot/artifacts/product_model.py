@@ -85,8 +85,8 @@ class ProductModel:
     """A trained product model: its folder and what its `packshot.json` says.
 
     `ProductModel.load(folder)` checks the folder and reads it; `save()` writes packshot.json
-    (atomically, last: it marks a finished model). Only `base_model`, `token` and `class_word`
-    are needed to shoot; the rest records how the model was made.
+    atomically (a temporary file renamed). Only `base_model`, `token` and `class_word` are
+    needed to shoot; the rest records how the model was made.
     """
 
     model_dir: Path
