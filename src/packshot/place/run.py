@@ -26,9 +26,7 @@ from PIL import Image
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
 from packshot.artifacts.shots import (
-    RecipeSettings,
     add_scores,
-    lora_hash,
     sidecar_path,
     write_json,
     write_shot,
@@ -393,7 +391,7 @@ def place(
             model_ref=model_ref,
             family=family,
             resolution=resolution,
-            lora_path=lora_path,
+            trained=trained,
             product=product,
             cutout=cutout,
             cache_dir=cache,
@@ -496,7 +494,7 @@ def _render(
     model_ref: str,
     family: str,
     resolution: int,
-    lora_path: Path | None,
+    trained: ProductModel | None,
     product: ProductWords,
     cutout: Any,
     cache_dir: Path,
@@ -513,7 +511,6 @@ def _render(
     from packshot.models.load import load_pipeline
     from packshot.place import compose
     from packshot.shoot import render
-    from packshot.shoot.prompts import check_token_limit
 
     # 1. The pipeline, its scheduler and the product's LoRA.
     emit(done_before, total, f"loading {model_ref}", event="loading")
@@ -525,29 +522,15 @@ def _render(
     scheduler = render.get_scheduler(request.scheduler or model_family.default_scheduler)
     steps = request.num_inference_steps or render.DEFAULT_STEPS
     guidance = DEFAULT_GUIDANCE if request.guidance_scale is None else request.guidance_scale
-    loras = []
-    lora_names: dict[str, str] = {}
-    if lora_path is not None:
-        loras.append(render.LoraWeights(render.PRODUCT_ADAPTER, lora_path, request.lora_scale))
-        lora_names[Path(request.product_model or "").resolve().name] = lora_hash(lora_path)
-    tokenizer = model_family.prompt_tokenizer(pipe)
-    limit = model_family.prompt_token_limit(tokenizer)
-    for prompt in dict.fromkeys(s.prompt for s in todo):
-        cut = check_token_limit(prompt, tokenizer, limit, what=f'prompt "{prompt[:40]}…"')
-        if cut:
-            warn(cut)
+    loras = [render.product_lora(trained, request.lora_scale)] if trained is not None else []
+    for message in render.prompt_warnings(pipe, model_family, todo):
+        warn(message)
 
     # 2. One scene per shot: paint all but the product's core, shade, blend, paste back.
     written: list[PlacedShot] = []
-    with render.configured(pipe, scheduler, loras):
-        settings = RecipeSettings(
-            num_inference_steps=steps,
-            sampler=render.scheduler_label(scheduler, pipe),
-            guidance_scale=guidance,
-            model=model_ref,
-            lora_hashes=lora_names,
-            lora_scale=request.lora_scale if lora_path is not None else None,
-        )
+    with render.configured(
+        pipe, scheduler, loras, model=model_ref, num_inference_steps=steps, guidance_scale=guidance
+    ) as settings:
         for shot in todo:
             composition = compositions[shot.preset]
             placement = placements[(shot.aspect, composition.name)]

@@ -1,4 +1,5 @@
-"""Rendering: a pipeline with its scheduler and LoRAs set for a shoot, and seeded batches.
+"""Rendering: a pipeline with its scheduler and LoRAs set for a shoot (and the recipe its shots
+share), the prompts its text encoder cuts, seeded batches and the timed pipeline call.
 
 Every image has its own `torch.Generator` seeded with its own seed, on the CPU: its starting
 noise is the same whatever the batch size or the device, and the call is exactly the one a
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,12 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
 
+from packshot.artifacts.product_model import ProductModel
+from packshot.artifacts.shots import RecipeSettings, lora_hash
 from packshot.errors import ModelLoadError, UsageError
 from packshot.models.families import ModelFamily
+from packshot.shoot.plan import PlannedShot
+from packshot.shoot.prompts import check_token_limit
 
 
 @dataclass(frozen=True)
@@ -95,11 +100,35 @@ def scheduler_label(spec: SchedulerSpec, pipe: DiffusionPipeline) -> str:
 
 @dataclass(frozen=True)
 class LoraWeights:
-    """A LoRA to load as a named adapter, at a scale."""
+    """A LoRA to load as a named adapter, at a scale, and the name recipes give it."""
 
     adapter_name: str
     path: Path  # a .safetensors file in diffusers/peft or kohya format
     scale: float
+    name: str  # in the recipe's `Lora hashes`: the product model's folder, the file's stem
+
+
+def product_lora(model: ProductModel, scale: float) -> LoraWeights:
+    """The product's LoRA as the product adapter, named after its model folder."""
+    return LoraWeights(PRODUCT_ADAPTER, model.lora_path, scale, model.model_dir.resolve().name)
+
+
+def prompt_warnings(
+    pipe: DiffusionPipeline, family: ModelFamily, shots: Sequence[PlannedShot]
+) -> list[str]:
+    """What the text encoder will cut from the shots' prompts and negative prompts, once each."""
+    tokenizer = family.prompt_tokenizer(pipe)
+    limit = family.prompt_token_limit(tokenizer)
+    notes: list[str] = []
+    for prompt in dict.fromkeys(s.prompt for s in shots):
+        cut = check_token_limit(prompt, tokenizer, limit, what=f'prompt "{prompt[:40]}…"')
+        if cut:
+            notes.append(cut)
+    for negative in dict.fromkeys(s.negative_prompt for s in shots if s.negative_prompt):
+        cut = check_token_limit(negative, tokenizer, limit, what="negative prompt")
+        if cut:
+            notes.append(cut)
+    return notes
 
 
 def is_turbo(model_ref: str) -> bool:
@@ -163,9 +192,16 @@ def _quiet_diffusers() -> Iterator[None]:
 
 @contextmanager
 def configured(
-    pipe: DiffusionPipeline, scheduler: SchedulerSpec, loras: list[LoraWeights]
-) -> Iterator[DiffusionPipeline]:
-    """`pipe` with `scheduler` and `loras` set for the duration; put back as it was after.
+    pipe: DiffusionPipeline,
+    scheduler: SchedulerSpec,
+    loras: list[LoraWeights],
+    *,
+    model: str,
+    num_inference_steps: int,
+    guidance_scale: float,
+) -> Iterator[RecipeSettings]:
+    """`pipe` with `scheduler` and `loras` set for the duration, put back as it was after; yields
+    the recipe every shot it makes shares (`model`: the pipeline's reference, as given).
 
     The runtime caches pipelines between shoots, so nothing set here may outlive the shoot.
     """
@@ -196,7 +232,15 @@ def configured(
                 [lora.adapter_name for lora in loras],
                 adapter_weights=[lora.scale for lora in loras],
             )
-        yield pipe
+        product = [lora.scale for lora in loras if lora.adapter_name == PRODUCT_ADAPTER]
+        yield RecipeSettings(
+            num_inference_steps=num_inference_steps,
+            sampler=scheduler_label(scheduler, pipe),
+            guidance_scale=guidance_scale,
+            model=model,
+            lora_hashes={lora.name: lora_hash(lora.path) for lora in loras},
+            lora_scale=product[0] if product else None,
+        )
     finally:
         # 3. Undo: the LoRA layers out, the model's scheduler back.
         if loras:

@@ -16,8 +16,6 @@ from typing import Any
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
 from packshot.artifacts.shots import (
-    RecipeSettings,
-    lora_hash,
     sidecar_path,
     write_shot,
     written_shot,
@@ -249,7 +247,6 @@ def shoot(
     from packshot.models.families import get_family
     from packshot.models.load import load_pipeline
     from packshot.shoot import render
-    from packshot.shoot.prompts import check_token_limit
     from packshot.shoot.sheet import cost_summary, save_contact_sheet, write_summary
 
     started = time.perf_counter()
@@ -293,17 +290,10 @@ def shoot(
             guidance = render.LCM_GUIDANCE if guidance is None else guidance
     guidance = render.DEFAULT_GUIDANCE if guidance is None else guidance
     loras: list[render.LoraWeights] = []
-    if plan.lora_path is not None:
-        loras.append(render.LoraWeights(render.PRODUCT_ADAPTER, plan.lora_path, request.lora_scale))
+    if plan.product_model is not None and plan.lora_path is not None:
+        loras.append(render.product_lora(plan.product_model, request.lora_scale))
     if fast_lora is not None:
-        loras.append(render.LoraWeights(render.FAST_ADAPTER, fast_lora, 1.0))
-    lora_names = {}
-    if plan.lora_path is not None:
-        lora_names[Path(request.model_dir or plan.lora_path.parent).resolve().name] = lora_hash(
-            plan.lora_path
-        )
-    if fast_lora is not None:
-        lora_names[fast_lora.stem] = lora_hash(fast_lora)
+        loras.append(render.LoraWeights(render.FAST_ADAPTER, fast_lora, 1.0, fast_lora.stem))
 
     # 3. Load the base pipeline once.
     emit(0, f"loading {plan.base_model}", event="loading")
@@ -314,16 +304,8 @@ def shoot(
     timings["load_s"] = round(time.perf_counter() - started, 3)
 
     # 4. Warn about prompts longer than the text encoder reads.
-    tokenizer = family.prompt_tokenizer(pipe)
-    limit = family.prompt_token_limit(tokenizer)
-    for prompt in dict.fromkeys(s.prompt for s in plan.shots):
-        cut = check_token_limit(prompt, tokenizer, limit, what=f'prompt "{prompt[:40]}…"')
-        if cut:
-            warn(cut)
-    for negative in dict.fromkeys(s.negative_prompt for s in plan.shots if s.negative_prompt):
-        cut = check_token_limit(negative, tokenizer, limit, what="negative prompt")
-        if cut:
-            warn(cut)
+    for message in render.prompt_warnings(pipe, family, plan.shots):
+        warn(message)
 
     # 5. Render batch by batch, writing each shot as soon as it exists.
     out.mkdir(parents=True, exist_ok=True)
@@ -343,15 +325,14 @@ def shoot(
                 continue
             written.append(_shot(planned, png, float(kept.get("timings", {}).get("device_s", 0.0))))
             emit(len(written), f"shot {planned.stem} (kept)", event="shot", path=str(png))
-    with render.configured(pipe, scheduler, loras):
-        settings = RecipeSettings(
-            num_inference_steps=steps,
-            sampler=render.scheduler_label(scheduler, pipe),
-            guidance_scale=guidance,
-            model=plan.base_model,
-            lora_hashes=lora_names,
-            lora_scale=request.lora_scale if plan.lora_path is not None else None,
-        )
+    with render.configured(
+        pipe,
+        scheduler,
+        loras,
+        model=plan.base_model,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+    ) as settings:
         for batch in _batches(todo, batch_size):
             first = batch[0]
             images, seconds = render.render_batch(
