@@ -43,8 +43,8 @@ def build_models(root: Path, rank: int) -> tuple[Path, Path]:
     """A random-weight SD 1.5 folder and a product model folder (LoRA + packshot.json)."""
 
     from packshot.models.families import get_family
+    from packshot.train.exports import save_diffusers_lora as save_lora
     from packshot.train.lora_io import add_lora, lora_config
-    from packshot.train.lora_io import save_diffusers_lora as save_lora
 
     # 1. The base model, saved as a diffusers folder so that packshot loads it as any other.
     pipe = build_sd15_pipeline()
@@ -59,8 +59,9 @@ def build_models(root: Path, rank: int) -> tuple[Path, Path]:
                 param.normal_(std=0.01)
     model = root / "product"
     model.mkdir()
-    save_lora(model, get_family("sd15"), {"unet": pipe.unet})
-    ProductModel(model, str(base), "sks", "teapot", family="sd15", product="blue teapot").save()
+    product = ProductModel(model, str(base), "sks", "teapot", family="sd15", product="blue teapot")
+    save_lora(product.lora_path, get_family("sd15"), {"unet": pipe.unet})
+    product.save()
     return base, model
 
 

@@ -97,7 +97,7 @@ def test_paths(tmp_path: Path) -> None:
     folder = tmp_path / "model"
     assert model.metadata_path == folder / "packshot.json"
     assert model.lora_path == folder / "pytorch_lora_weights.safetensors"
-    assert model.kohya_path == folder / "pytorch_lora_weights_kohya.safetensors"
+    assert model.export_paths["kohya"] == folder / "pytorch_lora_weights_kohya.safetensors"
     assert model.card_path == folder / "README.md"
     assert model.samples_dir == folder / "samples"
     assert model.sample_paths[0] == folder / "samples" / "step-000002-seed0.png"

@@ -159,7 +159,7 @@ def test_kohya_file_is_equivalent_to_the_diffusers_file(
     sd15_run: tuple[ProductModel, list[ProgressEvent]], cache_dir: Path
 ) -> None:
     result, _ = sd15_run
-    keys = list(load_file(result.kohya_path))
+    keys = list(load_file(result.export_paths["kohya"]))
     assert keys and all(k.startswith("lora_unet_") for k in keys)
     assert any(k.endswith(".lora_down.weight") for k in keys)
     assert any(k.endswith(".lora_up.weight") for k in keys)
@@ -169,7 +169,7 @@ def test_kohya_file_is_equivalent_to_the_diffusers_file(
     with_diffusers.load_lora_weights(result.model_dir)  # type: ignore[attr-defined]
     with_kohya = _pipeline("tiny", cache_dir)
     with_kohya.load_lora_weights(  # type: ignore[attr-defined]
-        result.model_dir, weight_name=result.kohya_path.name
+        result.model_dir, weight_name=result.exports["kohya"]
     )
     np.testing.assert_allclose(_images(with_kohya), _images(with_diffusers), atol=1e-5)
 
@@ -180,7 +180,8 @@ def test_kohya_alpha_gives_exactly_the_trained_scale(cache_dir: Path, tmp_path: 
     from peft import LoraConfig
 
     from packshot.models.load import resolve_model
-    from packshot.train.lora_io import add_lora, save_diffusers_lora, save_kohya_lora
+    from packshot.train.exports import save_diffusers_lora, save_kohya_lora
+    from packshot.train.lora_io import add_lora
 
     resolved = resolve_model("tiny", cache_dir=cache_dir)
     family = resolved.family
@@ -191,8 +192,9 @@ def test_kohya_alpha_gives_exactly_the_trained_scale(cache_dir: Path, tmp_path: 
         for name, param in unet.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.5)
-    save_diffusers_lora(tmp_path, family, {"unet": unet})
-    kohya = save_kohya_lora(tmp_path / "kohya.safetensors", family, {"unet": unet})
+    save_diffusers_lora(tmp_path / "pytorch_lora_weights.safetensors", family, {"unet": unet})
+    kohya = tmp_path / "kohya.safetensors"
+    save_kohya_lora(kohya, family, {"unet": unet})
     alphas = {k: v for k, v in load_file(kohya).items() if k.endswith(".alpha")}
     assert alphas and all(float(v) == 8.0 for v in alphas.values())
     with safe_open(str(kohya), "pt") as fh:
@@ -353,3 +355,47 @@ def test_mask_becomes_latent_loss_weights() -> None:
     assert weights[0, 0, 3, 4] == 1.0  # on the product
     assert weights[0, 0, 0, 0] == 0.25  # background
     assert weights[0, 0, 3, 2] == pytest.approx(0.25 + 0.75 * 0.5)  # half covered
+
+
+def test_a_registered_export_format_is_written_listed_and_published(
+    cache_dir: Path, training_set: Path, tmp_path: Path
+) -> None:
+    """A new export format is one `register_export_format` call: the run writes it, packshot.json
+    lists it, the card names it and the Hub upload takes it, with no other change."""
+    from safetensors.torch import save_file
+
+    from packshot.train import exports
+    from packshot.train.card import model_card
+    from packshot.train.hub import files_to_push
+    from packshot.train.lora_io import lora_state_dict
+
+    def save_half(path: Path, family: object, models: dict, config: object) -> None:
+        tensors = {
+            f"{name}.{key}": value.half()
+            for name, model in models.items()
+            for key, value in lora_state_dict(model).items()
+        }
+        save_file(tensors, str(path))
+
+    half = exports.register_export_format(
+        exports.ExportFormat("half", "lora_fp16.safetensors", "a test's own reader", save_half)
+    )
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            exports.register_export_format(half)
+        model = train(
+            _config(max_train_steps=2, checkpointing_steps=0, validation_steps=0),
+            training_set,
+            tmp_path / "model",
+            cache_dir=cache_dir,
+        )
+        assert list(model.exports) == ["diffusers", "kohya", "half"]
+        weights = load_file(model.export_paths["half"])
+        assert weights and all(v.dtype == torch.float16 for v in weights.values())
+        assert ProductModel.load(model.model_dir).exports == model.exports
+        files = json.loads(model.metadata_path.read_text())["files"]
+        assert files["half"] == "lora_fp16.safetensors"
+        assert "For a test's own reader, use `lora_fp16.safetensors`." in model_card(model, [])
+        assert "lora_fp16.safetensors" in files_to_push(model)
+    finally:
+        del exports.EXPORT_FORMATS["half"]

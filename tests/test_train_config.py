@@ -73,24 +73,28 @@ def test_inpainting_models_are_refused(tmp_path, cache_dir, training_set) -> Non
 def test_push_to_hub_uploads_only_the_model_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from packshot.artifacts.product_model import ProductModel
     from packshot.errors import PackshotError
+    from packshot.train.exports import EXPORT_FORMATS
     from packshot.train.hub import files_to_push, push_to_hub
 
     model = tmp_path / "model"
     (model / "samples").mkdir(parents=True)
     (model / "checkpoints" / "step-000010").mkdir(parents=True)
     (model / "training-set").mkdir()
+    exports = {export.name: export.file_name for export in EXPORT_FORMATS.values()}
     for name in (
-        "pytorch_lora_weights.safetensors",
-        "pytorch_lora_weights_kohya.safetensors",
-        "packshot.json",
+        *exports.values(),
         "README.md",
         "samples/step-000010-seed0.png",
         "checkpoints/step-000010/state.pt",
         "training-set/photo-000.png",
     ):
         (model / name).write_bytes(b"x")
-    assert files_to_push(model) == [
+    samples = ["samples/step-000010-seed0.png", "../outside.png"]  # never outside the folder
+    (tmp_path / "outside.png").write_bytes(b"x")
+    ProductModel(model, "tiny", "sks", "teapot", exports=exports, samples=samples).save()
+    assert files_to_push(ProductModel.load(model)) == [
         "README.md",
         "packshot.json",
         "pytorch_lora_weights.safetensors",
@@ -99,7 +103,7 @@ def test_push_to_hub_uploads_only_the_model_files(
     ]
     with pytest.raises(UsageError, match="OWNER/NAME"):
         push_to_hub(model, "no-slash")
-    with pytest.raises(UsageError, match="not a finished packshot model"):
+    with pytest.raises(UsageError, match="not a packshot model"):
         push_to_hub(tmp_path, "me/model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PackshotError, match="hf upload me/model"):

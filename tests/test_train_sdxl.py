@@ -72,7 +72,7 @@ def test_sdxl_model_folder(sdxl_run: tuple[ProductModel, list[ProgressEvent]]) -
     # diffusers file: the UNet and both text encoders; kohya: lora_unet, lora_te1, lora_te2
     prefixes = {k.split(".")[0] for k in load_file(result.lora_path)}
     assert prefixes == {"unet", "text_encoder", "text_encoder_2"}
-    kohya = load_file(result.kohya_path)
+    kohya = load_file(result.export_paths["kohya"])
     assert {k.split("_")[0] + "_" + k.split("_")[1] for k in kohya} == {
         "lora_unet",
         "lora_te1",
@@ -95,7 +95,7 @@ def test_sdxl_lora_changes_the_output_and_kohya_matches(
     tuned = _images(with_diffusers)
     assert np.abs(tuned - base).max() > 1e-3
     with_kohya = _pipeline(cache_dir)
-    with_kohya.load_lora_weights(result.model_dir, weight_name=result.kohya_path.name)  # type: ignore[attr-defined]
+    with_kohya.load_lora_weights(result.model_dir, weight_name=result.exports["kohya"])  # type: ignore[attr-defined]
     np.testing.assert_allclose(_images(with_kohya), tuned, atol=1e-5)
 
 

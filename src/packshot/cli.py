@@ -427,7 +427,7 @@ def train_command(
     summary = {
         "model_dir": str(result.model_dir),
         "lora": str(result.lora_path),
-        "kohya_lora": str(result.kohya_path),
+        "exports": {name: str(path) for name, path in result.export_paths.items()},
         "final_step": result.final_step,
         "final_loss": result.final_loss,
         "resumed_from": result.resumed_from,

@@ -5,6 +5,8 @@ A trained model folder holds (every name is defined here, once):
     packshot.json                           the metadata (`ProductModel`), written last
     pytorch_lora_weights.safetensors        the LoRA, diffusers/peft format: load_lora_weights(DIR)
     pytorch_lora_weights_kohya.safetensors  the LoRA, kohya format: AUTOMATIC1111, ComfyUI
+                                            (each export format's file: `train.exports`,
+                                            listed in packshot.json's `files`)
     README.md                               the model card, with Hub front-matter
     samples/                                sample shots: step-000012-seed0.png
     training-set/                           the product's crops the LoRA learnt (judging reads them)
@@ -30,7 +32,6 @@ MODEL_KIND = "packshot-model"  # `kind` in packshot.json: tells a product model 
 SCHEMA_VERSION = 1  # of packshot.json; files from before versioning (packshot 0.1.0) read as 1
 METADATA_FILE = "packshot.json"
 DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # the name load_lora_weights looks for
-KOHYA_WEIGHT_NAME = "pytorch_lora_weights_kohya.safetensors"
 CARD_FILE = "README.md"
 SAMPLES_DIR = "samples"
 TRAINING_SET_DIR = "training-set"
@@ -109,6 +110,9 @@ class ProductModel:
     nan_rollbacks: int = 0
     probe_loss: dict[str, float | None] = field(default_factory=dict)  # fixed batch: start, end
     samples: list[str] = field(default_factory=list)  # sample shots, relative to the folder
+    # The LoRA in each export format (`train.exports`): format name → file name. The diffusers
+    # file is always there: shooting reads it.
+    exports: dict[str, str] = field(default_factory=lambda: {"diffusers": DIFFUSERS_WEIGHT_NAME})
     packshot_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extra: dict[str, Any] = field(default_factory=dict)  # keys this packshot doesn't know: kept
@@ -130,9 +134,9 @@ class ProductModel:
         return self.model_dir / DIFFUSERS_WEIGHT_NAME
 
     @property
-    def kohya_path(self) -> Path:
-        """The LoRA in kohya format (AUTOMATIC1111, ComfyUI)."""
-        return self.model_dir / KOHYA_WEIGHT_NAME
+    def export_paths(self) -> dict[str, Path]:
+        """The LoRA's file in each export format: {"diffusers": …, "kohya": …}."""
+        return {name: self.model_dir / file for name, file in self.exports.items()}
 
     @property
     def card_path(self) -> Path:
@@ -183,11 +187,7 @@ class ProductModel:
             "resumed_from": self.resumed_from,
             "nan_rollbacks": self.nan_rollbacks,
             "probe_loss": self.probe_loss,
-            "files": {
-                "diffusers": DIFFUSERS_WEIGHT_NAME,
-                "kohya": KOHYA_WEIGHT_NAME,
-                "samples": self.samples,
-            },
+            "files": {**self.exports, "samples": self.samples},
         }
         data.update({k: v for k, v in self.extra.items() if k not in data})
         return data
@@ -276,6 +276,13 @@ class ProductModel:
             raise UsageError(
                 f"{meta_path} is damaged: `files.samples` is {samples!r}. Train the model again."
             )
+        exports = {k: v for k, v in files.items() if k != "samples"}
+        exports.setdefault("diffusers", DIFFUSERS_WEIGHT_NAME)
+        for name, file in exports.items():
+            if not isinstance(file, str) or Path(file).name != file or file.startswith("."):
+                raise UsageError(
+                    f"{meta_path} is damaged: `files.{name}` is {file!r}. Train the model again."
+                )
 
         # 4. The LoRA, which packshot.json (written last) promises.
         if not (model_dir / DIFFUSERS_WEIGHT_NAME).is_file():
@@ -295,6 +302,7 @@ class ProductModel:
             class_word=meta["class_word"],
             photos=photos,
             samples=list(samples),
+            exports=exports,
             extra={k: v for k, v in meta.items() if k not in known},
             **optional,
         )

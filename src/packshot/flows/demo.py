@@ -119,9 +119,8 @@ def run_demo(
             config, out_dir / "training-set", out_dir / "model", progress=progress, force=True
         )
     console.print(
-        f"Trained {trained.final_step} steps (final loss {trained.final_loss:.4f}); "
-        f"LoRA for diffusers: {trained.lora_path.name}, for A1111/ComfyUI: "
-        f"{trained.kohya_path.name}"
+        f"Trained {trained.final_step} steps (final loss {trained.final_loss:.4f}); LoRA files: "
+        + ", ".join(f"{path.name} ({name})" for name, path in trained.export_paths.items())
     )
 
     # 5. The shoot: the merchant's words through two shot presets, the best 2 of 4

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from packshot.artifacts.product_model import KOHYA_WEIGHT_NAME, METADATA_FILE, ProductModel
+from packshot.artifacts.product_model import METADATA_FILE, ProductModel
 from packshot.models.families import get_family
+from packshot.train.exports import DIFFUSERS, EXPORT_FORMATS
 
 
 def model_card(model: ProductModel, samples: list[str]) -> str:
@@ -33,6 +34,11 @@ def model_card(model: ProductModel, samples: list[str]) -> str:
 
     name = model.product or f"{model.token} {model.class_word}"
     pipeline = family.pipeline_class_name("text2img")
+    other_tools = "\n".join(
+        f"For {EXPORT_FORMATS[name].readers if name in EXPORT_FORMATS else name}, use `{file}`."
+        for name, file in model.exports.items()
+        if name != DIFFUSERS.name
+    )
     body = f"""
 # {name}: a packshot product LoRA
 
@@ -51,7 +57,7 @@ pipe.load_lora_weights("path/to/this/folder")
 image = pipe({json.dumps(prompt + ", on a marble table, studio light")}).images[0]
 ```
 
-For AUTOMATIC1111 or ComfyUI, use `{KOHYA_WEIGHT_NAME}`.
+{other_tools}
 
 ## Training
 

@@ -5,32 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from packshot.artifacts.product_model import (
-    CARD_FILE,
-    DIFFUSERS_WEIGHT_NAME,
-    KOHYA_WEIGHT_NAME,
-    METADATA_FILE,
-    SAMPLES_DIR,
-)
+from packshot.artifacts.product_model import CARD_FILE, METADATA_FILE, ProductModel
 from packshot.errors import PackshotError, UsageError
 
-# What a product model on the Hub consists of; checkpoints, the training crops (the merchant's
-# product photos) and anything else in the folder stay on this machine.
-PUSHED_PATTERNS = (
-    DIFFUSERS_WEIGHT_NAME,
-    KOHYA_WEIGHT_NAME,
-    METADATA_FILE,
-    CARD_FILE,
-    f"{SAMPLES_DIR}/*.png",
-)
 
-
-def files_to_push(model_dir: Path) -> list[str]:
-    """The files of `model_dir` that `push_to_hub` uploads, relative to it."""
-    found: set[str] = set()
-    for pattern in PUSHED_PATTERNS:
-        found.update(str(p.relative_to(model_dir)) for p in model_dir.glob(pattern) if p.is_file())
-    return sorted(found)
+def files_to_push(model: ProductModel) -> list[str]:
+    """The files of the model that `push_to_hub` uploads, relative to its folder: the LoRA in
+    every export format, packshot.json, the card and the samples. Checkpoints, the training
+    crops (the merchant's product photos) and anything else in the folder stay here."""
+    folder = model.model_dir.resolve()
+    names = {*model.exports.values(), METADATA_FILE, CARD_FILE, *model.samples}
+    return sorted(
+        name
+        for name in names
+        if (folder / name).resolve().is_relative_to(folder) and (folder / name).is_file()
+    )
 
 
 def push_to_hub(
@@ -42,9 +31,7 @@ def push_to_hub(
 
     # 1. Check everything before contacting the Hub.
     model_dir = Path(model_dir)
-    files = files_to_push(model_dir)
-    if DIFFUSERS_WEIGHT_NAME not in files:
-        raise UsageError(f"{model_dir} is not a finished packshot model: nothing to push.")
+    files = files_to_push(ProductModel.load(model_dir))  # a UsageError unless it is finished
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise UsageError(
             f"`{repo_id}` is not a Hub repository id: use OWNER/NAME, e.g. my-shop/bose-headphones."

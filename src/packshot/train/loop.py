@@ -23,7 +23,6 @@ import torch
 
 from packshot.artifacts.product_model import (
     CHECKPOINTS_DIR,
-    KOHYA_WEIGHT_NAME,
     RUN_FILE,
     SAMPLES_DIR,
     TRAINING_SET_DIR,
@@ -45,7 +44,7 @@ from packshot.train.data import (
     encode_examples,
     ensure_class_images,
 )
-from packshot.train.lora_io import save_diffusers_lora, save_kohya_lora
+from packshot.train.exports import write_exports
 from packshot.train.step import Batch, LoraTrainer, NonFiniteLoss, make_batch
 
 
@@ -594,14 +593,8 @@ def _run(
     lap("train_s")
     probe_end = trainer.probe_loss(probe)
 
-    # 10. The model files: diffusers/peft and kohya weights, final samples.
-    save_diffusers_lora(work, family, trainer.named_models)
-    save_kohya_lora(
-        work / KOHYA_WEIGHT_NAME,
-        family,
-        trainer.named_models,
-        metadata={"ss_base_model": config.model, "ss_network_dim": str(config.rank)},
-    )
+    # 10. The model files: the LoRA in every export format (diffusers, kohya, …), final samples.
+    exports = write_exports(work, family, trainer.named_models, config)
     if config.sample_at_end:
         shots = render(run["step"])
         emit(
@@ -638,6 +631,7 @@ def _run(
         nan_rollbacks=run["nan_rollbacks"],
         probe_loss={"start": run.get("probe_loss_start"), "end": probe_end},
         samples=[str(p.relative_to(work)) for p in samples],
+        exports=exports,
     )
     product_model.save()
     from packshot.train.card import write_model_card

@@ -1,21 +1,15 @@
-"""Save trained LoRA layers in the two formats every tool reads: diffusers/peft and kohya/A1111.
+"""The LoRA adapter packshot trains: adding it to a model, and its weights in peft naming.
 
-`pytorch_lora_weights.safetensors` is what `pipeline.load_lora_weights(DIR)` reads with no
-extra arguments; `pytorch_lora_weights_kohya.safetensors` is what AUTOMATIC1111, ComfyUI,
-SD.Next and InvokeAI read. Which layers get adapters and how the kohya keys are named is
-the model family's (`ModelFamily.denoiser_lora_targets`, `.kohya_state_dict`).
+Which layers get adapters is the model family's (`ModelFamily.denoiser_lora_targets`); the
+files the weights are saved in are the export formats' (`packshot.train.exports`).
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
 from peft import LoraConfig
-
-from packshot.artifacts.product_model import DIFFUSERS_WEIGHT_NAME
-from packshot.models.families import ModelFamily
 
 
 def lora_config(rank: int, target_modules: list[str]) -> LoraConfig:
@@ -75,44 +69,3 @@ def load_lora_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Ten
             f"{len(set(mapped) ^ expected)} layer(s) differ."
         )
     model.load_state_dict(mapped, strict=False)
-
-
-def save_diffusers_lora(
-    out_dir: Path, family: ModelFamily, models: dict[str, torch.nn.Module]
-) -> Path:
-    """Write `pytorch_lora_weights.safetensors` with the pipeline class's `save_lora_weights`.
-
-    `models` are the ones that carry a LoRA by their model_index.json names (the denoiser, and
-    the text encoders when they were trained). The adapter config goes into the file's
-    metadata so loaders rebuild exactly rank and alpha.
-    """
-    import diffusers
-    from diffusers.utils import convert_state_dict_to_diffusers
-
-    kwargs: dict[str, object] = {}
-    for name, model in models.items():  # `unet_lora_layers`, `text_encoder_lora_layers`, …
-        kwargs[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(lora_state_dict(model))
-        kwargs[f"{name}_lora_adapter_metadata"] = adapter_config(model).to_dict()
-    pipeline_class = getattr(diffusers, family.pipeline_class_name("text2img"))
-    pipeline_class.save_lora_weights(
-        out_dir, weight_name=DIFFUSERS_WEIGHT_NAME, safe_serialization=True, **kwargs
-    )
-    return out_dir / DIFFUSERS_WEIGHT_NAME
-
-
-def save_kohya_lora(
-    path: Path,
-    family: ModelFamily,
-    models: dict[str, torch.nn.Module],
-    metadata: dict[str, str] | None = None,
-) -> Path:
-    """Write the kohya/A1111 file: the layers of `models` (as in `save_diffusers_lora`) under
-    the family's key names, with alphas."""
-    from safetensors.torch import save_file
-
-    tensors = family.kohya_state_dict(
-        {name: lora_state_dict(model) for name, model in models.items()},
-        {name: adapter_config(model).lora_alpha for name, model in models.items()},
-    )
-    save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
-    return path
