@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from packshot.errors import UsageError
@@ -61,8 +62,6 @@ def run_demo(
     resolved = resolve_model(model)
     tiny = resolved.stand_in
     if tiny:
-        import torch
-
         # Tiny models spend their time in per-op overhead: one thread is fastest, and on a
         # busy machine several threads spin against each other (100x slower measured here).
         torch.set_num_threads(1)

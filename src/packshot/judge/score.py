@@ -21,9 +21,11 @@ from PIL import Image
 from packshot import __version__
 from packshot.artifacts.shots import parse_parameters, read_parameters, read_sidecar
 from packshot.errors import PhotoError, PhotoSetError, UsageError
+from packshot.intake import load_training_set
 from packshot.intake.check import folder_entries, skip_reason
 from packshot.intake.config import IntakeConfig
 from packshot.intake.decode import load_photo
+from packshot.intake.prepare import KIND, MANIFEST
 from packshot.judge import metrics
 from packshot.judge.config import JudgeConfig
 from packshot.judge.models import Embedders, ImageKey, image_key
@@ -180,8 +182,6 @@ def load_references(folder: str | os.PathLike[str]) -> tuple[list[_Photo], dict[
 def _training_set_images(folder: Path) -> list[Path]:
     """The crops of a training set prepared by intake (as in a model's `training-set/`),
     without its masks, captions and manifest; [] when `folder` isn't one."""
-    from packshot.intake import load_training_set
-    from packshot.intake.prepare import KIND, MANIFEST
 
     try:
         if json.loads((folder / MANIFEST).read_text("utf-8")).get("kind") != KIND:

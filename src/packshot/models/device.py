@@ -5,6 +5,7 @@ A light wrapper over torch's own queries, with errors that say what to use inste
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 import torch
@@ -68,7 +69,6 @@ def return_freed_memory_to_os(threshold: int = 8 << 20) -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes
 
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -18,6 +18,7 @@ from PIL import Image
 from packshot.errors import ModelNotFoundError, PhotoError, UsageError
 from packshot.intake.decode import NormalisedPhoto
 from packshot.intake.foreground import border_band, downscale, estimate_foreground, fill_holes
+from packshot.place import matting
 
 CUTOUT_MODEL_ENV = "PACKSHOT_CUTOUT_MODEL"  # a .onnx file, URL, Hub repo or known name
 GRABCUT = "grabcut"  # --cutout-model grabcut: the classical cut-out, no model
@@ -138,7 +139,6 @@ def cut_out(
     `model`: "auto" (PACKSHOT_CUTOUT_MODEL, else the default model, downloaded on first use;
     GrabCut when neither is available), "grabcut", or a model reference (see `matting`).
     """
-    from packshot.place import matting
 
     # 1. The merchant's own mask, then the photo's alpha channel.
     if mask_path is not None:

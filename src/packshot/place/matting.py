@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+from huggingface_hub import HfApi, hf_hub_download
 from PIL import Image
 
 from packshot.errors import ModelLoadError, ModelNotFoundError, UsageError
@@ -150,8 +152,6 @@ def find_model_file(ref: str, cache_dir: Path) -> tuple[Path, MattingFamily]:
 
 
 def _from_hub(repo_id: str, filename: str | None) -> tuple[Path, MattingFamily]:
-    from huggingface_hub import HfApi, hf_hub_download
-
     try:
         if filename is None:
             if _offline():
@@ -176,8 +176,6 @@ class MattingModel:
     """One ONNX background-removal model, loaded once: `predict(image) -> (H, W) float 0..1`."""
 
     def __init__(self, path: Path, family: MattingFamily, *, ref: str | None = None):
-        import onnxruntime as ort
-
         self.path, self.family, self.ref = Path(path), family, ref or str(path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: no notes about unused initialisers

@@ -20,6 +20,7 @@ from typing import Any
 import diffusers
 import torch
 from diffusers import DiffusionPipeline
+from huggingface_hub import hf_hub_download
 from PIL import Image
 
 from packshot.artifacts.product_model import ProductModel
@@ -141,7 +142,6 @@ def find_fast_lora(ref: str | None, family: ModelFamily, stand_in: bool) -> Path
 
     Offline, a Hub id must already be in the Hugging Face cache; the error says how to get it.
     """
-    from huggingface_hub import hf_hub_download
 
     # 1. A file or a folder given by the merchant.
     if ref is not None and Path(ref).expanduser().exists():

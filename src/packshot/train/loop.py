@@ -19,8 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 
+from packshot import intake
 from packshot.artifacts.product_model import (
     CHECKPOINTS_DIR,
     RUN_FILE,
@@ -30,8 +32,13 @@ from packshot.artifacts.product_model import (
     SourcePhoto,
     work_dir_for,
 )
+from packshot.config import default_cache_dir
 from packshot.errors import PackshotError, PhotoSetError, UsageError
+from packshot.intake.prepare import KIND, MANIFEST
+from packshot.models.device import pick_device, pick_dtype, return_freed_memory_to_os
+from packshot.models.load import load_pipeline, resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.train.card import write_model_card
 from packshot.train.checkpoints import (
     latest_checkpoint,
     prune_checkpoints,
@@ -45,6 +52,7 @@ from packshot.train.data import (
     ensure_class_images,
 )
 from packshot.train.exports import write_exports
+from packshot.train.samples import render_samples
 from packshot.train.step import Batch, LoraTrainer, NonFiniteLoss, make_batch
 
 
@@ -133,8 +141,6 @@ def _prepared_examples(
     progress: ProgressCallback,
 ) -> tuple[list[TrainingExample], list[SourcePhoto]]:
     """The training examples: a prepared set as is, or photos run through intake first."""
-    from packshot import intake
-    from packshot.intake.prepare import KIND, MANIFEST
 
     def is_training_set(folder: Path) -> bool:
         try:
@@ -210,8 +216,6 @@ def _prepared_examples(
 
 
 def _mixed_precision_dtype(config: TrainConfig, device: str) -> torch.dtype:
-    from packshot.models.device import pick_dtype
-
     on_cuda = device.startswith("cuda")
     if config.mixed_precision == "no":
         return torch.float32
@@ -296,11 +300,6 @@ def _run(
     timings: dict[str, float],
 ) -> ProductModel:
     """The body of `train`, in numbered steps; `train` has checked the folders already."""
-    import diffusers
-
-    from packshot.config import default_cache_dir
-    from packshot.models.device import pick_device, return_freed_memory_to_os
-    from packshot.models.load import load_pipeline, resolve_model
 
     started = clock = time.perf_counter()
     checkpoints_dir, samples_dir = work / CHECKPOINTS_DIR, work / SAMPLES_DIR
@@ -474,7 +473,6 @@ def _run(
         kwargs: dict[str, Any] = {**trainer.named_models, "dtype": weight_dtype}
         if "safety_checker" in inspect.signature(pipeline_class.__init__).parameters:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
-        from packshot.train.samples import render_samples
 
         pipe = pipeline_class.from_pretrained(resolved.path, **kwargs).to(device)
         pipe.set_progress_bar_config(disable=True)
@@ -634,7 +632,6 @@ def _run(
         exports=exports,
     )
     product_model.save()
-    from packshot.train.card import write_model_card
 
     write_model_card(product_model, [str(p.relative_to(work)) for p in final_samples])
     (work / RUN_FILE).unlink(missing_ok=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 import torch
-from peft import LoraConfig
+from diffusers import ModelMixin
+from peft import LoraConfig, inject_adapter_in_model
 
 
 def lora_config(rank: int, target_modules: list[str]) -> LoraConfig:
@@ -35,8 +36,6 @@ def add_lora(model: torch.nn.Module, config: LoraConfig) -> None:
     `inject_adapter_in_model` directly: transformers 5's `add_adapter` asks for peft ≥ 0.22,
     and the layers injected are the same. The config is kept on the model for the savers.
     """
-    from diffusers import ModelMixin
-    from peft import inject_adapter_in_model
 
     if isinstance(model, ModelMixin):
         model.add_adapter(config)

@@ -15,6 +15,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.activations import GEGLU
+from diffusers.models.attention import FeedForward
+from diffusers.optimization import get_scheduler
 
 from packshot.errors import PackshotError
 from packshot.models.families import ModelFamily
@@ -164,7 +167,6 @@ def _geglu_forward(
 
 def save_memory_on_geglu(model: torch.nn.Module) -> int:
     """Route `model`'s diffusers GEGLU feed-forward gates through `_GegluGate`; return how many."""
-    from diffusers.models.activations import GEGLU
 
     count = 0
     for module in model.modules():
@@ -213,7 +215,6 @@ class _FrozenGegluFeedForward(torch.autograd.Function):
 def _is_plain_geglu_feed_forward(module: torch.nn.Module) -> bool:
     """Whether `_FrozenGegluFeedForward` computes what `module.forward` does, given frozen
     weights: GEGLU, plain (not LoRA-wrapped) linears, a zero dropout, no final dropout."""
-    from diffusers.models.activations import GEGLU
 
     net = list(getattr(module, "net", ()))
     return (
@@ -252,7 +253,6 @@ def save_memory_on_feed_forward(model: torch.nn.Module, min_tokens: int = 1024) 
     """Route `model`'s diffusers GEGLU FeedForward blocks through `_FrozenGegluFeedForward`
     when they see `min_tokens` tokens or more (checked at each call, falling back to the
     module's own forward otherwise); return how many were routed."""
-    from diffusers.models.attention import FeedForward
 
     count = 0
     for module in model.modules():
@@ -350,7 +350,6 @@ class LoraTrainer:
         )
 
         # 4. Learning-rate warm-up and schedule.
-        from diffusers.optimization import get_scheduler
 
         self.lr_scheduler = get_scheduler(
             config.lr_scheduler,
