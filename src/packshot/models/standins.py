@@ -12,6 +12,7 @@ import gzip
 import importlib.util
 import json
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 import transformers
 from diffusers import (
     AutoencoderKL,
+    DiffusionPipeline,
     EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionInpaintPipeline,
@@ -254,6 +256,14 @@ def _sdxl() -> dict[str, object]:
     }
 
 
+# The stand-in of each family that has one, by its alias (`ModelFamily.stand_in`).
+_BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
+    "tiny": lambda: StableDiffusionPipeline(**_sd15(in_channels=4)),
+    "tiny-sdxl": lambda: StableDiffusionXLPipeline(**_sdxl()),
+    "tiny-inpaint": lambda: StableDiffusionInpaintPipeline(**_sd15(in_channels=9)),
+}
+
+
 def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
     """Build the tiny stand-in `alias` and `save_pretrained` it into `out_dir`; return `out_dir`.
 
@@ -262,20 +272,15 @@ def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
     `packshot.json` saying what it is. Written last, `packshot.json` marks a finished build.
     """
     aliases = stand_in_aliases()
-    if alias not in aliases:
+    if alias not in aliases or alias not in _BUILDERS:
         raise UsageError(
-            f"`{alias}` is not a tiny stand-in model. Choose one of: {', '.join(aliases)}."
+            f"`{alias}` is not a tiny stand-in model. Choose one of: {', '.join(_BUILDERS)}."
         )
 
     # 1. Components, each from the same seed, without disturbing the caller's random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if alias == "tiny":
-            pipe = StableDiffusionPipeline(**_sd15(in_channels=4))
-        elif alias == "tiny-sdxl":
-            pipe = StableDiffusionXLPipeline(**_sdxl())
-        else:
-            pipe = StableDiffusionInpaintPipeline(**_sd15(in_channels=9))
+        pipe = _BUILDERS[alias]()
 
     # 2. The diffusers folder, then the note that says what it is.
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ class TrainingExample:
 class EncodedSet:
     """Cached inputs of every example. Row i is example i; row i + n is its horizontal flip."""
 
-    latents: torch.Tensor  # (V, 4, h, w), V = n or 2n, already × the VAE scaling factor
+    latents: torch.Tensor  # (V, C, h, w), V = n or 2n, as the family's denoiser takes them
     loss_weights: torch.Tensor  # (V, 1, h, w): 1 on the product, background_weight elsewhere
     sample_weights: torch.Tensor  # (n,): 1 for product photos, prior_loss_weight for class images
     prompt_embeds: torch.Tensor | None  # (n, 77, D); None when the text encoder is trained
@@ -103,12 +103,10 @@ def encode_examples(
         raise PhotoSetError("No training images to learn from.")
     n = len(examples)
     device = next(vae.parameters()).device
-    scaling = float(vae.config.scaling_factor)
 
     # 1. Latents of every image and, with flips on, of its mirror image (the VAE is not
-    #    equivariant to flips, so flipping latents would not be the same thing). The
-    #    distribution's mean, not a sample: the cache is then deterministic, and the
-    #    posterior's noise (σ ≈ 0.01 in SD's VAE) is far below the diffusion noise anyway.
+    #    equivariant to flips, so flipping latents would not be the same thing), encoded as
+    #    the family trains on them.
     variants = [False, True] if random_flip else [False]
     latents, weights = [], []
     total = n * len(variants)
@@ -127,7 +125,7 @@ def encode_examples(
             if flip:
                 pixels, masks = pixels.flip(-1), masks.flip(-1)
             pixels = pixels.to(device, dtype=next(vae.parameters()).dtype)
-            latent = vae.encode(pixels).latent_dist.mean * scaling  # (b, 4, R/8, R/8)
+            latent = family.encode_images(vae, pixels)  # SD: (b, 4, R/8, R/8)
             latents.append(latent.float().cpu())
             weight = mask_to_loss_weights(masks, latent.shape[-1], background_weight)
             # class images are learned everywhere: weight 1 whatever background_weight is

@@ -105,6 +105,10 @@ class ModelFamily:
         """(the denoiser, the noise scheduler it was trained with)."""
         raise self._missing("load_denoiser")
 
+    def encode_images(self, vae: Any, pixels: Any) -> Any:
+        """Latents of (b, 3, R, R) pixels in [-1, 1], as the denoiser is trained on them."""
+        raise self._missing("encode_images")
+
     def tokenize(self, tokenizers: Sequence[Any], captions: Sequence[str]) -> list[Any]:
         """Token ids of `captions`, one tensor per tokenizer."""
         raise self._missing("tokenize")
