@@ -1,7 +1,9 @@
 """The studio's REST API against the real app, a real worker process and a real database.
 
-Every test here runs twice: on SQLite, and on PostgreSQL when PACKSHOT_TEST_POSTGRES_URL names
-a server (`.ci/run` starts one; see the README).
+The tests run on SQLite. Where the database matters, the store's own tests run on PostgreSQL too
+(test_jobs_store.py), and so does one end to end here: a training in the worker, the worker
+killed and the run resumed, when PACKSHOT_TEST_POSTGRES_URL names a server (`.ci/run` starts
+one; see the README).
 """
 
 from __future__ import annotations
@@ -30,27 +32,34 @@ TRAINING = {
 }
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def studio(request, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    data = tmp_path_factory.mktemp(f"studio-{request.param}")
-    if request.param == "sqlite":
-        with studio_for(f"sqlite:///{data / 'packshot.db'}", data, cache_dir) as running:
-            yield running
-    else:
-        if not os.environ.get(ENV_POSTGRES):
-            pytest.skip(f"{ENV_POSTGRES} is not set (.ci/run sets it; see the README)")
-        with postgres_database() as url, studio_for(url, data, cache_dir) as running:
-            yield running
+@pytest.fixture(scope="module")
+def studio(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("studio-sqlite")
+    with studio_for(f"sqlite:///{data / 'packshot.db'}", data, cache_dir) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def product(studio) -> dict:
+def postgres_studio(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    if not os.environ.get(ENV_POSTGRES):
+        pytest.skip(f"{ENV_POSTGRES} is not set (.ci/run sets it; see the README)")
+    data = tmp_path_factory.mktemp("studio-postgres")
+    with postgres_database() as url, studio_for(url, data, cache_dir) as running:
+        yield running
+
+
+def _product(studio) -> dict:
     created = studio.a.post("/v1/products", json={"name": "red backpack", "class_name": "backpack"})
     assert created.status_code == 201, created.text
     body = created.json()
     result = upload(studio.a, body["id"], example_photos())
     assert result.status_code == 201, result.text
     return body
+
+
+@pytest.fixture(scope="module")
+def product(studio) -> dict:
+    return _product(studio)
 
 
 @pytest.fixture(scope="module")
@@ -270,13 +279,21 @@ def test_webhooks_are_signed_and_cover_the_job(studio, training) -> None:
         assert not verify(studio.b.secret, delivery["headers"], delivery["body"])
 
 
-def test_killed_worker_resumes_the_training(studio, product) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_killed_worker_resumes_the_training(database: str, request: pytest.FixtureRequest) -> None:
     """Kill the worker process (SIGKILL) after the first checkpoint: the runner starts a new
-    one, which resumes the run from that checkpoint and finishes it with nothing lost."""
+    one, which resumes the run from that checkpoint and finishes it with nothing lost. The one
+    test of the whole path (API, queue, worker, events) on PostgreSQL too."""
     import signal
     import time
 
     from packshot.jobs.models import JobEvent
+
+    if database == "sqlite":
+        studio, product = request.getfixturevalue("studio"), request.getfixturevalue("product")
+    else:
+        studio = request.getfixturevalue("postgres_studio")
+        product = _product(studio)
 
     steps = 24
     created = studio.a.post(

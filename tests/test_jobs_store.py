@@ -1,24 +1,39 @@
-"""The job store: migrations, merchants and keys, the queue's state changes."""
+"""The job store: migrations, merchants and keys, the queue's state changes.
+
+Each test runs on SQLite, and on PostgreSQL when PACKSHOT_TEST_POSTGRES_URL names a server
+(`.ci/run` starts one): here is where the database's dialect matters (the migrations, column
+types and time zones, the queue's compare-and-set), so the API's tests run on SQLite alone.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select
 
+from api_support import ENV_POSTGRES, postgres_database
 from packshot.jobs import store
 from packshot.jobs.models import Product
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> store.Database:
-    url = f"sqlite:///{tmp_path / 'packshot.db'}"
-    store.migrate(url)
-    store.migrate(url)  # applying them twice changes nothing
-    database = store.Database(url)
-    yield database
-    database.dispose()
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[store.Database]:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'packshot.db'}"
+        else:
+            if not os.environ.get(ENV_POSTGRES):
+                pytest.skip(f"{ENV_POSTGRES} is not set (.ci/run sets it; see the README)")
+            url = stack.enter_context(postgres_database())
+        store.migrate(url)
+        store.migrate(url)  # applying them twice changes nothing
+        database = store.Database(url)
+        yield database
+        database.dispose()
 
 
 def test_migrations_create_every_table(db: store.Database) -> None:
