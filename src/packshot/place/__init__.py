@@ -9,8 +9,13 @@ Importing this package is light (no torch, no ONNX Runtime); they load with `pla
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from packshot.place.compose import GUARANTEE_BAND_PX, Composition, core, load_compositions
-from packshot.place.run import PlacedShot, PlaceRequest, PlaceResult, place
+
+if TYPE_CHECKING:
+    from packshot.place.run import PlacedShot, PlaceRequest, PlaceResult, place
 
 __all__ = [
     "GUARANTEE_BAND_PX",
@@ -22,3 +27,13 @@ __all__ = [
     "load_compositions",
     "place",
 ]
+
+# Placing loads torch, diffusers and ONNX Runtime: its names are resolved on first use, so that
+# the compositions (what the API reads) stay light.
+_LAZY = ("PlacedShot", "PlaceRequest", "PlaceResult", "place")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("packshot.place.run"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from packshot import __version__
@@ -32,11 +33,23 @@ from packshot.artifacts.shots import (
     write_shot,
     written_shot,
 )
+from packshot.config import default_cache_dir
 from packshot.errors import UsageError
+from packshot.intake.config import IntakeConfig
+from packshot.intake.decode import load_photo
+from packshot.judge import JudgeConfig, score_shots, write_report
+from packshot.models.describe import describe_model
+from packshot.models.device import pick_device
+from packshot.models.families import get_family
+from packshot.models.load import load_pipeline, resolve_model
+from packshot.place import compose
+from packshot.place.cutout import cut_out
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.shoot import render
 from packshot.shoot.plan import PlannedShot, check_limits, draw_seed, plan_shots, presets_named
 from packshot.shoot.prompts import ProductWords
 from packshot.shoot.sheet import save_contact_sheet
+from packshot.shoot.sizes import MIN_SIDE, check_aspect, size_for
 
 if TYPE_CHECKING:
     from packshot.models.describe import ModelDescription
@@ -182,7 +195,6 @@ def reference_for(request: PlaceRequest, out: Path, trained: ProductModel | None
 
 def _scene_size(width: int, height: int, resolution: int, multiple: int) -> tuple[int, int]:
     """A size for the model at about its native area, with the photo's aspect."""
-    from packshot.shoot.sizes import MIN_SIDE
 
     scale = (resolution * resolution / (width * height)) ** 0.5
     return tuple(  # type: ignore[return-value]
@@ -198,15 +210,6 @@ def place(
     cache_dir: Path | None = None,
 ) -> PlaceResult:
     """Render `request` into `out_dir`; run again after a crash to finish what's missing."""
-    from packshot.config import default_cache_dir
-    from packshot.intake.config import IntakeConfig
-    from packshot.intake.decode import load_photo
-    from packshot.models.describe import describe_model
-    from packshot.models.families import get_family
-    from packshot.models.load import resolve_model
-    from packshot.place import compose
-    from packshot.place.cutout import cut_out
-    from packshot.shoot.sizes import check_aspect, size_for
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -504,13 +507,6 @@ def _render(
     warn: Any,
 ) -> list[PlacedShot]:
     """Generate the scenes of `todo`, composite the product, write PNGs and sidecars."""
-    import torch
-
-    from packshot.models.device import pick_device
-    from packshot.models.families import get_family
-    from packshot.models.load import load_pipeline
-    from packshot.place import compose
-    from packshot.shoot import render
 
     # 1. The pipeline, its scheduler and the product's LoRA.
     emit(done_before, total, f"loading {model_ref}", event="loading")
@@ -609,7 +605,6 @@ def _judge(
     progress: ProgressCallback,
 ) -> tuple[Path, list[str]]:
     """Score every shot against `reference`, record the scores, return the flagged shots."""
-    from packshot.judge import JudgeConfig, score_shots, write_report
 
     tiny = described.tiny_stand_in
     values = {

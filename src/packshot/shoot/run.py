@@ -21,7 +21,12 @@ from packshot.artifacts.shots import (
     written_shot,
 )
 from packshot.errors import UsageError
+from packshot.models.describe import describe_model
+from packshot.models.device import pick_device
+from packshot.models.families import get_family
+from packshot.models.load import load_pipeline, resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.shoot import render
 from packshot.shoot.plan import (
     PlannedShot,
     check_limits,
@@ -30,7 +35,13 @@ from packshot.shoot.plan import (
     presets_named,
 )
 from packshot.shoot.prompts import ProductWords, read_prompts_file
-from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
+from packshot.shoot.sheet import (
+    GPU_PRICE_PER_HOUR,
+    STUDIO_PRICE_PER_PHOTO,
+    cost_summary,
+    save_contact_sheet,
+    write_summary,
+)
 from packshot.shoot.sizes import check_aspect, check_size, parse_size, size_for
 
 SUMMARY_FILE = "shoot.json"
@@ -119,8 +130,6 @@ class ShootResult:
 
 def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> ShootPlan:
     """Check `request` and decide every shot, without loading a model (only resolving it)."""
-    from packshot.models.describe import describe_model
-    from packshot.models.load import resolve_model
 
     warnings: list[str] = []
 
@@ -243,11 +252,6 @@ def shoot(
     `resume` continues an interrupted shoot of the same request in `out_dir`: shots whose PNG
     and sidecar are both there are kept as they are, not rendered again.
     """
-    from packshot.models.device import pick_device
-    from packshot.models.families import get_family
-    from packshot.models.load import load_pipeline
-    from packshot.shoot import render
-    from packshot.shoot.sheet import cost_summary, save_contact_sheet, write_summary
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
