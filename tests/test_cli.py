@@ -15,6 +15,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from packshot.cli import app
+from packshot.flows import demo
 
 runner = CliRunner()
 
@@ -164,7 +165,10 @@ def test_models_info_missing_folder(tmp_path: Path) -> None:
     assert "no-model" in result.output and "Traceback" not in result.output
 
 
-def test_demo_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
+def test_demo_end_to_end(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The flow, not the noise the tiny stand-in learns: fewer steps than `make demo` takes.
+    monkeypatch.setattr(demo, "TINY_TRAIN_STEPS", 4)
+    monkeypatch.setattr(demo, "TINY_SAMPLE_STEPS", 2)
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
