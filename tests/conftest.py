@@ -69,6 +69,29 @@ def training_set(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+@pytest.fixture(scope="session")
+def product_model(
+    cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A product model for the tests that shoot or place with one (not those of training
+    itself): a real `packshot train` run on the bundled backpack, tiny, 64 px, 4 steps. Shared
+    by the session: read it, never write into it."""
+    from packshot.train import TrainConfig, train
+
+    config = TrainConfig(
+        model="tiny",
+        class_word="backpack",
+        product="red backpack",
+        resolution=64,
+        max_train_steps=4,
+        learning_rate=1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
+        checkpointing_steps=0,
+        sample_at_end=False,
+    )
+    out = tmp_path_factory.mktemp("product-model") / "model"
+    return train(config, training_set, out, cache_dir=cache_dir).model_dir
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Run a module's tiny-model work on one thread, then restore the thread count.

@@ -176,20 +176,9 @@ def test_cli_end_to_end(
 
 
 def test_with_a_product_model_lora(
-    photo: Path, cache_dir: Path, training_set: Path, tmp_path: Path, one_torch_thread: None
+    photo: Path, cache_dir: Path, product_model: Path, tmp_path: Path, one_torch_thread: None
 ) -> None:
-    from packshot.train import TrainConfig, train
-
-    config = TrainConfig(
-        model="tiny",
-        class_word="backpack",
-        resolution=64,
-        max_train_steps=1,
-        checkpointing_steps=0,
-        sample_at_end=False,
-    )
-    model_dir = train(config, training_set, tmp_path / "model", cache_dir=cache_dir).model_dir
-    request = _request(photo, product_model=str(model_dir), model=None, count=1)
+    request = _request(photo, product_model=str(product_model), model=None, count=1)
     result = place(request, tmp_path / "out", cache_dir=cache_dir)
     sidecar = json.loads(result.shots[0].sidecar.read_text())
     assert sidecar["inpaint_model"] == "tiny-inpaint"  # the product model's family's

@@ -23,24 +23,9 @@ SEED = 42
 
 
 @pytest.fixture(scope="module")
-def model_dir(
-    cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """A real `packshot train` run: DreamBench's backpack, 64 px, a few steps."""
-    from packshot.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("backpack")
-    config = TrainConfig(
-        model="tiny",
-        class_word="backpack",
-        product="red backpack",
-        resolution=64,
-        max_train_steps=4,
-        learning_rate=1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
-        checkpointing_steps=0,
-        sample_at_end=False,
-    )
-    return train(config, training_set, root / "model", cache_dir=cache_dir).model_dir
+def model_dir(product_model: Path) -> Path:
+    """A real `packshot train` run: DreamBench's backpack, 64 px, a few steps (conftest.py)."""
+    return product_model
 
 
 def _request(model_dir: Path, **fields: object) -> ShootRequest:

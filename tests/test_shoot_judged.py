@@ -18,22 +18,9 @@ TINY_JUDGES = {"dino_model": "tiny", "clip_model": "tiny"}
 
 
 @pytest.fixture(scope="module")
-def model_dir(
-    cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """A real training run from a prepared set: the model must carry its own crops."""
-    from packshot.train import TrainConfig, train
-
-    config = TrainConfig(
-        model="tiny",
-        class_word="backpack",
-        resolution=64,
-        max_train_steps=2,
-        checkpointing_steps=0,
-        sample_at_end=False,
-    )
-    out = tmp_path_factory.mktemp("judged") / "model"
-    return train(config, training_set, out, cache_dir=cache_dir).model_dir
+def model_dir(product_model: Path) -> Path:
+    """A real training run from a prepared set (conftest.py): it must carry its own crops."""
+    return product_model
 
 
 def _request(model_dir: Path, **fields: object) -> ShootRequest:
