@@ -2,8 +2,8 @@
 dispatch overhead per job against the local runner.
 
 The jobs are real `packshot train` runs of the tiny SD 1.5 stand-in on the bundled sample
-product (64 px, `--steps` steps, a checkpoint every half), each driven by `train_on_ray` from
-its own thread as the studio's Ray runner drives them. A local Ray is started with
+product (64 px, `--steps` steps, a checkpoint every half), training jobs each driven by
+`run_on_ray` from its own thread as the studio's Ray runner drives them. A local Ray is started with
 `num_cpus` 1, then 2 (each task asks for 1 CPU, so that is 1 or 2 jobs at a time); one
 warm-up job per worker runs first, so the makespan counts jobs, not Python imports.
 
@@ -35,19 +35,31 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _config(steps: int, seed: int) -> Any:
-    from packshot.train import TrainConfig
+def _params(steps: int, seed: int, training_set: Path) -> Any:
+    from packshot.jobs.kinds import TrainingParams
 
-    return TrainConfig(
+    return TrainingParams(
+        photos_dir=str(training_set),
         model="tiny",
         class_word="backpack",
+        preset="quick",
         resolution=64,
         max_train_steps=steps,
         checkpointing_steps=max(1, steps // 2),
+        validation_steps=0,
         learning_rate=1e-3,
-        sample_at_end=False,
         seed=seed,
     )
+
+
+def _train(params: Any, workdir: Path, settings: Any = None) -> Any:
+    """One training job: on Ray with `settings`, else with the local runner's `run_job`."""
+    from packshot.jobs.execute import run_job
+    from packshot.jobs.ray.driver import run_on_ray
+
+    if settings is None:
+        return run_job("training", params, workdir, lambda e: None, lambda: False)
+    return run_on_ray("training", params, workdir, lambda e: None, lambda: False, settings=settings)
 
 
 def _ray_round(
@@ -55,17 +67,16 @@ def _ray_round(
 ) -> dict[str, Any]:
     import ray
 
-    from packshot.jobs.ray_runner import RaySettings, train_on_ray
+    from packshot.jobs.ray.driver import ENV_TRAIN_GPUS, RaySettings
 
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    settings = RaySettings(train_gpus=0, task_cpus=1)
+    settings = RaySettings(gpus={ENV_TRAIN_GPUS: 0}, task_cpus=1)
     try:
         # Warm-up: one job per worker process (imports torch, diffusers, builds nothing).
         warm = [
             threading.Thread(
-                target=train_on_ray,
-                args=(_config(2, 0), training_set, root / f"warm-{workers}-{i}"),
-                kwargs={"settings": settings},
+                target=_train,
+                args=(_params(2, 0, training_set), root / f"warm-{workers}-{i}", settings),
             )
             for i in range(workers)
         ]
@@ -76,9 +87,7 @@ def _ray_round(
 
         # One job alone: its wall time, for the overhead.
         started = time.perf_counter()
-        alone = train_on_ray(
-            _config(steps, 1), training_set, root / f"alone-{workers}", settings=settings
-        )
+        alone = _train(_params(steps, 1, training_set), root / f"alone-{workers}", settings)
         alone_s = time.perf_counter() - started
 
         # The batch: all jobs submitted at once.
@@ -88,10 +97,7 @@ def _ray_round(
         def one(i: int) -> None:
             t0 = time.perf_counter()
             try:
-                train_on_ray(
-                    _config(steps, 100 + i), training_set, root / f"job-{workers}-{i}",
-                    settings=settings,
-                )  # fmt: skip
+                _train(_params(steps, 100 + i, training_set), root / f"job-{workers}-{i}", settings)
             except Exception as exc:  # reported, not hidden
                 errors.append(f"job {i}: {type(exc).__name__}: {exc}")
             walls.append(time.perf_counter() - t0)
@@ -130,7 +136,6 @@ def main() -> None:
     torch.set_num_threads(1)  # as each Ray task (1 CPU) does
     from packshot.intake import check_photos, prepare_training_set
     from packshot.models.load import resolve_model
-    from packshot.train import train
 
     root = Path(tempfile.mkdtemp(prefix="packshot-ray-bench-"))
     try:
@@ -142,11 +147,11 @@ def main() -> None:
         )
 
         # 1. The local runner: the same job in this process (after one warm-up run).
-        train(_config(2, 0), training_set, root / "local-warm")
+        _train(_params(2, 0, training_set), root / "local-warm")
         local = []
         for i in range(2):
             started = time.perf_counter()
-            train(_config(args.steps, 1), training_set, root / f"local-{i}")
+            _train(_params(args.steps, 1, training_set), root / f"local-{i}")
             local.append(time.perf_counter() - started)
         local_s = statistics.median(local)
         print(f"local runner: {local_s:.2f} s per job ({args.steps} steps)")

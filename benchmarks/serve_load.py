@@ -167,7 +167,7 @@ async def client(
             "POST /v1/products/{id}/trainings",
             "POST",
             f"/v1/products/{product}/trainings",
-            json_body={"model": "tiny", "steps": 10},
+            json_body={"model": "tiny", "max_train_steps": 10},
         )
         if training is None:
             return

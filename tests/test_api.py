@@ -24,10 +24,10 @@ from packshot.jobs.webhooks import verify
 TRAINING = {
     "model": "tiny",
     "preset": "quick",
-    "steps": 4,
+    "max_train_steps": 4,
     "resolution": 64,
-    "checkpoint_every": 2,
-    "sample_every": 2,
+    "checkpointing_steps": 2,
+    "validation_steps": 2,
     "learning_rate": 0.001,
 }
 
@@ -77,7 +77,12 @@ def training(studio, product) -> dict:
 def shoot(studio, product, training) -> dict:
     created = studio.a.post(
         f"/v1/products/{product['id']}/shoots",
-        json={"descriptions": ["{product} on a marble table"], "n": 2, "steps": 2, "seed": 7},
+        json={
+            "descriptions": ["{product} on a marble table"],
+            "count": 2,
+            "num_inference_steps": 2,
+            "seed": 7,
+        },
     )
     assert created.status_code == 201, created.text
     return studio.wait(studio.a, f"/v1/shoots/{created.json()['id']}", ("succeeded", "failed"))
@@ -86,8 +91,8 @@ def shoot(studio, product, training) -> dict:
 PLACEMENT = {
     "descriptions": ["on a marble kitchen counter, soft morning light"],
     "presets": ["studio"],
-    "n": 2,
-    "steps": 2,
+    "count": 2,
+    "num_inference_steps": 2,
     "seed": 3,
     "aspect": "4:5",
     "model": "tiny-inpaint",
@@ -298,7 +303,12 @@ def test_killed_worker_resumes_the_training(database: str, request: pytest.Fixtu
     steps = 24
     created = studio.a.post(
         f"/v1/products/{product['id']}/trainings",
-        json={**TRAINING, "steps": steps, "sample_every": 0, "checkpoint_every": 2},
+        json={
+            **TRAINING,
+            "max_train_steps": steps,
+            "validation_steps": 0,
+            "checkpointing_steps": 2,
+        },
     ).json()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -327,7 +337,7 @@ def test_killed_worker_resumes_the_training(database: str, request: pytest.Fixtu
 
 def test_cancel(studio, product) -> None:
     created = studio.a.post(
-        f"/v1/products/{product['id']}/trainings", json={**TRAINING, "steps": 500}
+        f"/v1/products/{product['id']}/trainings", json={**TRAINING, "max_train_steps": 500}
     ).json()
     canceled = studio.a.post(f"/v1/trainings/{created['id']}/cancel")
     assert canceled.status_code == 200
@@ -341,7 +351,7 @@ def test_training_needs_photos_and_valid_options(studio) -> None:
     empty = studio.a.post("/v1/products", json={"name": "empty", "class_name": "bag"}).json()
     response = studio.a.post(f"/v1/products/{empty['id']}/trainings", json=TRAINING)
     assert response.status_code == 409
-    for bad in ({"resolution": 65}, {"steps": 0}, {"model": "/etc/passwd"}, {"bogus": 1}):
+    for bad in ({"resolution": 65}, {"max_train_steps": 0}, {"model": "/etc/passwd"}, {"bogus": 1}):
         response = studio.a.post(f"/v1/products/{empty['id']}/trainings", json={**TRAINING, **bad})
         assert response.status_code == 422, bad
 
@@ -469,7 +479,7 @@ def test_placement_checks_its_request(studio, product) -> None:
     # A photo a placement is taking the product from stays until that placement is over.
     busy = studio.a.post(
         f"/v1/products/{other['id']}/placements",
-        json={**PLACEMENT, "photo_id": other_photo["id"], "n": 1},
+        json={**PLACEMENT, "photo_id": other_photo["id"], "count": 1},
     ).json()
     response = studio.a.delete(f"/v1/photos/{other_photo['id']}")
     assert response.status_code == 409 and "placement" in response.json()["error"]["message"]
@@ -483,7 +493,7 @@ def test_placement_checks_its_request(studio, product) -> None:
     assert "keep_framing" in error({**good, "keep_framing": True}, 422)  # with an aspect
     error({**good, "model": "/etc/passwd"}, 422)
     error({**good, "training_id": "trn_nope"}, 404)
-    error({**good, "n": 0}, 422)
+    error({**good, "count": 0}, 422)
     error({key: v for key, v in good.items() if key != "photo_id"}, 422)
 
 
@@ -498,7 +508,7 @@ def test_placement_without_a_visible_product_fails_clearly(studio) -> None:
     photo = studio.a.get(f"/v1/products/{fresh['id']}/photos").json()["data"][0]
     created = studio.a.post(
         f"/v1/products/{fresh['id']}/placements",
-        json={**PLACEMENT, "photo_id": photo["id"], "n": 1},
+        json={**PLACEMENT, "photo_id": photo["id"], "count": 1},
     )
     assert created.status_code == 201, created.text
     final = studio.wait(studio.a, f"/v1/placements/{created.json()['id']}", ("succeeded", "failed"))

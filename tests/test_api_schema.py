@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, settings
 from packshot.api.app import create_app
 from packshot.api.settings import ApiSettings
 from packshot.jobs import store
+from packshot.jobs.kinds import TrainingParams
 from packshot.jobs.settings import ServiceSettings
 
 EXAMPLES_PER_OPERATION = 8  # bounded: ~30 operations, well under a minute in all
@@ -29,7 +30,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory):
             merchant_id=merchant.id,
             product_id=_product(session, merchant.id),
             kind="training",
-            params={},
+            params=TrainingParams(photos_dir="/photos", model="tiny", class_word="bag"),
             request={},
             webhook=None,
             prefix="trn",

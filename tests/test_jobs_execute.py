@@ -9,6 +9,7 @@ import pytest
 
 from packshot.errors import UsageError
 from packshot.jobs.execute import JobCanceled, relative_event, run_job
+from packshot.jobs.kinds import KINDS, ShootParams, TrainingParams, to_json
 from packshot.progress import ProgressEvent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -17,10 +18,10 @@ TRAINING = {
     "model": "tiny",
     "class_word": "backpack",
     "preset": "quick",
-    "steps": 4,
+    "max_train_steps": 4,
     "resolution": 64,
-    "checkpoint_every": 2,
-    "sample_every": 0,
+    "checkpointing_steps": 2,
+    "validation_steps": 0,
     "learning_rate": 1e-3,
 }
 
@@ -33,7 +34,7 @@ def _never() -> bool:
 def trained(cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory):
     """A training job canceled after its first checkpoint, then run again in its folder."""
     workdir = tmp_path_factory.mktemp("job") / "training"
-    params = {**TRAINING, "photos_dir": str(training_set)}
+    params = TrainingParams(**TRAINING, photos_dir=str(training_set))
     first: list[ProgressEvent] = []
 
     def cancel_after_checkpoint() -> bool:
@@ -49,13 +50,13 @@ def trained(cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPa
 def test_training_resumes_from_its_checkpoint(trained) -> None:
     workdir, _params, first, second, result = trained
     assert [e.data["step"] for e in first if e.data.get("event") == "step"] == [1, 2]
-    assert result["resumed_from"] == 2
-    assert result["final_step"] == 4
+    assert result.resumed_from == 2
+    assert result.final_step == 4
     assert [e.data["step"] for e in second if e.data.get("event") == "step"] == [3, 4]
     assert (workdir / "model" / "pytorch_lora_weights.safetensors").is_file()
-    assert "model/pytorch_lora_weights.safetensors" in result["files"]
-    assert all(not f.startswith("model/training-set") for f in result["files"])
-    assert json.loads((workdir / "result.json").read_text()) == result
+    assert "model/pytorch_lora_weights.safetensors" in result.files
+    assert all(not f.startswith("model/training-set") for f in result.files)
+    assert json.loads((workdir / "result.json").read_text()) == to_json(result)
 
 
 def test_a_finished_job_returns_its_result_without_work(trained) -> None:
@@ -76,13 +77,13 @@ def test_events_leave_the_machine_with_relative_paths(tmp_path: Path) -> None:
 
 def test_shoot_continues_without_rendering_again(trained, tmp_path: Path) -> None:
     workdir, *_ = trained
-    params = {
-        "model_dir": str(workdir / "model"),
-        "descriptions": ["{product} on a marble table"],
-        "n": 3,
-        "steps": 2,
-        "judge": True,
-    }
+    params = ShootParams(
+        model_dir=str(workdir / "model"),
+        descriptions=["{product} on a marble table"],
+        count=3,
+        num_inference_steps=2,
+        judge=True,
+    )
     shoot_dir = tmp_path / "shoot"
     first: list[ProgressEvent] = []
 
@@ -97,31 +98,31 @@ def test_shoot_continues_without_rendering_again(trained, tmp_path: Path) -> Non
 
     second: list[ProgressEvent] = []
     result = run_job("shoot", params, shoot_dir, second.append, _never)
-    assert len(result["images"]) == 3
-    assert all(image["scores"] is not None for image in result["images"])
+    assert len(result.images) == 3
+    assert all(image.scores is not None for image in result.images)
     for name, mtime in kept.items():  # not rendered again
         assert (shoot_dir / "shots" / name).stat().st_mtime_ns == mtime
     messages = [e.message for e in second if e.data.get("event") == "shot"]
     assert sum("(kept)" in m for m in messages) == len(kept)
-    assert {i["file"] for i in result["images"]} >= {f"shots/{n}" for n in kept}
+    assert {i.file for i in result.images} >= {f"shots/{n}" for n in kept}
 
 
 def test_placement_continues_with_the_same_seed(cache_dir: Path, tmp_path: Path) -> None:
     """A placement given no seed picks one, keeps it in its folder, and a re-run after a
     cancel renders only the missing shots, with the seeds the first run planned."""
-    from packshot.jobs.execute import EXECUTORS, JOB_KINDS
+    from packshot.place import PlaceRequest
     from placing_support import write_photo
 
-    assert "placement" in JOB_KINDS and "placement" in EXECUTORS
+    assert KINDS["placement"].params_type is PlaceRequest
     photo, _mask = write_photo(tmp_path / "photo")
-    params = {
-        "photo": str(photo),
-        "descriptions": ["on a marble kitchen counter"],
-        "count": 3,
-        "num_inference_steps": 2,
-        "model": "tiny-inpaint",
-        "cutout_model": "grabcut",
-    }
+    params = PlaceRequest(
+        photo=str(photo),
+        descriptions=["on a marble kitchen counter"],
+        count=3,
+        num_inference_steps=2,
+        model="tiny-inpaint",
+        cutout_model="grabcut",
+    )
     workdir = tmp_path / "job"
     first: list[ProgressEvent] = []
 
@@ -138,15 +139,15 @@ def test_placement_continues_with_the_same_seed(cache_dir: Path, tmp_path: Path)
 
     second: list[ProgressEvent] = []
     result = run_job("placement", params, workdir, second.append, _never)
-    assert [shot["seed"] for shot in result["shots"]] == [seed, seed + 1, seed + 2]
-    assert [shot["reused"] for shot in result["shots"]] == [i < len(kept) for i in range(3)]
+    assert [shot.seed for shot in result.shots] == [seed, seed + 1, seed + 2]
+    assert [shot.reused for shot in result.shots] == [i < len(kept) for i in range(3)]
     for name, mtime in kept.items():  # not rendered again
         assert (workdir / "placements" / name).stat().st_mtime_ns == mtime
-    assert result["shots"][0]["path"] == f"placements/{written[0]}"  # relative to the job
-    assert result["cutout"]["source"] == "grabcut"
-    assert all(shot["scores"] is not None for shot in result["shots"])
+    assert str(result.shots[0].path) == f"placements/{written[0]}"  # relative to the job
+    assert result.cutout["source"] == "grabcut"
+    assert all(shot.scores is not None for shot in result.shots)
     assert sum(e.data.get("event") == "shot" for e in second) == 3 - len(kept)
-    assert json.loads((workdir / "result.json").read_text()) == result
+    assert json.loads((workdir / "result.json").read_text()) == to_json(result)
 
 
 def test_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:

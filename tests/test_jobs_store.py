@@ -17,6 +17,7 @@ from sqlalchemy import inspect, select
 
 from api_support import ENV_POSTGRES, postgres_database
 from packshot.jobs import store
+from packshot.jobs.kinds import TrainingParams, TrainingResult
 from packshot.jobs.models import Product
 
 
@@ -66,7 +67,7 @@ def test_queue_claims_cancels_and_requeues(db: store.Database) -> None:
                 merchant_id=merchant.id,
                 product_id="prd_1",
                 kind="training",
-                params={},
+                params=TrainingParams(photos_dir="/photos", model="tiny", class_word="bag"),
                 request={},
                 webhook=None,
                 prefix="trn",
@@ -95,7 +96,8 @@ def test_queue_claims_cancels_and_requeues(db: store.Database) -> None:
                 "data": {"event": "step", "loss": 0.1},
             },
         )
-        store.finish(session, first.id, {"final_step": 4})
+        result = TrainingResult("model", "tiny", "sks", "bag", final_step=4, final_loss=0.1)
+        store.finish(session, first.id, result)
         job = session.get(type(first), first.id)
         assert job.status == "succeeded" and job.progress["loss"] == 0.1
         assert [e.type for e in store.events_after(session, first.id, 0)] == ["step", "done"]
@@ -121,7 +123,7 @@ def test_webhooks_are_signed_and_retried_with_back_off(db: store.Database) -> No
             merchant_id=merchant.id,
             product_id="prd_1",
             kind="training",
-            params={},
+            params=TrainingParams(photos_dir="/photos", model="tiny", class_word="bag"),
             request={},
             webhook=receiver.url,
             prefix="trn",

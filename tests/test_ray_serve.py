@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 pytest.importorskip("ray")
 
-from packshot.jobs.serving import (  # noqa: E402
+from packshot.jobs.ray.serving import (  # noqa: E402
     ServeSettings,
     deploy_shooting,
     running_replicas,

@@ -91,10 +91,10 @@ def test_drawn_seeds_leave_room_for_a_shoot() -> None:
 
 def test_the_api_takes_its_limits_from_the_planner() -> None:
     fields = SceneFields.model_fields
-    assert _bounds(fields["steps"]) == LIMITS["num_inference_steps"]
-    assert _bounds(fields["guidance"]) == LIMITS["guidance_scale"]
+    assert _bounds(fields["num_inference_steps"]) == LIMITS["num_inference_steps"]
+    assert _bounds(fields["guidance_scale"]) == LIMITS["guidance_scale"]
     assert _bounds(fields["seed"]) == (0, MAX_FIRST_SEED)
-    assert _bounds(fields["n"]) == (1, JOB_MAX_COUNT)
+    assert _bounds(fields["count"]) == (1, JOB_MAX_COUNT)
     assert LIMITS["count"][1] >= JOB_MAX_COUNT
     assert _bounds(ShootCreate.model_fields["best"]) == (1, JOB_MAX_BEST)
 

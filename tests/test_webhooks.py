@@ -23,6 +23,7 @@ from sqlalchemy import select
 from api_support import webhook_receiver
 from packshot.errors import UsageError
 from packshot.jobs import store
+from packshot.jobs.kinds import TrainingParams
 from packshot.jobs.models import Product, WebhookDelivery
 from packshot.jobs.settings import ENV_WEBHOOK_ALLOW_PRIVATE, ServiceSettings
 from packshot.jobs.webhooks import (
@@ -251,7 +252,7 @@ def queue_webhook(db: store.Database, url: str) -> tuple[str, str]:
             merchant_id=merchant.id,
             product_id="prd_1",
             kind="training",
-            params={},
+            params=TrainingParams(photos_dir="/photos", model="tiny", class_word="bag"),
             request={},
             webhook=url,
             prefix="trn",

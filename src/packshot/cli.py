@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from rich.table import Table
 
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
-from packshot.errors import PackshotError
+from packshot.errors import PackshotError, UsageError
 from packshot.progress import ProgressCallback, ProgressEvent
 
 # Human output goes to stderr so that `--json` output on stdout stays machine-readable.
@@ -184,10 +185,42 @@ def _check_runner(runner: str) -> str:
     return runner
 
 
-def _ray_settings() -> Any:
-    from packshot.jobs.ray_runner import RaySettings
+def _job_on_ray(
+    kind: str, params: Any, out_dir: Path, progress: ProgressCallback, *, resume: bool, force: bool
+) -> Any:
+    """Run a job on Ray with the studio's driver, for a command whose output goes to `out_dir`.
 
-    return RaySettings.from_env()
+    The job's folder is `<out_dir>.job` (what reached this machine so far: checkpoints, shots;
+    what `--resume` continues); when the job is done its output moves to `out_dir`.
+    """
+    import shutil
+
+    from packshot.jobs.kinds import KINDS
+    from packshot.jobs.ray.driver import RaySettings, run_on_ray
+
+    job_dir = out_dir.with_name(f"{out_dir.name}.job")
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise UsageError(f"{out_dir} already exists. Choose another folder, or pass --force.")
+    if job_dir.exists() and not resume:
+        if not force:
+            raise UsageError(
+                f"An interrupted run is in {job_dir}. Pass --resume to continue it, or --force "
+                "to start over."
+            )
+        shutil.rmtree(job_dir)
+    settings = RaySettings.from_env()
+    try:
+        result = run_on_ray(kind, params, job_dir, progress, lambda: False, settings=settings)
+    except BaseException:
+        # As a local run: keep the job's folder only when it holds something to resume from.
+        if not any(job_dir.rglob("step-*")) and not any(job_dir.rglob("*.png")):
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    if out_dir.exists():  # empty, or --force
+        shutil.rmtree(out_dir)
+    os.replace(job_dir / KINDS[kind].out_dir, out_dir)
+    shutil.rmtree(job_dir)
+    return result
 
 
 def _print_json(data: Any) -> None:
@@ -384,6 +417,7 @@ def train_command(
     in diffusers and kohya/A1111 formats, packshot.json and a model card.
     """
     from packshot.jobs.execute import build_train_config
+    from packshot.jobs.kinds import TrainingParams
     from packshot.train import train
 
     _check_runner(runner)
@@ -391,37 +425,31 @@ def train_command(
         raise typer.BadParameter(
             f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
         )
-    config = build_train_config(
-        model,
-        class_word,
-        preset=preset,
+    params = TrainingParams(
+        photos_dir=str(photos.resolve()),
+        model=model,
+        class_word=class_word,
         product=product,
+        preset=preset,
+        force=force,
         token=token,
-        steps=steps,
+        seed=seed,
         resolution=resolution,
         rank=rank,
         learning_rate=learning_rate,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        sample_every=sample_every,
-        prior_preservation=prior_preservation,
+        max_train_steps=steps,
+        checkpointing_steps=checkpoint_every,
+        validation_steps=sample_every,
+        with_prior_preservation=prior_preservation,
         train_text_encoder=train_text_encoder,
         background_weight=background_weight,
-        precision=precision,
+        mixed_precision=precision,
     )
+    config = build_train_config(params)  # checked here, before anything travels
     with progress_bar("Training", enabled=not as_json) as progress:
         if runner == "ray":
-            from packshot.jobs.ray_runner import train_on_ray
-
-            result = train_on_ray(
-                config,
-                photos,
-                out_dir,
-                progress=progress,
-                resume=resume,
-                force=force,
-                settings=_ray_settings(),
-            )
+            _job_on_ray("training", params, out_dir, progress, resume=resume, force=force)
+            result = ProductModel.load(out_dir)
         else:
             result = train(config, photos, out_dir, progress=progress, resume=resume, force=force)
     summary = {
@@ -556,14 +584,16 @@ def shoot_command(
     best of twice as many candidates and moves the rest to candidates/.
     """
     from packshot.flows.judged import shoot_and_judge
-    from packshot.shoot import ShootRequest, shoot
+    from packshot.jobs.kinds import ShootParams
+    from packshot.shoot import shoot
+    from packshot.shoot.run import SUMMARY_FILE
 
     values: dict[str, Any] = {
-        "model_dir": model_dir,
+        "model_dir": str(model_dir) if model_dir is not None else None,
         "descriptions": list(descriptions or []),
-        "prompts_file": prompts_file,
+        "prompts_file": str(prompts_file.resolve()) if prompts_file is not None else None,
         "presets": list(preset),
-        "presets_file": presets_file,
+        "presets_file": str(presets_file.resolve()) if presets_file is not None else None,
         "count": count,
         "aspect": aspect,
         "seed": seed,
@@ -576,6 +606,9 @@ def shoot_command(
         "fast_lora": fast_lora,
         "base": base,
         "product": product,
+        "judge": judge,
+        "best": best,
+        "reference_dir": str(reference.resolve()) if reference is not None else None,
     }
     if gpu_price is not None:
         values["gpu_price_per_hour"] = gpu_price
@@ -585,7 +618,8 @@ def shoot_command(
     if best is not None and not judge:
         raise typer.BadParameter("--best needs the judges; drop --no-judge", param_hint="--best")
     _check_runner(runner)
-    request = ShootRequest(**values)
+    params = ShootParams(**values)
+    request = params.request()
     judges = None
     if judge:
         # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
@@ -594,43 +628,40 @@ def shoot_command(
             dino_model or ("tiny" if tiny else None),
             clip_model or ("tiny" if tiny else None),
         )
+        params = replace(params, dino_model=judges.dino_model, clip_model=judges.clip_model)
     flagged: list[str] = []
     with progress_bar("Shooting", enabled=not as_json) as progress:
         if runner == "ray":
-            from packshot.jobs.ray_runner import shoot_on_ray
-
-            on_ray = shoot_on_ray(
-                request,
-                out_dir,
-                judge=judges,
-                reference_dir=reference,
-                best=best,
-                progress=progress,
-                settings=_ray_settings(),
-            )
-            result, flagged = on_ray.result, on_ray.flagged
-        elif judges is None:
-            result = shoot(request, out_dir, progress=progress)
+            if params.model_dir is not None:  # a path the driver ships: absolute
+                params = replace(params, model_dir=str(Path(params.model_dir).resolve()))
+            done = _job_on_ray("shoot", params, out_dir, progress, resume=True, force=False)
+            shots, sheet = len(done.images), out_dir / Path(done.contact_sheet).name
+            warnings, cost = done.warnings, done.cost
+            flagged = [Path(name).name for name in done.product_missing]
         else:
-            judged = shoot_and_judge(
-                request,
-                out_dir,
-                judge=judges,
-                reference_dir=reference,
-                best=best,
-                progress=progress,
-            )
-            result, flagged = judged.result, judged.flagged
+            if judges is None:
+                result = shoot(request, out_dir, progress=progress)
+            else:
+                judged = shoot_and_judge(
+                    request,
+                    out_dir,
+                    judge=judges,
+                    reference_dir=reference,
+                    best=best,
+                    progress=progress,
+                )
+                result, flagged = judged.result, judged.flagged
+            shots, sheet = len(result.shots), result.contact_sheet
+            warnings, cost = result.warnings, result.cost
     if as_json:
-        _print_json(json.loads(result.summary_path.read_text()))
+        _print_json(json.loads((out_dir / SUMMARY_FILE).read_text()))
         return
-    for warning in result.warnings:
+    for warning in warnings:
         out.print(f"[yellow]warning:[/] {warning}")
-    out.print(f"{len(result.shots)} shots in {result.out_dir}")
-    out.print(f"Contact sheet: {result.contact_sheet}")
+    out.print(f"{shots} shots in {out_dir}")
+    out.print(f"Contact sheet: {sheet}")
     if flagged:
         out.print(f"[bold red]Product missing in {len(flagged)} shot(s):[/] {', '.join(flagged)}")
-    cost = result.cost
     if cost:
         out.print(", ".join(f"{k}: {v}" for k, v in cost.items()))
 

@@ -157,24 +157,30 @@ class JobError(BaseModel):
 
 
 class TrainingCreate(WebhookField):
+    """A training: a preset, and the `TrainConfig` fields to set over it (its names)."""
+
     model: str = Field(
         "stabilityai/stable-diffusion-xl-base-1.0",
         max_length=200,
         description="Base model: a Hugging Face Hub id, or tiny / tiny-sdxl (test stand-ins).",
     )
     preset: Literal["quick", "standard", "best"] = "standard"
-    steps: int | None = Field(None, ge=1, le=20000, description="max_train_steps")
+    max_train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps.")
     resolution: int | None = Field(None, ge=64, le=2048, multiple_of=8)
     rank: int | None = Field(None, ge=1, le=256)
     learning_rate: float | None = Field(None, gt=0, le=1)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     token: str | None = Field(None, pattern=r"^[a-z]{2,12}$", description="Default sks.")
-    checkpoint_every: int | None = Field(None, ge=0, le=20000)
-    sample_every: int | None = Field(None, ge=0, le=20000)
-    prior_preservation: bool | None = None
+    checkpointing_steps: int | None = Field(
+        None, ge=0, le=20000, description="A resumable checkpoint every N steps (0: never)."
+    )
+    validation_steps: int | None = Field(
+        None, ge=0, le=20000, description="Sample shots every N steps (0: only at the end)."
+    )
+    with_prior_preservation: bool | None = None
     train_text_encoder: bool | None = None
     background_weight: float | None = Field(None, ge=0, le=1)
-    precision: Literal["auto", "no", "fp16", "bf16"] | None = None
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] | None = None
     force: bool = Field(False, description='Train on a photo set judged "not enough".')
 
     @field_validator("model")
@@ -214,7 +220,8 @@ class TrainingsPublic(BaseModel):
 
 
 class SceneFields(WebhookField):
-    """What shoots and placements share: descriptions x shot presets x n, and how to render."""
+    """What shoots and placements share: descriptions x shot presets x count, and how to
+    render, in the core's names (`ShootRequest`, `PlaceRequest`)."""
 
     descriptions: list[str] = Field(
         ...,
@@ -225,18 +232,18 @@ class SceneFields(WebhookField):
     presets: list[str] = Field(
         [], max_length=JOB_MAX_PRESETS, description="Shot presets (see /v1/presets)."
     )
-    n: int | None = Field(
+    count: int | None = Field(
         None, ge=1, le=JOB_MAX_COUNT, description="Shots per description and preset."
     )
     aspect: str | None = Field(None, description="1:1, 4:5, 3:4, 16:9 or 9:16.")
     seed: int | None = Field(None, ge=0, le=MAX_FIRST_SEED)
-    steps: int | None = Field(
+    num_inference_steps: int | None = Field(
         None,
         ge=LIMITS["num_inference_steps"][0],
         le=LIMITS["num_inference_steps"][1],
-        description="num_inference_steps",
+        description="Sampling steps.",
     )
-    guidance: float | None = Field(
+    guidance_scale: float | None = Field(
         None, ge=LIMITS["guidance_scale"][0], le=LIMITS["guidance_scale"][1]
     )
     negative_prompt: str | None = Field(None, max_length=1000)

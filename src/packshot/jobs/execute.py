@@ -3,8 +3,8 @@
 This is the seam between the studio's job queue and the model code. It touches no database
 and no HTTP: a runner (the local worker process by default, Ray for a cluster) takes a job
 from the store, calls `run_job` wherever the GPU is, relays its progress events back and
-records its result. Everything a job needs is in `params` (plain JSON) and everything it
-writes is under `workdir`, so a runner can ship both across machines.
+records its result. Everything a job needs is in `params` (a record of plain values) and
+everything it writes is under `workdir`, so a runner can ship both across machines.
 
 A runner is expected to behave like this:
 
@@ -21,12 +21,14 @@ A runner is expected to behave like this:
    the result), a shoot without re-rendering the shots already written, and a finished job
    returns its result again without any work. A runner that loses a worker (a kill, an
    out-of-memory crash, a lost node) simply runs the job again in the same folder.
-4. Results: the return value is JSON-ready; paths in it are relative to `workdir`.
+4. Results: the return value is the kind's result record (`packshot.jobs.kinds`), JSON
+   only at the store's boundary; paths in it are relative to `workdir`.
    `PackshotError` means the job failed for a reason its owner can act on (str() is the
    message for them); any other exception is a bug, reported as an internal error.
 
-Job kinds (`JOB_KINDS`, the keys of `EXECUTORS`, the one table every runner dispatches
-through): "training", "shoot" and "placement" (pixel-true mode, `packshot.place`).
+Job kinds ("training", "shoot", "placement": pixel-true mode) are the records of
+`packshot.jobs.kinds.KINDS`, the one table every runner dispatches through; their executors
+are here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +47,21 @@ from packshot.artifacts.product_model import (
     work_dir_for,
 )
 from packshot.errors import PackshotError, UsageError
+from packshot.jobs.kinds import (
+    KINDS,
+    ShootParams,
+    ShootResult,
+    ShotRecord,
+    TrainingParams,
+    TrainingResult,
+    kind_of,
+    to_json,
+)
 from packshot.progress import ProgressCallback, ProgressEvent
 from packshot.shoot.plan import draw_seed
 
-MODEL_DIR = "model"  # a training job's model folder, inside its workdir
-SHOTS_DIR = "shots"  # a shoot job's shots, inside its workdir
-PLACEMENTS_DIR = "placements"  # a placement job's shots, inside its workdir
 RESULT_FILE = "result.json"  # a finished job's result, inside its workdir
 SEED_FILE = "seed.txt"  # the random first seed of a job given none, inside its workdir
-SEEDED_KINDS = ("shoot", "placement")  # kinds that plan their images from a first seed
-
-Executor = Callable[[dict[str, Any], Path, ProgressCallback, Path | None], dict[str, Any]]
 
 
 class JobCanceled(Exception):  # noqa: N818 - it is not an error: the owner asked for it
@@ -63,183 +70,138 @@ class JobCanceled(Exception):  # noqa: N818 - it is not an error: the owner aske
 
 # -- training --------------------------------------------------------------------------------
 
-TRAINING_OPTIONS = {
-    # API / params name: TrainConfig name (the `packshot train` options)
-    "steps": "max_train_steps",
-    "resolution": "resolution",
-    "rank": "rank",
-    "learning_rate": "learning_rate",
-    "seed": "seed",
-    "token": "token",
-    "checkpoint_every": "checkpointing_steps",
-    "sample_every": "validation_steps",
-    "prior_preservation": "with_prior_preservation",
-    "train_text_encoder": "train_text_encoder",
-    "background_weight": "background_weight",
-    "precision": "mixed_precision",
-}
 
-
-def build_train_config(
-    model: str,
-    class_word: str,
-    *,
-    preset: str = "standard",
-    product: str | None = None,
-    cache_dir: Path | None = None,
-    **options: Any,
-) -> Any:
-    """The TrainConfig for `model`, a preset and the options given (None: the preset's value).
+def build_train_config(params: TrainingParams, *, cache_dir: Path | None = None) -> Any:
+    """The TrainConfig of a training job: its preset, and the fields it sets over it.
 
     The same for the CLI and the service: the tiny stand-ins train at their own small size
-    unless a resolution is given. `options` use the names of `TRAINING_OPTIONS`.
+    unless a resolution is given.
     """
     from packshot.models.describe import describe_model
     from packshot.models.load import resolve_model
     from packshot.train import PRESET_NAMES, TrainConfig
 
-    if preset not in PRESET_NAMES:
-        raise UsageError(f"unknown preset {preset!r}; choose {', '.join(PRESET_NAMES)}")
-    unknown = sorted(set(options) - set(TRAINING_OPTIONS))
-    if unknown:
-        raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
-    resolved = resolve_model(model, cache_dir=cache_dir)
-    values = {TRAINING_OPTIONS[k]: v for k, v in options.items()}
+    if params.preset not in PRESET_NAMES:
+        raise UsageError(f"unknown preset {params.preset!r}; choose {', '.join(PRESET_NAMES)}")
+    resolved = resolve_model(params.model, cache_dir=cache_dir)
+    values = params.config_overrides()
     if values.get("resolution") is None and resolved.stand_in:
         # The tiny stand-ins are built for their own small size, not the family's 512/1024.
         values["resolution"] = describe_model(resolved).resolution
     return TrainConfig.from_preset(
         resolved.family.name,
-        preset,  # type: ignore[arg-type]
-        model=model,
-        class_word=class_word,
-        product=product,
+        params.preset,  # type: ignore[arg-type]
+        model=params.model,
+        class_word=params.class_word,
+        product=params.product,
         **values,
     )
 
 
-def _run_training(
-    params: dict[str, Any], workdir: Path, progress: ProgressCallback, cache_dir: Path | None
-) -> dict[str, Any]:
-    """params: photos_dir, model, class_word, product?, preset?, force?, and TRAINING_OPTIONS."""
+def run_training(
+    params: TrainingParams, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
+) -> TrainingResult:
     from packshot.train import train
 
-    options = {k: params[k] for k in TRAINING_OPTIONS if params.get(k) is not None}
-    config = build_train_config(
-        params["model"],
-        params["class_word"],
-        preset=params.get("preset") or "standard",
-        product=params.get("product"),
-        cache_dir=cache_dir,
-        **options,
-    )
-    out = workdir / MODEL_DIR
+    config = build_train_config(params, cache_dir=cache_dir)
+    out = workdir / KINDS["training"].out_dir
     resume = work_dir_for(out).exists()  # an interrupted run of this job: continue it
     result = train(
         config,
-        Path(params["photos_dir"]),
+        Path(params.photos_dir),
         out,
         progress=progress,
         resume=resume,
-        force=bool(params.get("force", False)),
+        force=params.force,
         cache_dir=cache_dir,
     )
     return _training_result(result.model_dir, workdir)
 
 
-def _training_result(model_dir: Path, workdir: Path) -> dict[str, Any]:
+def _training_result(model_dir: Path, workdir: Path) -> TrainingResult:
     model = ProductModel.load(model_dir)
+    folder = model_dir.relative_to(workdir).as_posix()
     files = sorted(
         str(p.relative_to(workdir))
         for p in model_dir.rglob("*")
         if p.is_file() and TRAINING_SET_DIR not in p.relative_to(model_dir).parts
     )
-    return {
-        "model_dir": MODEL_DIR,
-        "base_model": model.base_model,
-        "token": model.token,
-        "class_word": model.class_word,
-        "final_step": model.final_step,
-        "final_loss": model.final_loss,
-        "resumed_from": model.resumed_from,
-        "nan_rollbacks": model.nan_rollbacks,
-        "timings": model.timings,
-        "samples": [f for f in files if f.startswith(f"{MODEL_DIR}/{SAMPLES_DIR}/")],
-        "files": files,
-    }
+    return TrainingResult(
+        model_dir=folder,
+        base_model=model.base_model,
+        token=model.token,
+        class_word=model.class_word,
+        final_step=model.final_step,
+        final_loss=model.final_loss,
+        resumed_from=model.resumed_from,
+        nan_rollbacks=model.nan_rollbacks,
+        timings=model.timings,
+        samples=[f for f in files if f.startswith(f"{folder}/{SAMPLES_DIR}/")],
+        files=files,
+    )
 
 
 # -- shoot -----------------------------------------------------------------------------------
 
-SHOOT_OPTIONS = {
-    # API / params name: ShootRequest name (the `packshot shoot` options)
-    "descriptions": "descriptions",
-    "presets": "presets",
-    "n": "count",
-    "aspect": "aspect",
-    "seed": "seed",
-    "steps": "num_inference_steps",
-    "guidance": "guidance_scale",
-    "negative_prompt": "negative_prompt",
-    "lora_scale": "lora_scale",
-    "fast": "fast",
-}
 
-
-def _run_shoot(
-    params: dict[str, Any], workdir: Path, progress: ProgressCallback, cache_dir: Path | None
-) -> dict[str, Any]:
-    """params: model_dir, judge? (default True), best?, reference_dir?, and SHOOT_OPTIONS."""
+def run_shoot(
+    params: ShootParams, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
+) -> ShootResult:
     from packshot.flows.judged import shoot_and_judge
     from packshot.judge import JudgeConfig
-    from packshot.shoot import ShootRequest, shoot
+    from packshot.shoot import shoot
 
-    model_dir = Path(params["model_dir"])
-    values = {SHOOT_OPTIONS[k]: params[k] for k in SHOOT_OPTIONS if params.get(k) is not None}
-    if values.get("seed") is None:
-        values["seed"] = job_seed(workdir)
-    request = ShootRequest(model_dir=model_dir, **values)
-    out = workdir / SHOTS_DIR
+    request = params.request()
+    if request.seed is None:
+        request = replace(request, seed=job_seed(workdir))
+    folder = KINDS["shoot"].out_dir
+    out = workdir / folder
     resume = out.exists()  # an interrupted shoot of this job: keep what it rendered
-    if not params.get("judge", True):
+    if not params.judge:
         result = shoot(request, out, progress=progress, cache_dir=cache_dir, resume=resume)
         flagged: list[str] = []
     else:
-        # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
-        tiny = ProductModel.load(model_dir).trained_on_stand_in
-        judge = JudgeConfig(**({"dino_model": "tiny", "clip_model": "tiny"} if tiny else {}))
+        # A product model trained on a tiny stand-in goes with the tiny stand-in judges
+        # (offline demo, tests); a shoot of a base alone names its judges (the CLI does).
+        model_dir = Path(str(request.model_dir))
+        tiny = request.base is None and ProductModel.load(model_dir).trained_on_stand_in
+        judges = {
+            "dino_model": params.dino_model or ("tiny" if tiny else None),
+            "clip_model": params.clip_model or ("tiny" if tiny else None),
+        }
+        judge = JudgeConfig(**{k: v for k, v in judges.items() if v is not None})
         judged = shoot_and_judge(
             request,
             out,
             judge=judge,
-            reference_dir=params.get("reference_dir"),
-            best=params.get("best"),
+            reference_dir=params.reference_dir,
+            best=params.best,
             progress=progress,
             cache_dir=cache_dir,
             resume=resume,
         )
         result, flagged = judged.result, judged.flagged
     summary = json.loads(result.summary_path.read_text(encoding="utf-8"))
-    return {
-        "out_dir": SHOTS_DIR,
-        "images": [
-            {
-                "file": f"{SHOTS_DIR}/{image['file']}",
-                "preset": image.get("preset"),
-                "description": image.get("description"),
-                "prompt": image.get("prompt"),
-                "seed": image.get("seed"),
-                "width": image.get("width"),
-                "height": image.get("height"),
-                "scores": image.get("scores"),
-            }
+    return ShootResult(
+        out_dir=folder,
+        images=[
+            ShotRecord(
+                file=f"{folder}/{image['file']}",
+                preset=image.get("preset"),
+                description=image.get("description"),
+                prompt=image.get("prompt"),
+                seed=image.get("seed"),
+                width=image.get("width"),
+                height=image.get("height"),
+                scores=image.get("scores"),
+            )
             for image in summary["images"]
         ],
-        "contact_sheet": f"{SHOTS_DIR}/{result.contact_sheet.name}",
-        "product_missing": [f"{SHOTS_DIR}/{name}" for name in flagged],
-        "warnings": list(result.warnings),
-        "cost": result.cost,
-    }
+        contact_sheet=f"{folder}/{result.contact_sheet.name}",
+        product_missing=[f"{folder}/{name}" for name in flagged],
+        warnings=list(result.warnings),
+        cost=result.cost,
+    )
 
 
 def job_seed(workdir: Path) -> int:
@@ -256,35 +218,18 @@ def job_seed(workdir: Path) -> int:
 
 # -- placement (pixel-true mode) ---------------------------------------------------------------
 
-PLACEMENT_OPTIONS = {
-    # API name: PlaceRequest name (the `packshot place` options the studio offers): the
-    # shoot's scene options, less the LoRA's, plus its own
-    **{k: v for k, v in SHOOT_OPTIONS.items() if k not in ("lora_scale", "fast")},
-    "keep_framing": "keep_framing",
-    "model": "model",
-}
 
+def run_placement(
+    params: Any, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
+) -> Any:
+    """params: a `PlaceRequest`; the result: its `PlaceResult`, paths relative to `workdir`."""
+    from packshot.place import place
 
-def _run_placement(
-    params: dict[str, Any], workdir: Path, progress: ProgressCallback, cache_dir: Path | None
-) -> dict[str, Any]:
-    """params: a `PlaceRequest` as a dict (photo, descriptions, product_model?, …)."""
-    from packshot.place import PlaceRequest, place
-
-    values = dict(params)
-    if values.get("seed") is None:
-        values["seed"] = job_seed(workdir)
-    request = PlaceRequest.from_dict(values)
-    result = place(request, workdir / PLACEMENTS_DIR, progress=progress, cache_dir=cache_dir)
-    return result.to_dict(relative_to=workdir)
-
-
-EXECUTORS: dict[str, Executor] = {
-    "training": _run_training,
-    "shoot": _run_shoot,
-    "placement": _run_placement,
-}
-JOB_KINDS = tuple(EXECUTORS)
+    kind = KINDS["placement"]
+    if params.seed is None:
+        params = replace(params, seed=job_seed(workdir))
+    result = place(params, workdir / kind.out_dir, progress=progress, cache_dir=cache_dir)
+    return kind.load_result(result.to_dict(relative_to=workdir))
 
 
 # -- the seam --------------------------------------------------------------------------------
@@ -292,21 +237,22 @@ JOB_KINDS = tuple(EXECUTORS)
 
 def run_job(
     kind: str,
-    params: dict[str, Any],
+    params: Any,
     workdir: Path | str,
     progress: ProgressCallback,
     should_cancel: Callable[[], bool],
     *,
     cache_dir: Path | None = None,
-) -> dict[str, Any]:
-    """Run (or continue, or just return) one job of `kind` in `workdir`; see the module doc."""
-    if kind not in EXECUTORS:
-        raise UsageError(f"unknown job kind {kind!r}; known: {', '.join(EXECUTORS)}")
+) -> Any:
+    """Run (or continue, or just return) one job of `kind` in `workdir`; see the module doc.
+
+    `params` is the kind's params record; the result is its result record."""
+    job_kind = kind_of(kind)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     done = workdir / RESULT_FILE
     if done.is_file():  # finished before: a runner that lost the news runs it again
-        return json.loads(done.read_text(encoding="utf-8"))
+        return job_kind.load_result(json.loads(done.read_text(encoding="utf-8")))
 
     def guarded(event: ProgressEvent) -> None:
         # A failing run's last word is passed on as it is: it must not be cut short.
@@ -316,9 +262,9 @@ def run_job(
 
     if should_cancel():
         raise JobCanceled(f"{kind} job canceled")
-    result = EXECUTORS[kind](params, workdir, guarded, cache_dir)
+    result = job_kind.run(params, workdir, guarded, cache_dir)
     tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(json.dumps(to_json(result), indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(done)
     return result
 
@@ -351,8 +297,6 @@ def remove_workdir(workdir: Path) -> None:
 
 
 __all__ = [
-    "EXECUTORS",
-    "JOB_KINDS",
     "JobCanceled",
     "PackshotError",
     "build_train_config",

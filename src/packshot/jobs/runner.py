@@ -61,16 +61,19 @@ def register_runner(name: str, factory: RunnerFactory) -> None:
     _RUNNERS[name] = factory
 
 
+def _ray_runner(settings: ServiceSettings) -> Runner:
+    try:  # Ray is an optional extra: loaded only when asked for
+        from packshot.jobs.ray.runner import RayRunner
+    except ImportError as exc:
+        raise UsageError(
+            f"PACKSHOT_RUNNER=ray, but the Ray runner can't be loaded ({exc}). Install "
+            "packshot with Ray support, or use PACKSHOT_RUNNER=local."
+        ) from None
+    return RayRunner(settings)
+
+
 def make_runner(settings: ServiceSettings) -> Runner:
     """The runner `settings.runner` names."""
-    if settings.runner == "ray" and "ray" not in _RUNNERS:
-        try:  # the Ray runner registers itself on import (issue 7)
-            __import__("packshot.jobs.ray_runner")
-        except ImportError as exc:
-            raise UsageError(
-                f"PACKSHOT_RUNNER=ray, but the Ray runner can't be loaded ({exc}). Install "
-                "packshot with Ray support, or use PACKSHOT_RUNNER=local."
-            ) from None
     if settings.runner not in _RUNNERS:
         raise UsageError(
             f"unknown runner {settings.runner!r} (PACKSHOT_RUNNER); choose "
@@ -159,3 +162,4 @@ def _die_with_parent() -> None:
 
 
 register_runner("local", LocalRunner)
+register_runner("ray", _ray_runner)

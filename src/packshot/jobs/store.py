@@ -22,6 +22,7 @@ from sqlalchemy import Engine, bindparam, create_engine, delete, event, select, 
 from sqlalchemy.orm import Session, sessionmaker
 
 from packshot.errors import UsageError
+from packshot.jobs.kinds import KINDS, to_json
 from packshot.jobs.models import (
     Job,
     JobEvent,
@@ -37,9 +38,6 @@ KEY_PREFIX = "pk_live_"  # every API key starts with this, so leaked keys are ea
 TERMINAL = ("succeeded", "failed", "canceled")
 PROGRESS_WEBHOOK_INTERVAL = 0.5  # s: at most two progress webhooks a second per job
 WEBHOOK_EVENTS = ("start", "step", "sample", "checkpoint", "resume", "shot", "done")
-# Kinds whose images become shot rows: where their result lists the delivered images, and the
-# key that names each image's file (relative to the job's folder).
-SHOT_KINDS = {"shoot": ("images", "file"), "placement": ("shots", "path")}
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -223,24 +221,32 @@ def purge_expired_sessions(session: Session, at: datetime | None = None) -> int:
 # -- the queue ------------------------------------------------------------------------------
 
 
+def job_result(job: Job) -> Any | None:
+    """A finished job's result record (its kind's), from the JSON stored; None before."""
+    return KINDS[job.kind].load_result(dict(job.result)) if job.result else None
+
+
 def enqueue(
     session: Session,
     *,
     merchant_id: str,
     product_id: str,
     kind: str,
-    params: dict[str, Any],
+    params: Any,
     request: dict[str, Any],
     webhook: str | None,
     prefix: str,
 ) -> Job:
+    """Queue a job of `kind`: `params` is its params record (stored as JSON)."""
+    if not isinstance(params, KINDS[kind].params_type):
+        raise TypeError(f"a {kind} job takes {KINDS[kind].params_type.__name__}, not {params!r}")
     job = Job(
         id=new_id(prefix),
         merchant_id=merchant_id,
         product_id=product_id,
         kind=kind,
         status="queued",
-        params=params,
+        params=to_json(params),
         request=request,
         webhook=webhook,
         progress={},
@@ -370,7 +376,7 @@ def add_event(session: Session, job_id: str, event: dict[str, Any]) -> None:
     if job is not None and job.status == "running":
         if kind != "warning":
             job.progress = progress
-        if kind == "shot" and job.kind in SHOT_KINDS and data.get("path"):
+        if kind == "shot" and KINDS[job.kind].shots and data.get("path"):
             add_shot(session, job, str(data["path"]), {})
         # At most every 500 ms per job (notable events too: the next one carries on).
         if (
@@ -395,11 +401,13 @@ def add_shot(session: Session, job: Job, file: str, info: dict[str, Any]) -> Sho
     return row
 
 
-def finish(session: Session, job_id: str, result: dict[str, Any]) -> None:
+def finish(session: Session, job_id: str, record: Any) -> None:
+    """The job succeeded with `record`, its kind's result record (stored as JSON)."""
     job = session.get(Job, job_id)
     if job is None:
         return
-    if job.kind in SHOT_KINDS:
+    result = to_json(record)
+    if KINDS[job.kind].shots:
         _reconcile_shots(session, job, result)
     job.status, job.result, job.finished_at = "succeeded", result, now()
     job.progress = {**(job.progress or {}), "done": (job.progress or {}).get("total")}
@@ -411,7 +419,7 @@ def finish(session: Session, job_id: str, result: dict[str, Any]) -> None:
 
 def _reconcile_shots(session: Session, job: Job, result: dict[str, Any]) -> None:
     """The delivered shots are those in the result (--best sets the others aside)."""
-    listed, key = SHOT_KINDS[job.kind]
+    listed, key = KINDS[job.kind].shots  # type: ignore[misc]
     images = {image[key]: image for image in result.get(listed, [])}
     rows = {
         row.file: row for row in session.scalars(select(ShotRow).where(ShotRow.job_id == job.id))
@@ -463,7 +471,6 @@ def events_after(session: Session, job_id: str, after: int, limit: int = 500) ->
 
 def job_payload(job: Job) -> dict[str, Any]:
     """What a webhook carries: the job's public fields (the same as GET on it, minus files)."""
-    path = {"training": "trainings", "shoot": "shoots"}.get(job.kind, f"{job.kind}s")
     return {
         "id": job.id,
         "object": job.kind,
@@ -472,7 +479,7 @@ def job_payload(job: Job) -> dict[str, Any]:
         "progress": job.progress or {},
         "error": job.error,
         "result": job.result,
-        "url": f"/v1/{path}/{job.id}",
+        "url": f"/v1/{KINDS[job.kind].plural}/{job.id}",
     }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from packshot.errors import PackshotError
 from packshot.jobs import store
 from packshot.jobs.execute import JobCanceled, relative_event, run_job
+from packshot.jobs.kinds import kind_of
 from packshot.jobs.settings import ServiceSettings
 from packshot.progress import ProgressEvent
 
@@ -54,12 +55,13 @@ def drive_job(
     kind: str,
     params: dict[str, Any],
     workdir: Path,
-    execute: Callable[..., dict[str, Any]],
+    execute: Callable[..., Any],
     *,
     keep: frozenset[str] | set[str] = KEEP_ALWAYS,
 ) -> None:
     """Run one claimed job with `execute(kind, params, workdir, progress, should_cancel)`
-    (`run_job`, or the Ray runner's `run_job_on_ray`), and store what it does: its events
+    (`run_job`, or the Ray runner's `run_on_ray`) and `params`, the JSON its row stores, as
+    its kind's params record; and store what it does: its events
     (step events at most every STEP_EVENT_INTERVAL_S, the `keep` kinds always), heartbeats,
     cancellation, and its outcome. A job stopped because the runner is shutting down stays
     running in the database, to be resumed on the next start."""
@@ -88,7 +90,8 @@ def drive_job(
                 store.heartbeat(session, job_id, worker_id)
 
     try:
-        result = execute(kind, params, workdir, progress, should_cancel)
+        record = kind_of(kind).load_params(params)
+        result = execute(kind, record, workdir, progress, should_cancel)
     except JobCanceled:
         if stopping.is_set() and not canceled["value"]:
             return  # shutting down: the job stays running and is resumed on the next start

@@ -55,18 +55,13 @@ from packshot.api.settings import ApiSettings
 from packshot.artifacts.product_model import SAMPLES_DIR, UNLISTED_PARTS, work_dir_for
 from packshot.artifacts.shots import sidecar_path
 from packshot.jobs import store
-from packshot.jobs.execute import (
-    MODEL_DIR,
-    PLACEMENT_OPTIONS,
-    PLACEMENTS_DIR,
-    SHOTS_DIR,
-    TRAINING_OPTIONS,
-)
+from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, Photo, Product, ShotRow
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
 E409 = {**E, 409: {"model": ErrorPublic}}
+MODEL_DIR = KINDS["training"].out_dir  # a training's model folder, in the job's folder
 SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
 SSE_DOC = {**E, 200: {"content": {"text/event-stream": {}}}}
@@ -130,7 +125,7 @@ def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
         FilePublic(name=name, url=f"/v1/trainings/{job.id}/files/{name}", size=size)
         for name, size in sizes.items()
     ]
-    result = job.result or {}
+    result = store.job_result(job)
     sample_prefix = f"{SAMPLES_DIR}/"
     return TrainingPublic(
         id=job.id,
@@ -139,9 +134,9 @@ def training_public(settings: ApiSettings, job: Job) -> TrainingPublic:
         progress=job.progress or {},
         error=_error(job),
         request=job.request or {},
-        final_step=result.get("final_step"),
-        final_loss=result.get("final_loss"),
-        resumed_from=result.get("resumed_from"),
+        final_step=result.final_step if result else None,
+        final_loss=result.final_loss if result else None,
+        resumed_from=result.resumed_from if result else None,
         files=files if job.status == "succeeded" else [f for f in files if sample_prefix in f.name],
         samples=[f for f in files if f.name.startswith(sample_prefix)],
         **_times(job),
@@ -170,15 +165,12 @@ def create_training(
     if settings.models and body.model not in settings.models:
         raise ApiError(422, f"`model` must be one of {', '.join(settings.models)}.")
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
-    params: dict[str, Any] = {
-        "photos_dir": str(photos_dir(settings, product.id).resolve()),
-        "model": body.model,
-        "class_word": product.class_name,
-        "product": product.name,
-        "preset": body.preset,
-        "force": body.force,
-    }
-    params.update({k: v for k, v in request.items() if k in TRAINING_OPTIONS})
+    params = TrainingParams(
+        photos_dir=str(photos_dir(settings, product.id).resolve()),
+        class_word=product.class_name,
+        product=product.name,
+        **request,
+    )
     job = store.enqueue(
         session,
         merchant_id=merchant.id,
@@ -341,7 +333,7 @@ def _shots(session: SessionDep, job: Job, model: type[ShotPublic]) -> list[Any]:
 
 
 def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
-    result = job.result or {}
+    result = store.job_result(job)
     return ShootPublic(
         id=job.id,
         product_id=job.product_id,
@@ -351,7 +343,7 @@ def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
         error=_error(job),
         request=job.request or {},
         shots=_shots(session, job, ShotPublic),
-        warnings=list(result.get("warnings", [])),
+        warnings=list(result.warnings) if result else [],
         download_url=f"/v1/shoots/{job.id}/download",
         contact_sheet_url=f"/v1/shoots/{job.id}/contact-sheet" if result else None,
         **_times(job),
@@ -359,9 +351,9 @@ def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
 
 
 def placement_public(session: SessionDep, job: Job) -> PlacementPublic:
-    result = job.result or {}
+    result = store.job_result(job)
     request = job.request or {}
-    cutout = result.get("cutout")
+    cutout = result.cutout if result else None
     return PlacementPublic(
         id=job.id,
         product_id=job.product_id,
@@ -379,7 +371,7 @@ def placement_public(session: SessionDep, job: Job) -> PlacementPublic:
         )
         if cutout
         else None,
-        warnings=list(result.get("warnings", [])),
+        warnings=list(result.warnings) if result else [],
         download_url=f"/v1/placements/{job.id}/download",
         contact_sheet_url=f"/v1/placements/{job.id}/contact-sheet" if result else None,
         **_times(job),
@@ -445,8 +437,8 @@ def create_shoot(
         raise ApiError(409, "The product has no trained model yet: train it first.")
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
     request["training_id"] = training.id
-    params = {k: v for k, v in request.items() if k not in ("training_id",)}
-    params["model_dir"] = _model_dir(settings, training)
+    scene = {k: v for k, v in request.items() if k != "training_id"}
+    params = ShootParams(model_dir=_model_dir(settings, training), **scene)
     job = store.enqueue(
         session,
         merchant_id=merchant.id,
@@ -475,6 +467,8 @@ def create_placement(
 ):
     """Pixel-true mode: cut the product out of one of its photos and generate the scene around
     it, so that every pixel of the product is the merchant's own (`packshot place`)."""
+    from packshot.place import PlaceRequest
+
     product = get_product(session, merchant.id, product_id)
     check_webhook(settings, body.webhook)
     photo = session.scalars(
@@ -499,13 +493,13 @@ def create_placement(
         else None
     )
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
-    params: dict[str, Any] = {
-        PLACEMENT_OPTIONS[k]: v for k, v in request.items() if k in PLACEMENT_OPTIONS
-    }
-    params["photo"] = str((photos_dir(settings, product.id) / f"{photo.id}.png").resolve())
-    params["product"] = product.class_name  # what {product} means without a product model
-    if training is not None:
-        params["product_model"] = _model_dir(settings, training)
+    scene = {k: v for k, v in request.items() if k not in ("photo_id", "training_id")}
+    params = PlaceRequest(
+        photo=str((photos_dir(settings, product.id) / f"{photo.id}.png").resolve()),
+        product=product.class_name,  # what {product} means without a product model
+        product_model=_model_dir(settings, training) if training is not None else None,
+        **scene,
+    )
     job = store.enqueue(
         session,
         merchant_id=merchant.id,
@@ -525,8 +519,9 @@ def placement_cutout(
 ):
     """The product as cut out of its photo: a transparent PNG (what every shot keeps)."""
     job = _job(session, merchant.id, placement_id, "placement")
-    cutout = ((job.result or {}).get("cutout") or {}).get("cutout")
-    path = store.job_dir(settings.service.data_dir, job) / PLACEMENTS_DIR / str(cutout)
+    result = store.job_result(job)
+    cutout = result.cutout.get("cutout") if result else None
+    path = store.job_dir(settings.service.data_dir, job) / KINDS["placement"].out_dir / str(cutout)
     if not cutout or not path.is_file():
         raise not_found("cut-out")
     return FileResponse(path, media_type="image/png")
@@ -557,17 +552,24 @@ def shot_image(shot_id: str, session: SessionDep, merchant: CurrentMerchant, set
 
 @dataclass(frozen=True)
 class JobRoutes:
-    """One job kind's shared routes: `/v1/{path}/{<kind>_id}`, `…/cancel`, `…/events` and
-    `/v1/products/{product_id}/{path}`; with `shots_dir`, `…/download` and `…/contact-sheet`."""
+    """One job kind's shared routes: `/v1/{plural}/{<kind>_id}`, `…/cancel`, `…/events` and
+    `/v1/products/{product_id}/{plural}`; for a kind that delivers shots, `…/download` and
+    `…/contact-sheet`."""
 
-    kind: str  # the job kind: training, shoot, placement
-    path: str  # its URL segment: trainings, shoots, placements
+    job: JobKind  # the kind: its name, URL segment, folder, whether it delivers shots
     public: Callable[[Any, ApiSettings, Job], BaseModel]  # (session, settings, job) → body
     model: type[BaseModel]
     listing: type[BaseModel]
     events: str  # what its event stream carries (the events route's description)
-    shots_dir: str | None = None  # the folder of its shots, inside the job's folder
-    extras: tuple[str, ...] = ()  # files of that folder the zip adds to the shots
+    extras: tuple[str, ...] = ()  # files of its folder the zip adds to the shots
+
+    @property
+    def kind(self) -> str:
+        return self.job.name
+
+    @property
+    def path(self) -> str:
+        return self.job.plural
 
     @property
     def label(self) -> str:
@@ -672,9 +674,9 @@ def add_job_routes(spec: JobRoutes) -> None:
         description=f"Server-sent events: {spec.events}; then `end` with the final status. "
         "Resumes after `Last-Event-ID`.",
     )
-    if spec.shots_dir is None:
+    if spec.job.shots is None:
         return
-    shots_dir = spec.shots_dir
+    shots_dir = spec.job.out_dir
 
     def download(
         job_id: JobId, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
@@ -692,7 +694,8 @@ def add_job_routes(spec: JobRoutes) -> None:
         job_id: JobId, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep
     ):
         job = _job(session, merchant.id, job_id, kind)
-        sheet = (job.result or {}).get("contact_sheet")
+        result = store.job_result(job)
+        sheet = result.contact_sheet if result else None
         path = store.job_dir(settings.service.data_dir, job) / str(sheet) if sheet else None
         if path is None or not path.is_file():
             raise not_found("contact sheet")
@@ -721,31 +724,26 @@ def add_job_routes(spec: JobRoutes) -> None:
 
 for _spec in (
     JobRoutes(
-        "training",
-        "trainings",
+        KINDS["training"],
         lambda _session, settings, job: training_public(settings, job),
         TrainingPublic,
         TrainingsPublic,
         events="start, step (loss), checkpoint, sample (urls), resume, done",
     ),
     JobRoutes(
-        "shoot",
-        "shoots",
+        KINDS["shoot"],
         lambda session, _settings, job: shoot_public(session, job),
         ShootPublic,
         ShootsPublic,
         events="shot (one per image), warning, done",
-        shots_dir=SHOTS_DIR,
         extras=("shoot.json", "scores.json", "contact-sheet.png"),
     ),
     JobRoutes(
-        "placement",
-        "placements",
+        KINDS["placement"],
         lambda session, _settings, job: placement_public(session, job),
         PlacementPublic,
         PlacementsPublic,
         events="cutout, loading, shot (one per image), warning, done",
-        shots_dir=PLACEMENTS_DIR,
         extras=("place.json", "scores.json", "contact-sheet.png", "product/cutout.png"),
     ),
 ):

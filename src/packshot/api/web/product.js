@@ -323,7 +323,7 @@ class ProductPage {
         ),
       ),
     );
-    const steps = h("input.input", { id: "train-steps", name: "steps", type: "number", min: 1, max: 20000, placeholder: "from the preset", inputmode: "numeric" });
+    const steps = h("input.input", { id: "train-steps", name: "max_train_steps", type: "number", min: 1, max: 20000, placeholder: "from the preset", inputmode: "numeric" });
     const model = h("input.input", { id: "train-model", name: "model", placeholder: "stabilityai/stable-diffusion-xl-base-1.0", spellcheck: "false", autocomplete: "off" });
     const error = h("div.notice.bad", { role: "alert", hidden: true });
     const start = h("button.btn.accent", { type: "submit", "data-testid": "start-training" }, icon("spark"), again ? "Train again" : "Start training");
@@ -352,11 +352,11 @@ class ProductPage {
               steps.focus();
               return;
             }
-            body.steps = n;
+            body.max_train_steps = n;
           }
           // Samples along the way (at a third and two thirds), not only at the end.
-          const planned = body.steps || PRESET_STEPS[body.preset];
-          if (planned >= 3) body.sample_every = Math.ceil(planned / 3);
+          const planned = body.max_train_steps || PRESET_STEPS[body.preset];
+          if (planned >= 3) body.validation_steps = Math.ceil(planned / 3);
           if (verdict === "not enough") body.force = true;
           try {
             this.training = await busy(start, () => api.post(`${this.base()}/trainings`, body));
@@ -673,14 +673,14 @@ class ProductPage {
           if (picked.length) body.presets = picked;
           const count = Number(n.value);
           if (!Number.isInteger(count) || count < 1) return fail("Shots per scene must be a whole number from 1.", n);
-          body.n = count;
+          body.count = count;
           if (keep.checked) {
             if (aspect.value) return fail("“Keep the photo's framing” keeps the photo's own shape: set the aspect ratio back to “From the preset”.", aspect);
             body.keep_framing = true;
           } else if (aspect.value) {
             body.aspect = aspect.value;
           }
-          if (steps.value) body.steps = Number(steps.value);
+          if (steps.value) body.num_inference_steps = Number(steps.value);
           if (model.value.trim()) body.model = model.value.trim();
           if (useModel?.checked) {
             const trained = this.training?.status === "succeeded" ? this.training.id : null;
@@ -763,13 +763,13 @@ class ProductPage {
           if (picked.length) body.presets = picked;
           const count = Number(n.value);
           if (!Number.isInteger(count) || count < 1) return fail("Shots per description must be a whole number from 1.", n);
-          body.n = count;
+          body.count = count;
           if (aspect.value) body.aspect = aspect.value;
-          if (steps.value) body.steps = Number(steps.value);
+          if (steps.value) body.num_inference_steps = Number(steps.value);
           if (best.checked) {
-            // Render twice as many and keep the highest-scoring: `best` replaces `n`.
+            // Render twice as many and keep the highest-scoring: `best` replaces `count`.
             if (count > 8) return fail("With “Pick the best”, ask for at most 8 shots per description.", n);
-            delete body.n;
+            delete body.count;
             body.best = count;
           }
           let shoot;
@@ -946,14 +946,14 @@ function sceneFields(prefix, presets, placeholder) {
       ),
     ),
   );
-  const n = h("input.input", { id: `${prefix}-n`, name: "n", type: "number", min: 1, max: 16, value: 2, inputmode: "numeric" });
+  const n = h("input.input", { id: `${prefix}-n`, name: "count", type: "number", min: 1, max: 16, value: 2, inputmode: "numeric" });
   const aspect = h(
     "select.input",
     { id: `${prefix}-aspect`, name: "aspect" },
     h("option", { value: "" }, "From the preset"),
     ASPECTS.map((a) => h("option", { value: a }, a)),
   );
-  const steps = h("input.input", { id: `${prefix}-steps`, name: "steps", type: "number", min: 1, max: 150, placeholder: "default", inputmode: "numeric" });
+  const steps = h("input.input", { id: `${prefix}-steps`, name: "num_inference_steps", type: "number", min: 1, max: 150, placeholder: "default", inputmode: "numeric" });
   return { descriptions, chips, n, aspect, steps };
 }
 

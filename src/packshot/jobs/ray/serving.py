@@ -13,6 +13,7 @@ requests waiting, from zero: an idle base model holds no GPU.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import threading
@@ -22,13 +23,12 @@ from typing import Any
 
 from packshot.artifacts.product_model import SHOOT_FILES, ProductModel
 from packshot.errors import UsageError
-from packshot.jobs.ray_runner import (
+from packshot.jobs.ray.driver import (
     RaySettings,
     _ray,
-    _read_shoot,
-    _rename_paths,
     connect,
     pack_folder,
+    rename_paths,
     unpack_folder,
 )
 
@@ -88,7 +88,7 @@ class ShootingReplica:
             self.served += 1
             renames = {str(model_dir): payload["model_dir_original"]}
             return {
-                "files": _rename_paths(pack_folder(out), renames),
+                "files": rename_paths(pack_folder(out), renames),
                 "replica": self.replica_id(),
                 "served": self.served,
             }
@@ -177,8 +177,42 @@ def shoot_with_serve(request: Any, out_dir: Path | str, *, timeout_s: float = 60
     except Exception:
         raise UsageError(
             f"No shooting deployment for {model.base_model}: deploy it first "
-            "(packshot.jobs.serving.deploy_shooting)."
+            "(packshot.jobs.ray.serving.deploy_shooting)."
         ) from None
     value = handle.shoot.remote(payload).result(timeout_s=timeout_s)
     unpack_folder(value["files"], out)
-    return ServedShoot(_read_shoot(out).result, value["replica"], value["served"])
+    return ServedShoot(_read_shoot(out), value["replica"], value["served"])
+
+
+def _read_shoot(out: Path) -> Any:
+    """A finished shoot folder as the result a local shoot returns."""
+    from packshot.shoot import ShootResult, Shot
+    from packshot.shoot.run import CONTACT_SHEET_FILE, SUMMARY_FILE
+
+    summary = json.loads((out / SUMMARY_FILE).read_text("utf-8"))
+    shots = []
+    for image in summary["images"]:
+        sidecar = json.loads((out / image["sidecar"]).read_text("utf-8"))
+        shots.append(
+            Shot(
+                path=out / image["file"],
+                sidecar=out / image["sidecar"],
+                preset=image.get("preset"),
+                description=image.get("description", ""),
+                prompt=image["prompt"],
+                negative_prompt=sidecar.get("negative_prompt", ""),
+                seed=image["seed"],
+                width=image["width"],
+                height=image["height"],
+                device_seconds=float(image.get("device_s", 0.0)),
+            )
+        )
+    return ShootResult(
+        out_dir=out,
+        shots=shots,
+        contact_sheet=out / summary.get("contact_sheet", CONTACT_SHEET_FILE),
+        summary_path=out / SUMMARY_FILE,
+        warnings=list(summary.get("warnings", [])),
+        timings=dict(summary.get("timings", {})),
+        cost=dict(summary.get("cost", {})),
+    )
