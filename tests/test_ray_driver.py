@@ -243,14 +243,14 @@ def test_cli_on_ray_builds_the_jobs_params_and_calls_the_studios_driver(
 
     monkeypatch.setattr(driver, "run_on_ray", on_the_seam)
     runner = CliRunner()
-    train = ["--class", "backpack", "--model", "tiny", "--steps", "4", "--seed", "7"]
+    train = ["--class", "backpack", "--model", "tiny", "--steps", "2", "--seed", "7"]
     models = {}
     for name in ("local", "ray"):
         models[name] = tmp_path / f"model-{name}"
         args = ["train", str(training_set), "--out", str(models[name]), "--runner", name]
         result = runner.invoke(app, [*args, *train, "--learning-rate", "0.001"])
         assert result.exit_code == 0, result.output
-    assert calls[0][0] == "training" and calls[0][1].max_train_steps == 4
+    assert calls[0][0] == "training" and calls[0][1].max_train_steps == 2
     local, on_ray = models["local"], models["ray"]
     names = {p.relative_to(on_ray).as_posix() for p in on_ray.rglob("*") if p.is_file()}
     assert names == {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}

@@ -178,6 +178,7 @@ RUNNER_HELP = "Where the work runs: local (this process) or ray (RAY_ADDRESS, el
 
 
 def _check_runner(runner: str) -> str:
+    """--runner's check, made while the command line is read (before any work)."""
     if runner not in ("local", "ray"):
         raise typer.BadParameter(
             f"unknown runner {runner!r}; choose local or ray", param_hint="--runner"
@@ -407,7 +408,9 @@ def train_command(
         None, "--push-to-hub", help="Also upload the model to this Hub repo (OWNER/NAME)."
     ),
     public: bool = typer.Option(False, "--public", help="With --push-to-hub: a public repo."),
-    runner: str = typer.Option("local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP),
+    runner: str = typer.Option(
+        "local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP, callback=_check_runner
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a product model: DreamBooth-LoRA of the base model on the product's photos.
@@ -420,7 +423,6 @@ def train_command(
     from packshot.jobs.kinds import TrainingParams
     from packshot.train import train
 
-    _check_runner(runner)
     if preset not in ("quick", "standard", "best"):
         raise typer.BadParameter(
             f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
@@ -569,7 +571,9 @@ def shoot_command(
     ),
     dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
     clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
-    runner: str = typer.Option("local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP),
+    runner: str = typer.Option(
+        "local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP, callback=_check_runner
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the shoot summary as JSON."),
 ) -> None:
     """Shoot product photos from descriptions with a trained product model.
@@ -617,7 +621,6 @@ def shoot_command(
         values["descriptions"], values["model_dir"] = [str(model_dir)], None
     if best is not None and not judge:
         raise typer.BadParameter("--best needs the judges; drop --no-judge", param_hint="--best")
-    _check_runner(runner)
     params = ShootParams(**values)
     request = params.request()
     judges = None

@@ -17,11 +17,13 @@ import dataclasses
 import importlib
 from dataclasses import dataclass, field, fields
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from packshot.errors import UsageError
+from packshot.progress import ProgressCallback
 from packshot.shoot.run import ShootRequest
 
 # -- params ------------------------------------------------------------------------------------
@@ -155,8 +157,11 @@ class JobKind:
     def result_type(self) -> type:
         return _load(self.result)
 
-    def run(self, *args: Any) -> Any:
-        return _load(self.executor)(*args)
+    def run(
+        self, params: Any, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
+    ) -> Any:
+        """Its executor, on this machine (`execute.run_job` is the seam that calls it)."""
+        return _load(self.executor)(params, workdir, progress, cache_dir)
 
     def load_params(self, data: dict[str, Any]) -> Any:
         """The params record from its JSON (a job row, a request); unknown names refused."""
@@ -164,12 +169,17 @@ class JobKind:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UsageError(f"Unknown {self.name} parameter(s): {', '.join(unknown)}.")
-        return _adapter(self.params_type).validate_python(data)
+        try:
+            return _adapter(self.params_type).validate_python(data)
+        except ValidationError as error:
+            raise UsageError(f"Bad {self.name} parameters: {error}") from None
 
     def load_result(self, data: dict[str, Any]) -> Any:
         return _adapter(self.result_type).validate_python(data)
 
 
+# Executors, and the core's own records, are named "module:name" and imported on first use (on
+# the worker), so that api/ reads this table without torch or OpenCV.
 KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
