@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback
-from packshot.shoot.run import ShootRequest
+from packshot.shoot.request import ShootRequest
 
 # -- params ------------------------------------------------------------------------------------
 
@@ -207,8 +207,8 @@ KINDS: dict[str, JobKind] = {
         JobKind(
             "placement",  # pixel-true mode: the core's own request and result records
             "placements",
-            params="packshot.place.run:PlaceRequest",
-            result="packshot.place.run:PlaceResult",
+            params="packshot.place.records:PlaceRequest",
+            result="packshot.place.records:PlaceResult",
             executor="packshot.jobs.execute:run_placement",
             out_dir="placements",
             gpus_env="PACKSHOT_RAY_SHOOT_GPUS",

@@ -13,9 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from packshot.place.compose import GUARANTEE_BAND_PX, Composition, core, load_compositions
+from packshot.place.records import PlacedShot, PlaceRequest, PlaceResult
 
 if TYPE_CHECKING:
-    from packshot.place.run import PlacedShot, PlaceRequest, PlaceResult, place
+    from packshot.place.run import place
 
 __all__ = [
     "GUARANTEE_BAND_PX",
@@ -29,8 +30,8 @@ __all__ = [
 ]
 
 # Placing loads torch, diffusers and ONNX Runtime: its names are resolved on first use, so that
-# the compositions (what the API reads) stay light.
-_LAZY = ("PlacedShot", "PlaceRequest", "PlaceResult", "place")
+# the compositions and the records (what the API reads) stay light.
+_LAZY = ("place",)
 
 
 def __getattr__(name: str) -> Any:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from packshot.shoot.plan import PlannedShot
 from packshot.shoot.presets import ShotPreset, get_preset, load_presets
+from packshot.shoot.request import ShootRequest
 from packshot.shoot.sizes import ASPECTS, size_for
 
 if TYPE_CHECKING:
-    from packshot.shoot.run import ShootPlan, ShootRequest, ShootResult, Shot, plan_shoot, shoot
+    from packshot.shoot.run import ShootPlan, ShootResult, Shot, plan_shoot, shoot
 
 __all__ = [
     "ASPECTS",
@@ -31,8 +32,8 @@ __all__ = [
 ]
 
 # The shoot itself loads torch and diffusers: its names are resolved on first use, so that the
-# planner, the presets and the sizes (what the API reads) stay light.
-_LAZY = ("ShootPlan", "ShootRequest", "ShootResult", "Shot", "plan_shoot", "shoot")
+# planner, the presets, the sizes and the request (what the API reads) stay light.
+_LAZY = ("ShootPlan", "ShootResult", "Shot", "plan_shoot", "shoot")
 
 
 def __getattr__(name: str) -> Any:

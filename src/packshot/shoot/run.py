@@ -8,7 +8,7 @@ PNG (recipe in its `parameters` chunk), its JSON sidecar, the contact sheet and 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,49 +35,12 @@ from packshot.shoot.plan import (
     presets_named,
 )
 from packshot.shoot.prompts import ProductWords, read_prompts_file
-from packshot.shoot.sheet import (
-    GPU_PRICE_PER_HOUR,
-    STUDIO_PRICE_PER_PHOTO,
-    cost_summary,
-    save_contact_sheet,
-    write_summary,
-)
+from packshot.shoot.request import ShootRequest
+from packshot.shoot.sheet import cost_summary, save_contact_sheet, write_summary
 from packshot.shoot.sizes import check_aspect, check_size, parse_size, size_for
 
 SUMMARY_FILE = "shoot.json"
 CONTACT_SHEET_FILE = "contact-sheet.png"
-
-
-@dataclass
-class ShootRequest:
-    """One shoot, as a merchant asks for it (the `packshot shoot` flags, in diffusers' names).
-
-    `None` means "the preset's value, else packshot's default".
-    """
-
-    model_dir: Path | str | None  # a folder written by `packshot train`
-    descriptions: list[str] = field(default_factory=list)  # "{product} on a marble table"
-    prompts_file: Path | str | None = None  # more descriptions, one per line
-    presets: list[str] = field(default_factory=list)  # shot preset names; none: words as given
-    presets_file: Path | str | None = None  # the merchant's own presets, merged on top
-    count: int | None = None  # shots per description and preset (preset's, else 4)
-    aspect: str | None = None  # "1:1", "4:5", "3:4", "16:9", "9:16" (preset's, else 1:1)
-    size: tuple[int, int] | str | None = None  # (width, height) or "768x512": overrides aspect
-    seed: int | None = None  # first seed; a shot's seed is seed + its number (0..count-1)
-    num_inference_steps: int | None = None  # 25; 4 with fast
-    guidance_scale: float | None = None  # 7.0; 1.0 with an LCM-LoRA, 0.0 with a turbo model
-    negative_prompt: str | None = None  # added to the preset's negative prompt
-    lora_scale: float = 1.0  # how strongly the product's LoRA applies
-    scheduler: str | None = None  # dpmpp_2m_karras (DPM++ 2M Karras); see render.SCHEDULERS
-    fast: bool = False  # few-step previews: LCM-LoRA, or a turbo base model
-    fast_lora: str | None = None  # LCM-LoRA: Hub id, folder or file (default: the family's)
-    base: str | None = None  # shoot with this base model alone, without the product's LoRA
-    product: str | None = None  # what {product} becomes without a model folder ("teapot")
-    batch_size: int | None = None  # images per pipeline call (default: sized to the device)
-    device: str | None = None  # "cuda", "mps", "cpu" (default: the best one here)
-    precision: str | None = None  # "fp32", "fp16", "bf16" (default: the device's best)
-    gpu_price_per_hour: float = GPU_PRICE_PER_HOUR  # GBP, for the cost per image
-    studio_price_per_photo: float = STUDIO_PRICE_PER_PHOTO  # GBP, what it is set against
 
 
 @dataclass

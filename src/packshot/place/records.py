@@ -1,0 +1,100 @@
+"""A placement's records: the request (plain JSON, what a job stores and replays), each shot
+written, and the result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from packshot.errors import UsageError
+
+
+@dataclass
+class PlaceRequest:
+    """One pixel-true request. Every field is plain JSON (a job can store and replay it)."""
+
+    photo: str  # the product's photo (a transparent PNG's alpha is its mask)
+    descriptions: list[str] = field(default_factory=list)  # the scene: "on a marble counter"
+    presets: list[str] = field(default_factory=list)  # shot presets: studio, lifestyle, …
+    count: int | None = None  # shots per description and preset (preset's, else 4)
+    aspect: str | None = None  # 1:1, 4:5, 3:4, 16:9, 9:16 (preset's, else 1:1)
+    seed: int | None = None  # first seed; shot i of a group gets seed + i
+    num_inference_steps: int | None = None  # 25
+    guidance_scale: float | None = None  # 7.5
+    negative_prompt: str | None = None  # added to the preset's
+    scheduler: str | None = None  # see shoot.render.SCHEDULERS (default DPM++ 2M Karras)
+    model: str | None = None  # the inpainting model: Hub id, folder, tiny-inpaint
+    product_model: str | None = None  # a folder `packshot train` wrote: its LoRA and words
+    lora_scale: float = 1.0
+    product: str | None = None  # what {product} means without a product model ("teapot")
+    keep_framing: bool = False  # keep the photo's framing: only the background is replaced
+    mask: str | None = None  # the merchant's mask (white = product), same size as the photo
+    cutout_model: str | None = None  # "auto", "grabcut", a .onnx file, URL, Hub repo, name
+    composition: str | None = None  # hero, thirds, flat-lay (default: the preset's)
+    judge: bool = True  # score every shot against the product's photos, flag misses
+    dino_model: str | None = None  # None: the default judge (tiny with a tiny model)
+    clip_model: str | None = None
+    reference: str | None = None  # photos to judge against (default: see reference_for)
+    device: str | None = None
+    precision: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlaceRequest:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"Unknown placement field(s): {', '.join(unknown)}.")
+        return cls(**data)
+
+
+@dataclass
+class PlacedShot:
+    """One image written by `place`."""
+
+    path: Path
+    sidecar: Path
+    preset: str | None
+    composition: str
+    description: str
+    prompt: str
+    seed: int
+    width: int
+    height: int
+    placement: dict[str, Any]  # x, y, width, height on the output, and scale
+    device_seconds: float
+    reused: bool  # written by an earlier run of the same request
+    scores: dict[str, Any] | None = None
+
+
+@dataclass
+class PlaceResult:
+    """What `place` wrote."""
+
+    out_dir: Path
+    shots: list[PlacedShot]
+    contact_sheet: Path
+    summary_path: Path
+    cutout: dict[str, Any]  # source ("mask", "alpha", "model", "grabcut"), files, model
+    scores_path: Path | None
+    flagged: list[str]  # shots the judges couldn't find the product in
+    warnings: list[str]
+    timings: dict[str, float]
+
+    def to_dict(self, relative_to: Path | str | None = None) -> dict[str, Any]:
+        """JSON-ready; paths relative to `relative_to` when given (a job's workdir)."""
+
+        def path(value: Path | None) -> str | None:
+            if value is None:
+                return None
+            return str(value.relative_to(relative_to) if relative_to is not None else value)
+
+        data = asdict(self)
+        for key in ("out_dir", "contact_sheet", "summary_path", "scores_path"):
+            data[key] = path(getattr(self, key))
+        for shot, original in zip(data["shots"], self.shots, strict=True):
+            shot["path"], shot["sidecar"] = path(original.path), path(original.sidecar)
+        return data
