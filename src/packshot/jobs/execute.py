@@ -249,10 +249,10 @@ def run_job(
     `params` is the kind's params record; the result is its result record."""
     job_kind = kind_of(kind)
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    before = finished_result(kind, workdir)
+    if before is not None:  # finished before: a runner that lost the news runs it again
+        return before
     done = workdir / RESULT_FILE
-    if done.is_file():  # finished before: a runner that lost the news runs it again
-        return job_kind.load_result(json.loads(done.read_text(encoding="utf-8")))
 
     def guarded(event: ProgressEvent) -> None:
         # A failing run's last word is passed on as it is: it must not be cut short.
@@ -267,6 +267,16 @@ def run_job(
     tmp.write_text(json.dumps(to_json(result), indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(done)
     return result
+
+
+def finished_result(kind: str, workdir: Path) -> Any | None:
+    """The result a job of `kind` left in `workdir` when it finished, or None (never ran, or
+    was cut short); makes `workdir` if it is not there yet."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    done = workdir / RESULT_FILE
+    if not done.is_file():
+        return None
+    return kind_of(kind).load_result(json.loads(done.read_text(encoding="utf-8")))
 
 
 def relative_event(event: ProgressEvent, workdir: Path) -> dict[str, Any]:

@@ -32,7 +32,13 @@ from typing import Any
 
 from packshot.artifacts.product_model import CHECKPOINTS_DIR, UNREAD_PARTS, ProductModel
 from packshot.errors import PackshotError, UsageError
-from packshot.jobs.execute import RESULT_FILE, JobCanceled, job_seed, relative_event, run_job
+from packshot.jobs.execute import (
+    JobCanceled,
+    finished_result,
+    job_seed,
+    relative_event,
+    run_job,
+)
 from packshot.jobs.kinds import KINDS, kind_of, to_json
 from packshot.progress import ProgressCallback, ProgressEvent
 
@@ -533,10 +539,9 @@ def run_on_ray(
     job_kind = kind_of(kind)
     settings = settings or RaySettings()
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    done = workdir / RESULT_FILE
-    if done.is_file():  # finished before: the runner lost the news
-        return job_kind.load_result(json.loads(done.read_text(encoding="utf-8")))
+    before = finished_result(kind, workdir)
+    if before is not None:  # finished before: the runner lost the news
+        return before
     if should_cancel():
         raise JobCanceled(f"{kind} job canceled")
     if job_kind.seeded and params.seed is None:
