@@ -161,3 +161,113 @@ def test_the_checker_sees_an_upward_import_and_a_cycle() -> None:
     rank = {pkg: i for i, (_, packages) in enumerate(_import_order()) for pkg in packages}
     assert rank["intake"] > rank["shoot"] > rank["flows"] > rank["jobs"] > rank["api"]
     assert "packshot.flows.judged" in _imports()["packshot.flows.demo"]
+
+
+# How heavy a module is to import, by the heaviest thing it loads: 3 for the model stack, 2 for
+# the native image libraries, 1 for the service stack, 0 for the rest. An import inside a function is
+# how a module reaches something heavier than itself without paying for it (the CLI's --help,
+# the web process without torch, intake without the models); anything else goes at the top.
+WEIGHTS = {
+    **dict.fromkeys((*HEAVY, "accelerate"), 3),
+    **dict.fromkeys(("cv2", "onnxruntime"), 2),
+    **dict.fromkeys(("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "httpx"), 1),
+    **dict.fromkeys(("safetensors", "huggingface_hub"), 1),
+}
+# Optional extras, which may not be installed: imported where used, with a clear error if not.
+OPTIONAL = {"bitsandbytes", "ray", "matplotlib", "pillow_heif", "onnx"}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _top_level_imports(tree: ast.Module) -> list[str]:
+    """Modules a file imports when it is imported (not in functions, not for type checkers)."""
+    names: list[str] = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if _is_type_checking(node):
+            continue
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _function_imports(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, module) of each import inside a function, `__getattr__` of a package excepted."""
+    found: list[tuple[int, str]] = []
+    for func in ast.walk(tree):
+        if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if func.name == "__getattr__":  # a package's lazy attributes: the boundary itself
+            continue
+        for node in ast.walk(func):
+            if isinstance(node, ast.Import):
+                found += [(node.lineno, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _import_weights() -> tuple[dict[str, int], dict[str, Path]]:
+    """Each packshot module's import weight (see WEIGHTS), and every module's path."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+    edges: dict[str, set[str]] = {}
+    weight: dict[str, int] = {}
+    for name, path in paths.items():
+        imported = set(_top_level_imports(ast.parse(path.read_text(encoding="utf-8"))))
+        parents = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        edges[name] = {m for m in imported | parents if m in paths and m != name}
+        weight[name] = max((WEIGHTS.get(m.split(".")[0], 0) for m in imported), default=0)
+    changed = True
+    while changed:  # as heavy as the heaviest module it imports at its top
+        changed = False
+        for name, targets in edges.items():
+            heaviest = max((weight[t] for t in targets), default=0)
+            if heaviest > weight[name]:
+                weight[name] = heaviest
+                changed = True
+    return weight, paths
+
+
+def _lazy_names(paths: dict[str, Path]) -> dict[str, str]:
+    """`packshot.pkg.name` → the module a package's `__getattr__` loads it from, as its
+    `if TYPE_CHECKING:` imports declare (`from packshot.train.loop import train`)."""
+    lazy: dict[str, str] = {}
+    for package, path in paths.items():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if _is_type_checking(node):
+                for imp in ast.walk(node):
+                    if isinstance(imp, ast.ImportFrom) and imp.module in paths:
+                        lazy |= {f"{package}.{a.asname or a.name}": imp.module for a in imp.names}
+    return lazy
+
+
+def test_imports_are_at_the_top_unless_they_keep_a_module_light() -> None:
+    weight, paths = _import_weights()
+    lazy = _lazy_names(paths)
+    misplaced = []
+    for name, path in sorted(paths.items()):
+        for line, target in _function_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            root = target.split(".")[0]
+            if root == "packshot":  # `from packshot.x import y`: the module y, else packshot.x
+                if target not in paths:
+                    target = lazy.get(target) or target.rsplit(".", 1)[0]
+                lazy_is_needed = weight[target] > weight[name]
+            else:
+                lazy_is_needed = root in OPTIONAL or WEIGHTS.get(root, 0) > weight[name]
+            if not lazy_is_needed:
+                misplaced.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not misplaced, (
+        "imports inside functions that belong at the top of their module (only an import that "
+        "keeps a module lighter than what it imports may wait):\n" + "\n".join(misplaced)
+    )

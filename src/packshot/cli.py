@@ -7,7 +7,9 @@ one-line reason on stderr. `--debug` (or PACKSHOT_DEBUG=1) shows the traceback i
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,9 +29,19 @@ from rich.progress import (
 from rich.table import Table
 
 from packshot import __version__
+from packshot.api.settings import ApiSettings
 from packshot.artifacts.product_model import ProductModel
 from packshot.errors import PackshotError, UsageError
+from packshot.jobs.execute import build_train_config
+from packshot.jobs.kinds import KINDS, ShootParams, TrainingParams
+from packshot.jobs.ray.driver import RaySettings, run_on_ray
+from packshot.jobs.runner import make_runner
+from packshot.jobs.settings import ServiceSettings
+from packshot.judge import JudgeConfig
+from packshot.models.families import stand_in_aliases
 from packshot.progress import ProgressCallback, ProgressEvent
+from packshot.shoot import load_presets
+from packshot.train.hub import push_to_hub as push
 
 # Human output goes to stderr so that `--json` output on stdout stays machine-readable.
 err = Console(stderr=True, highlight=False)
@@ -194,10 +206,6 @@ def _job_on_ray(
     The job's folder is `<out_dir>.job` (what reached this machine so far: checkpoints, shots;
     what `--resume` continues); when the job is done its output moves to `out_dir`.
     """
-    import shutil
-
-    from packshot.jobs.kinds import KINDS
-    from packshot.jobs.ray.driver import RaySettings, run_on_ray
 
     job_dir = out_dir.with_name(f"{out_dir.name}.job")
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
@@ -419,8 +427,6 @@ def train_command(
     checkpoints as it goes (resume an interrupted run with --resume), sample shots, the LoRA
     in diffusers and kohya/A1111 formats, packshot.json and a model card.
     """
-    from packshot.jobs.execute import build_train_config
-    from packshot.jobs.kinds import TrainingParams
     from packshot.train import train
 
     if preset not in ("quick", "standard", "best"):
@@ -466,8 +472,6 @@ def train_command(
         "hub_url": None,
     }
     if push_to_hub:
-        from packshot.train.hub import push_to_hub as push
-
         summary["hub_url"] = push(result.model_dir, push_to_hub, private=not public)
     if as_json:
         _print_json(summary)
@@ -489,7 +493,6 @@ CLIP_HELP = "CLIP backbone: Hub id, local folder, or tiny (default openai/clip-v
 def _shoots_with_stand_in(base: str | None, model_dir: str | Path | None) -> bool:
     """Whether a shoot's base model is a tiny stand-in: `--base` naming a stand-in alias, else
     what the product model recorded of its base when it was resolved for training."""
-    from packshot.models.families import stand_in_aliases
 
     if base is not None:
         return base.strip() in stand_in_aliases()
@@ -503,8 +506,6 @@ def _judge_config(
     token: str | None = None,
     class_word: str | None = None,
 ) -> Any:
-    from packshot.judge import JudgeConfig
-
     values = {
         "dino_model": dino_model,
         "clip_model": clip_model,
@@ -588,7 +589,6 @@ def shoot_command(
     best of twice as many candidates and moves the rest to candidates/.
     """
     from packshot.flows.judged import shoot_and_judge
-    from packshot.jobs.kinds import ShootParams
     from packshot.shoot import shoot
     from packshot.shoot.run import SUMMARY_FILE
 
@@ -781,7 +781,6 @@ def presets_command(
     as_json: bool = typer.Option(False, "--json", help="Print the presets as JSON."),
 ) -> None:
     """List the shot presets: studio on white, lifestyle, on a model, flat lay, …"""
-    from packshot.shoot import load_presets
 
     presets = load_presets(presets_file)
     if as_json:
@@ -942,7 +941,6 @@ DATA_HELP = "The studio's data folder (default: $PACKSHOT_DATA, else ~/.local/sh
 
 def _service(data: Path | None) -> Any:
     from packshot.jobs import store
-    from packshot.jobs.settings import ServiceSettings
 
     settings = ServiceSettings.from_env(data)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -962,13 +960,10 @@ def serve_command(
     Queued and running jobs survive a restart of either process: a training resumes from its
     last checkpoint, a shoot keeps the shots it already rendered. API docs: /docs.
     """
-    import logging
 
     import uvicorn
 
     from packshot.api.app import create_app
-    from packshot.api.settings import ApiSettings
-    from packshot.jobs.runner import make_runner
     from packshot.jobs.webhooks import WebhookSender
 
     if not 0 < port < 65536:

@@ -57,8 +57,10 @@ from packshot.jobs.kinds import (
     kind_of,
     to_json,
 )
+from packshot.judge import JudgeConfig
 from packshot.progress import ProgressCallback, ProgressEvent
 from packshot.shoot.plan import draw_seed
+from packshot.train import PRESET_NAMES, TrainConfig
 
 RESULT_FILE = "result.json"  # a finished job's result, inside its workdir
 SEED_FILE = "seed.txt"  # the random first seed of a job given none, inside its workdir
@@ -79,7 +81,6 @@ def build_train_config(params: TrainingParams, *, cache_dir: Path | None = None)
     """
     from packshot.models.describe import describe_model
     from packshot.models.load import resolve_model
-    from packshot.train import PRESET_NAMES, TrainConfig
 
     if params.preset not in PRESET_NAMES:
         raise UsageError(f"unknown preset {params.preset!r}; choose {', '.join(PRESET_NAMES)}")
@@ -148,7 +149,6 @@ def run_shoot(
     params: ShootParams, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
 ) -> ShootResult:
     from packshot.flows.judged import shoot_and_judge
-    from packshot.judge import JudgeConfig
     from packshot.shoot import shoot
 
     request = params.request()

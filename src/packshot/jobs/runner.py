@@ -21,6 +21,7 @@ it there and back. Runners are chosen by name (`PACKSHOT_RUNNER`, default "local
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -155,8 +156,6 @@ def _die_with_parent() -> None:
     server's worker would run the same job beside it.
     """
     if sys.platform.startswith("linux"):
-        import ctypes
-
         PR_SET_PDEATHSIG = 1  # noqa: N806 - prctl's name
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,8 +91,6 @@ def make_engine(database_url: str) -> Engine:
 
 def migrate(database_url: str) -> None:
     """Apply every Alembic migration not yet applied (`packshot serve` does this on start)."""
-    from alembic import command
-    from alembic.config import Config
 
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

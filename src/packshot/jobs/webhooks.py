@@ -28,6 +28,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from packshot.errors import UsageError
 from packshot.jobs import store
@@ -107,8 +110,6 @@ class Target:
 
 
 def _parse(url: str) -> Any:
-    import httpx
-
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -164,7 +165,6 @@ def deliver(
 
     Returns (error or None, whether to give up): a refused address is not retried.
     """
-    import httpx
 
     try:
         target = check_url(url, allow_private=allow_private, resolve=resolve)
@@ -293,7 +293,6 @@ class WebhookSender:
 def make_client() -> Any:
     """The HTTP client deliveries use: no redirects, no proxies from the environment (the
     address checked must be the one connected to), a fresh connection per delivery."""
-    import httpx
 
     return httpx.Client(
         timeout=TIMEOUT_S,
@@ -304,8 +303,6 @@ def make_client() -> Any:
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
     try:
         return urlsplit(url).hostname or "?"
     except ValueError:

@@ -57,6 +57,7 @@ from packshot.artifacts.shots import sidecar_path
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, Photo, Product, ShotRow
+from packshot.shoot import load_presets
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
@@ -383,7 +384,6 @@ def list_presets(merchant: CurrentMerchant):
     """The shot presets: studio on white, lifestyle, on a model, flat lay, …; `composition`
     says where pixel-true mode places the product (null: shoots only)."""
     from packshot.place import load_compositions
-    from packshot.shoot import load_presets
 
     _compositions, by_preset = load_compositions()
     return [
@@ -401,7 +401,6 @@ def list_presets(merchant: CurrentMerchant):
 
 def _check_presets(names: list[str], pixel_true: bool = False) -> None:
     from packshot.place import load_compositions
-    from packshot.shoot import load_presets
 
     unknown = [p for p in names if p not in load_presets()]
     if unknown:

@@ -31,6 +31,8 @@ from packshot.jobs.ray.driver import (
     rename_paths,
     unpack_folder,
 )
+from packshot.shoot import ShootRequest
+from packshot.shoot.plan import draw_seed
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class ShootingReplica:
 
     def shoot(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Shoot `payload["fields"]` with the product model in `payload["model_files"]`."""
-        from packshot.shoot import ShootRequest, shoot
+        from packshot.shoot import shoot
 
         with self.lock, tempfile.TemporaryDirectory(prefix="packshot-serve-") as tmp:
             model_dir = Path(tmp) / "model" / payload["model_name"]
@@ -149,7 +151,6 @@ def shoot_with_serve(request: Any, out_dir: Path | str, *, timeout_s: float = 60
     """
     from ray import serve
 
-    from packshot.shoot.plan import draw_seed
     from packshot.shoot.run import SUMMARY_FILE
 
     if request.model_dir is None:
