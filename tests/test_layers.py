@@ -164,9 +164,10 @@ def test_the_checker_sees_an_upward_import_and_a_cycle() -> None:
 
 
 # How heavy a module is to import, by the heaviest thing it loads: 3 for the model stack, 2 for
-# the native image libraries, 1 for the service stack, 0 for the rest. An import inside a function is
-# how a module reaches something heavier than itself without paying for it (the CLI's --help,
-# the web process without torch, intake without the models); anything else goes at the top.
+# the native image libraries, 1 for the service stack, 0 for the rest. An import inside a
+# function is how a module reaches something heavier than itself without paying for it (the
+# CLI's --help, the web process without torch, intake without the models); anything else goes
+# at the top.
 WEIGHTS = {
     **dict.fromkeys((*HEAVY, "accelerate"), 3),
     **dict.fromkeys(("cv2", "onnxruntime"), 2),
