@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from packshot import cli
 from packshot.cli import app
 from packshot.errors import PackshotError, UsageError
 from packshot.progress import ProgressEvent
@@ -241,7 +242,7 @@ def test_cli_on_ray_builds_the_jobs_params_and_calls_the_studios_driver(
         calls.append((kind, params))
         return run_job(kind, params, workdir, progress, should_cancel)
 
-    monkeypatch.setattr(driver, "run_on_ray", on_the_seam)
+    monkeypatch.setattr(cli, "run_on_ray", on_the_seam)  # the CLI's own name for the driver
     runner = CliRunner()
     train = ["--class", "backpack", "--model", "tiny", "--steps", "2", "--seed", "7"]
     models = {}
