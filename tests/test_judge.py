@@ -536,3 +536,16 @@ def test_hub_downloads_fetch_one_copy_of_the_pytorch_weights() -> None:
         "preprocessor_config.json",
         "pytorch_model.bin",
     ]
+
+
+def test_judges_for_shots_of_a_stand_in_are_the_stand_ins_unless_named() -> None:
+    tiny = JudgeConfig.for_models(None, None, stand_in=True, token="sks", present_threshold=None)
+    assert (tiny.dino_model, tiny.clip_model, tiny.token) == ("tiny", "tiny", "sks")
+    assert tiny.present_threshold == JudgeConfig().present_threshold  # None keeps the default
+    real = JudgeConfig.for_models(None, None, stand_in=False)
+    assert (real.dino_model, real.clip_model) == (
+        JudgeConfig().dino_model,
+        JudgeConfig().clip_model,
+    )
+    named = JudgeConfig.for_models("my/dino", None, stand_in=True)
+    assert (named.dino_model, named.clip_model) == ("my/dino", "tiny")

@@ -505,15 +505,17 @@ def _judge_config(
     threshold: float | None = None,
     token: str | None = None,
     class_word: str | None = None,
+    *,
+    stand_in: bool = False,
 ) -> Any:
-    values = {
-        "dino_model": dino_model,
-        "clip_model": clip_model,
-        "present_threshold": threshold,
-        "token": token,
-        "class_word": class_word,
-    }
-    return JudgeConfig(**{k: v for k, v in values.items() if v is not None})
+    return JudgeConfig.for_models(
+        dino_model,
+        clip_model,
+        stand_in=stand_in,
+        present_threshold=threshold,
+        token=token,
+        class_word=class_word,
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -627,10 +629,7 @@ def shoot_command(
     if judge:
         # The tiny stand-in models go with the tiny stand-in judges (offline demo, tests).
         tiny = _shoots_with_stand_in(base, values["model_dir"])
-        judges = _judge_config(
-            dino_model or ("tiny" if tiny else None),
-            clip_model or ("tiny" if tiny else None),
-        )
+        judges = _judge_config(dino_model, clip_model, stand_in=tiny)
         params = replace(params, dino_model=judges.dino_model, clip_model=judges.clip_model)
     flagged: list[str] = []
     with progress_bar("Shooting", enabled=not as_json) as progress:

@@ -133,9 +133,12 @@ def run_demo(
         seed=0,
         num_inference_steps=TINY_SAMPLE_STEPS if tiny else None,
     )
-    backbones = {"dino_model": "tiny", "clip_model": "tiny"} if tiny else {}
-    judge = JudgeConfig(
-        token=SAMPLE_PRODUCT["token"], class_word=SAMPLE_PRODUCT["class_word"], **backbones
+    judge = JudgeConfig.for_models(
+        None,
+        None,
+        stand_in=tiny,
+        token=SAMPLE_PRODUCT["token"],
+        class_word=SAMPLE_PRODUCT["class_word"],
     )
     if (out_dir / "shots").is_dir():  # the demo's own shots from an earlier `make demo`
         shutil.rmtree(out_dir / "shots")

@@ -165,11 +165,7 @@ def run_shoot(
         # (offline demo, tests); a shoot of a base alone names its judges (the CLI does).
         model_dir = Path(str(request.model_dir))
         tiny = request.base is None and ProductModel.load(model_dir).trained_on_stand_in
-        judges = {
-            "dino_model": params.dino_model or ("tiny" if tiny else None),
-            "clip_model": params.clip_model or ("tiny" if tiny else None),
-        }
-        judge = JudgeConfig(**{k: v for k, v in judges.items() if v is not None})
+        judge = JudgeConfig.for_models(params.dino_model, params.clip_model, stand_in=tiny)
         judged = shoot_and_judge(
             request,
             out,

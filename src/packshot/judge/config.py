@@ -13,6 +13,7 @@ DEFAULT_DINO_MODEL = "facebook/dino-vits16"  # DINO ViT-S/16, the paper's subjec
 # use, so our CLIP-I/CLIP-T sit on the paper's scale (CLIP-T 0.305); it is also 4x cheaper than
 # ViT-L/14 on a CPU. `--clip-model openai/clip-vit-large-patch14` gives torchmetrics' default.
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+TINY_JUDGE_ALIAS = "tiny"  # `--dino-model tiny` / `--clip-model tiny`: the random stand-ins
 
 # Default "product present" threshold on a shot's DINO score (mean cosine to the product's
 # photos), for DINO ViT-S/16 only. Derived from published DreamBench means, not measured here
@@ -69,6 +70,17 @@ class JudgeConfig:
                 raise UsageError(f"`{name}` must be a number, got {value!r}.")
             if not math.isfinite(value) or not low <= value <= high:
                 raise UsageError(f"`{name}` must be between {low:g} and {high:g}, got {value}.")
+
+    @classmethod
+    def for_models(
+        cls, dino_model: str | None, clip_model: str | None, *, stand_in: bool, **settings: Any
+    ) -> JudgeConfig:
+        """The judges named, else the tiny stand-in judges for shots of a tiny stand-in model
+        (offline demo, tests: random weights judging random weights), else the defaults;
+        `settings` that are None keep their defaults too."""
+        tiny = TINY_JUDGE_ALIAS if stand_in else None
+        values = {"dino_model": dino_model or tiny, "clip_model": clip_model or tiny, **settings}
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
     def replace(self, **changes: Any) -> JudgeConfig:
         """A copy with `changes` applied (and validated)."""

@@ -20,11 +20,15 @@ from PIL import Image
 
 from packshot.config import default_cache_dir
 from packshot.errors import ModelLoadError, ModelNotFoundError, UsageError
-from packshot.judge.config import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL, JudgeConfig
+from packshot.judge.config import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_DINO_MODEL,
+    TINY_JUDGE_ALIAS,
+    JudgeConfig,
+)
 from packshot.models.device import pick_device
 from packshot.models.hub import HUB_ID, download_from_hub
 from packshot.testing.judges import (
-    TINY_JUDGE_ALIAS,
     JudgeKind,
     quiet_transformers,
     read_judge_note,

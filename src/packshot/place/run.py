@@ -516,12 +516,9 @@ def _judge(
 ) -> tuple[Path, list[str]]:
     """Score every shot against `reference`, record the scores, return the flagged shots."""
 
-    tiny = described.tiny_stand_in
-    values = {
-        "dino_model": request.dino_model or ("tiny" if tiny else None),
-        "clip_model": request.clip_model or ("tiny" if tiny else None),
-    }
-    config = JudgeConfig(**{k: v for k, v in values.items() if v is not None})
+    config = JudgeConfig.for_models(
+        request.dino_model, request.clip_model, stand_in=described.tiny_stand_in
+    )
     report = score_shots(out, reference, config=config, progress=progress, cache_dir=cache)
     by_file = {s.file: s for s in report.shots}
     flagged = []

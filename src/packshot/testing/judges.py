@@ -24,7 +24,6 @@ from packshot.models.standins import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, build_cli
 
 JudgeKind = Literal["dino", "clip"]
 JUDGE_KINDS: tuple[JudgeKind, ...] = ("dino", "clip")
-TINY_JUDGE_ALIAS = "tiny"  # the alias `--dino-model tiny` / `--clip-model tiny`
 
 # Bump when a change here changes what gets built: cached stand-ins with another number are rebuilt.
 JUDGE_BUILDER_VERSION = 1
