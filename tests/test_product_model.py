@@ -154,3 +154,22 @@ def test_needs_no_torch() -> None:
     code = "import sys, packshot.artifacts.product_model; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_output_folder_and_its_interrupted_run(tmp_path: Path) -> None:
+    from packshot.artifacts.folders import claim_work_dir
+
+    out, work = tmp_path / "model", tmp_path / "model.partial"
+    claim_work_dir(out, work, resume=False, force=False, what="training run")  # neither exists
+    out.mkdir()
+    claim_work_dir(out, work, resume=False, force=False, what="training run")  # empty: fine
+    (out / "packshot.json").write_text("{}")
+    with pytest.raises(UsageError, match="already exists"):
+        claim_work_dir(out, work, resume=False, force=False, what="training run")
+    work.mkdir()
+    with pytest.raises(UsageError, match="interrupted training run is in"):
+        claim_work_dir(tmp_path / "other", work, resume=False, force=False, what="training run")
+    claim_work_dir(tmp_path / "other", work, resume=True, force=False, what="training run")
+    assert work.is_dir()  # resumed: kept
+    claim_work_dir(out, work, resume=False, force=True, what="training run")
+    assert not work.exists() and out.is_dir()  # forced: the interrupted run is gone

@@ -30,8 +30,9 @@ from rich.table import Table
 
 from packshot import __version__
 from packshot.api.settings import ApiSettings
+from packshot.artifacts.folders import claim_work_dir
 from packshot.artifacts.product_model import ProductModel
-from packshot.errors import PackshotError, UsageError
+from packshot.errors import PackshotError
 from packshot.jobs.execute import build_train_config
 from packshot.jobs.kinds import KINDS, ShootParams, TrainingParams
 from packshot.jobs.ray.driver import RaySettings, run_on_ray
@@ -208,15 +209,7 @@ def _job_on_ray(
     """
 
     job_dir = out_dir.with_name(f"{out_dir.name}.job")
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise UsageError(f"{out_dir} already exists. Choose another folder, or pass --force.")
-    if job_dir.exists() and not resume:
-        if not force:
-            raise UsageError(
-                f"An interrupted run is in {job_dir}. Pass --resume to continue it, or --force "
-                "to start over."
-            )
-        shutil.rmtree(job_dir)
+    claim_work_dir(out_dir, job_dir, resume=resume, force=force, what=f"{kind} job")
     settings = RaySettings.from_env()
     try:
         result = run_on_ray(kind, params, job_dir, progress, lambda: False, settings=settings)

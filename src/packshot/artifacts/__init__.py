@@ -1,5 +1,6 @@
 """What packshot writes and reads back, each with its save/load pair.
 
 `product_model`: the trained model folder (`ProductModel`).
+`folders`: an output folder and the work folder of the run that fills it (`claim_work_dir`).
 `shots`: a shot's PNG (its recipe inside) and its JSON sidecar, written atomically, read back.
 """

@@ -23,6 +23,7 @@ import diffusers
 import torch
 
 from packshot import intake
+from packshot.artifacts.folders import claim_work_dir
 from packshot.artifacts.product_model import (
     CHECKPOINTS_DIR,
     RUN_FILE,
@@ -68,18 +69,7 @@ def open_work_dir(
     work = work_dir_for(out_dir)
     if not photos_dir.is_dir():
         raise UsageError(f"No photo folder at {photos_dir}.")
-    if out_dir.exists() and not force:
-        raise UsageError(
-            f"{out_dir} already exists. Choose another output folder, or pass force=True "
-            "(--force) to replace it."
-        )
-    if work.exists() and not resume:
-        if not force:
-            raise UsageError(
-                f"An interrupted training run is in {work}. Pass resume=True (--resume) to "
-                "continue it, or force=True (--force) to start over."
-            )
-        shutil.rmtree(work)
+    claim_work_dir(out_dir, work, resume=resume, force=force, what="training run")
     work.mkdir(parents=True, exist_ok=True)
     run_file = work / RUN_FILE
     signature = config.run_signature()
@@ -635,7 +625,7 @@ def _run(
 
     write_model_card(product_model, [str(p.relative_to(work)) for p in final_samples])
     (work / RUN_FILE).unlink(missing_ok=True)
-    if out_dir.exists():  # only with force: train() refused otherwise
+    if out_dir.exists():  # empty, or replaced with force: train() refused anything else
         old = out_dir.parent / f"{out_dir.name}.replaced"
         if old.exists():
             shutil.rmtree(old)
