@@ -116,11 +116,12 @@ def run_training(
         force=params.force,
         cache_dir=cache_dir,
     )
-    return _training_result(result.model_dir, workdir)
+    return _training_result(result, workdir)
 
 
-def _training_result(model_dir: Path, workdir: Path) -> TrainingResult:
-    model = ProductModel.load(model_dir)
+def _training_result(model: ProductModel, workdir: Path) -> TrainingResult:
+    """The job's result from the model `train` returned (no second read of its folder)."""
+    model_dir = model.model_dir
     folder = model_dir.relative_to(workdir).as_posix()
     files = sorted(
         str(p.relative_to(workdir))
