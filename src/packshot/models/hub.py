@@ -40,7 +40,7 @@ EXAMPLE_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def _offline_requested() -> bool:
+def offline_requested() -> bool:
     """Whether Hub downloads are switched off (`HF_HUB_OFFLINE`, read now, or at hub import)."""
     value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
     return value in {"1", "ON", "YES", "TRUE"} or bool(huggingface_hub.constants.HF_HUB_OFFLINE)
@@ -231,7 +231,7 @@ def download_from_hub(
         return _hub_folders[key]
 
     # 1. Offline: only what is on disk already.
-    if _offline_requested() if offline is None else offline:
+    if offline_requested() if offline is None else offline:
         folder = _cached_snapshot(repo_id, select_files, marker)
         if folder is None:
             raise _offline_error(repo_id)

@@ -28,6 +28,7 @@ from huggingface_hub import HfApi, hf_hub_download
 from PIL import Image
 
 from packshot.errors import ModelLoadError, ModelNotFoundError, UsageError
+from packshot.models.hub import offline_requested
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -75,10 +76,6 @@ def family_for(name: str) -> MattingFamily:
     return FAMILIES["u2net"]
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def _download(url: str, target: Path) -> Path:
     """`url` into `target`, atomically (a half-written file never carries the final name)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +119,7 @@ def find_model_file(ref: str, cache_dir: Path) -> tuple[Path, MattingFamily]:
         name = Path(urllib.request.url2pathname(ref.split("?")[0])).name or "model.onnx"
         target = folder / "urls" / name
         if not target.is_file():
-            if _offline():
+            if offline_requested():
                 raise ModelNotFoundError(
                     f"The background-removal model {ref} isn't downloaded yet and downloads are "
                     "off (HF_HUB_OFFLINE=1). Download it and pass the .onnx file instead."
@@ -134,7 +131,7 @@ def find_model_file(ref: str, cache_dir: Path) -> tuple[Path, MattingFamily]:
         file_name, family = KNOWN_MODELS[ref]
         target = folder / file_name
         if not target.is_file():
-            if _offline():
+            if offline_requested():
                 raise ModelNotFoundError(
                     f"The background-removal model `{ref}` isn't downloaded yet and downloads "
                     "are off (HF_HUB_OFFLINE=1)."
@@ -154,14 +151,14 @@ def find_model_file(ref: str, cache_dir: Path) -> tuple[Path, MattingFamily]:
 def _from_hub(repo_id: str, filename: str | None) -> tuple[Path, MattingFamily]:
     try:
         if filename is None:
-            if _offline():
+            if offline_requested():
                 raise ModelNotFoundError("downloads are off (HF_HUB_OFFLINE=1)")
             files = HfApi().list_repo_files(repo_id)
             onnx = sorted(f for f in files if f.endswith(".onnx"))
             if not onnx:
                 raise ModelLoadError(f"The Hub repo {repo_id} holds no .onnx file.")
             filename = onnx[0]
-        local = hf_hub_download(repo_id, filename, local_files_only=_offline())
+        local = hf_hub_download(repo_id, filename, local_files_only=offline_requested())
     except ModelLoadError:
         raise
     except Exception as error:

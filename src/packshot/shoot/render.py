@@ -8,7 +8,6 @@ plain diffusers user would write (`pipe(prompt, generator=[...], ...)`).
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,7 @@ from packshot.artifacts.product_model import ProductModel
 from packshot.artifacts.shots import RecipeSettings, lora_hash
 from packshot.errors import ModelLoadError, UsageError
 from packshot.models.families import ModelFamily
+from packshot.models.hub import offline_requested
 from packshot.shoot.plan import PlannedShot
 from packshot.shoot.prompts import check_token_limit
 
@@ -162,7 +162,7 @@ def find_fast_lora(ref: str | None, family: ModelFamily, stand_in: bool) -> Path
                 "or shoot without --fast."
             )
         ref = family.fast_lora
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    offline = offline_requested()
     try:
         return Path(hf_hub_download(ref, LCM_WEIGHT_NAME, local_files_only=offline))
     except Exception as error:  # offline, unreachable, not found: all end the same way

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from packshot.artifacts.product_model import CARD_FILE, METADATA_FILE, ProductModel
@@ -29,6 +28,8 @@ def push_to_hub(
     from huggingface_hub import HfApi
     from huggingface_hub.utils import HfHubHTTPError
 
+    from packshot.models.hub import offline_requested
+
     # 1. Check everything before contacting the Hub.
     model_dir = Path(model_dir)
     files = files_to_push(ProductModel.load(model_dir))  # a UsageError unless it is finished
@@ -36,7 +37,7 @@ def push_to_hub(
         raise UsageError(
             f"`{repo_id}` is not a Hub repository id: use OWNER/NAME, e.g. my-shop/bose-headphones."
         )
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if offline_requested():
         raise PackshotError(
             f"Can't push to {repo_id}: Hub access is switched off (HF_HUB_OFFLINE is set). The "
             f"model is saved in {model_dir}; push it later with `hf upload {repo_id} {model_dir}`."
