@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import photo_corpus as photos
+from packshot.artifacts.provenance import GENERATED
 from packshot.artifacts.shots import save_png
 from packshot.errors import ModelLoadError, ModelNotFoundError, PhotoSetError, UsageError
 from packshot.judge import (
@@ -56,7 +57,7 @@ def embedders(cache_dir: Path) -> Embedders:
 def _shot(src: Path, out: Path, prompt: str, size: int = 64) -> Path:
     with Image.open(src) as image:
         small = image.convert("RGB").resize((size, size))
-    return save_png(small, out, PARAMS.format(prompt=prompt))
+    return save_png(small, out, PARAMS.format(prompt=prompt), source_type=GENERATED)
 
 
 @pytest.fixture(scope="module")

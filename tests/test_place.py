@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from packshot.artifacts.provenance import COMPOSITE, read_source_type
 from packshot.artifacts.shots import read_parameters, recipe_from_parameters
 from packshot.cli import app
 from packshot.errors import UsageError
@@ -83,6 +84,7 @@ def test_api_end_to_end_with_the_guarantee(
         }
         assert sidecar["mode"] == "place" and sidecar["guarantee_band_px"] == GUARANTEE_BAND_PX
         assert sidecar["cutout"]["source"] == "grabcut"
+        assert read_source_type(shot.path) == COMPOSITE  # a real photo composited with AI
         assert set(sidecar["scores"]) >= {"dino", "clip_i", "clip_t", "present", "flags"}
         recipe = recipe_from_parameters(read_parameters(shot.path) or "")
         assert recipe.seed == 11 and recipe.num_inference_steps == 2

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from packshot.artifacts.provenance import GENERATED, read_source_type
 from packshot.artifacts.shots import read_parameters, recipe_from_parameters
 from packshot.errors import UsageError
 from packshot.progress import ProgressEvent
@@ -112,6 +113,8 @@ def test_parameters_chunk_and_sidecar_round_trip(
             assert image.size == (recipe.width, recipe.height)
         assert sidecar["preset"] == shot.preset and sidecar["product"]["token"] == "sks"
         assert sidecar["timings"]["device_s"] > 0
+        # Labelled as made with AI (IPTC digital source type in its XMP).
+        assert read_source_type(shot.path) == sidecar["digital_source_type"] == GENERATED
 
 
 def test_contact_sheet_has_one_cell_per_shot(

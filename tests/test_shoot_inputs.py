@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from packshot.artifacts.provenance import GENERATED
 from packshot.artifacts.shots import (
     Recipe,
     lora_hash,
@@ -228,7 +229,7 @@ def test_a1111_parameters_round_trip(tmp_path: Path) -> None:
     assert text.splitlines()[1] == "Negative prompt: blurry, lowres"
     assert "Steps: 25, Sampler: DPM++ 2M Karras, CFG scale: 7.0, Seed: 123, Size: 512x640" in text
     assert 'Lora hashes: "teapot: 0123456789ab"' in text
-    path = save_png(Image.new("RGB", (8, 8)), tmp_path / "a.png", text)
+    path = save_png(Image.new("RGB", (8, 8)), tmp_path / "a.png", text, source_type=GENERATED)
     assert read_parameters(path) == text
     assert recipe_from_parameters(read_parameters(path) or "") == recipe
 

@@ -12,6 +12,8 @@ InvokeAI also read:
 Shoots and placements write every shot through `write_shot` (PNG, then sidecar, each through a
 temporary file renamed into place), so a shot whose sidecar is there is whole; `written_shot`
 is the resume check, `read_sidecar` and `add_scores` the sidecar's reader and its one update.
+Every PNG also carries the IPTC digital source type in its XMP (`artifacts.provenance`): the
+label marketplaces read to know an image was made with AI.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Protocol
 from PIL import Image, PngImagePlugin
 
 from packshot import __version__
+from packshot.artifacts.provenance import PNG_XMP_KEY, SourceType, xmp_packet
 
 PARAMETERS_KEY = "parameters"  # the PNG tEXt keyword A1111 writes and reads
 NEGATIVE_PREFIX = "Negative prompt: "
@@ -195,10 +198,13 @@ def lora_hash(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def save_png(image: Image.Image, path: Path, parameters: str) -> Path:
-    """Write `image` as a PNG with `parameters` in its `parameters` text chunk."""
+def save_png(image: Image.Image, path: Path, parameters: str, *, source_type: SourceType) -> Path:
+    """Write `image` as a PNG with `parameters` in its `parameters` text chunk and the IPTC
+    digital source type `source_type` in its XMP (`iTXt` `XML:com.adobe.xmp`)."""
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_KEY, parameters)
+    xmp = xmp_packet(source_type, creator_tool=f"packshot {__version__}").decode()
+    info.add_itxt(PNG_XMP_KEY, xmp)
     image.save(path, format="PNG", pnginfo=info)
     return path
 
@@ -215,15 +221,23 @@ def sidecar_path(png: Path) -> Path:
     return png.with_suffix(".json")
 
 
-def write_shot(image: Image.Image, png: Path, recipe: Recipe, extra: dict[str, Any]) -> Path:
-    """Write a shot: its PNG (the recipe in `parameters`), then its sidecar (the same recipe in
-    diffusers' names, plus packshot's own fields `extra`); returns the sidecar's path.
+def write_shot(
+    image: Image.Image,
+    png: Path,
+    recipe: Recipe,
+    extra: dict[str, Any],
+    *,
+    source_type: SourceType,
+) -> Path:
+    """Write a shot: its PNG (the recipe in `parameters`, the IPTC digital source type
+    `source_type` in its XMP), then its sidecar (the same recipe in diffusers' names, the
+    source type, plus packshot's own fields `extra`); returns the sidecar's path.
 
     Each file goes through a temporary file renamed into place, and the sidecar comes last: a
     run cut off at any moment leaves no half-written file under a shot's name.
     """
     tmp = png.with_name(f".{png.name}.tmp")
-    save_png(image, tmp, recipe.to_parameters())
+    save_png(image, tmp, recipe.to_parameters(), source_type=source_type)
     os.replace(tmp, png)
     data = {
         "parameters": recipe.to_parameters(),
@@ -238,6 +252,7 @@ def write_shot(image: Image.Image, png: Path, recipe: Recipe, extra: dict[str, A
         "model": recipe.model,
         "lora_hashes": recipe.lora_hashes,
         "lora_scale": recipe.lora_scale,
+        "digital_source_type": source_type,
         **extra,
     }
     return write_json(sidecar_path(png), data)

@@ -25,6 +25,7 @@ from PIL import Image
 
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
+from packshot.artifacts.provenance import COMPOSITE
 from packshot.artifacts.shots import (
     add_scores,
     sidecar_path,
@@ -495,6 +496,7 @@ def _render(
                     "device": device,
                     "timings": {"device_s": round(seconds, 3)},
                 },
+                source_type=COMPOSITE,
             )
             done = {"width": width, "height": height, "placement": placement.to_dict()}
             done["timings"] = {"device_s": seconds}

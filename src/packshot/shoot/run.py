@@ -15,6 +15,7 @@ from typing import Any
 
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
+from packshot.artifacts.provenance import GENERATED
 from packshot.artifacts.shots import (
     sidecar_path,
     write_shot,
@@ -332,6 +333,7 @@ def shoot(
                         "device": device,
                         "timings": {"device_s": round(per_image, 3), "batch_size": len(batch)},
                     },
+                    source_type=GENERATED,
                 )
                 written.append(_shot(planned, png, per_image))
                 emit(len(written), f"shot {planned.stem}", event="shot", path=str(png))
