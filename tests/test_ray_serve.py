@@ -19,7 +19,12 @@ from packshot.jobs.ray.serving import (  # noqa: E402
     shoot_with_serve,
 )
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    # Ray Serve deprecates `metrics_interval_s` in favour of environment variables read when
+    # its processes start; it still honours it, and it is the one knob a test can set.
+    pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning"),
+]
 
 
 def test_products_of_one_base_share_a_replica_scaled_from_zero(
@@ -39,7 +44,15 @@ def test_products_of_one_base_share_a_replica_scaled_from_zero(
     save_file({k: v * 0.5 for k, v in load_file(str(lora)).items()}, str(lora))
 
     # 2. The deployment starts with no replica at all.
-    settings = ServeSettings(num_cpus=0.5, max_replicas=1, downscale_delay_s=2.0)
+    # Short windows, so the scale-down to zero is seen in seconds (Serve's own defaults average
+    # the requests over 30 s, reported every 10 s).
+    settings = ServeSettings(
+        num_cpus=0.5,
+        max_replicas=1,
+        downscale_delay_s=1.0,
+        look_back_period_s=1.0,
+        metrics_interval_s=0.25,
+    )
     deploy_shooting("tiny", settings)
     assert running_replicas("tiny") == 0
 

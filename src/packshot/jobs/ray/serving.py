@@ -46,6 +46,11 @@ class ServeSettings:
     target_ongoing_requests: float = 1.0  # one shoot at a time per replica (one pipeline)
     downscale_delay_s: float = 300.0  # how long an idle replica keeps its pipeline loaded
     upscale_delay_s: float = 0.0
+    # The window the autoscaler averages the requests over, and how often replicas and
+    # handles report them (Ray Serve's defaults): an idle deployment reaches zero replicas
+    # about look_back_period_s + downscale_delay_s after its last request.
+    look_back_period_s: float = 30.0
+    metrics_interval_s: float = 10.0
 
 
 def app_name(base_model: str) -> str:
@@ -118,6 +123,8 @@ def deploy_shooting(
             "target_ongoing_requests": settings.target_ongoing_requests,
             "downscale_delay_s": settings.downscale_delay_s,
             "upscale_delay_s": settings.upscale_delay_s,
+            "look_back_period_s": settings.look_back_period_s,
+            "metrics_interval_s": settings.metrics_interval_s,
         },
     )
     return serve.run(deployment.bind(base_model), name=app_name(base_model), route_prefix=None)
