@@ -168,7 +168,7 @@ def test_models_info_missing_folder(tmp_path: Path) -> None:
 def test_demo_end_to_end(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The flow, not the noise the tiny stand-in learns: fewer steps than `make demo` takes.
     monkeypatch.setattr(demo, "TINY_TRAIN_STEPS", 4)
-    monkeypatch.setattr(demo, "TINY_SAMPLE_STEPS", 2)
+    monkeypatch.setattr(demo, "STAND_IN_SAMPLE_STEPS", 2)
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from packshot.errors import UsageError
-from packshot.jobs.execute import JobCanceled, relative_event, run_job
+from packshot.jobs.execute import JobCanceled, build_train_config, relative_event, run_job
 from packshot.jobs.kinds import KINDS, ShootParams, TrainingParams, to_json
+from packshot.models.standins import STAND_IN_SAMPLE_STEPS
 from packshot.progress import ProgressEvent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,6 +46,16 @@ def trained(cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPa
     second: list[ProgressEvent] = []
     result = run_job("training", params, workdir, second.append, _never)
     return workdir, params, first, second, result
+
+
+def test_a_stand_in_trains_at_its_size_and_samples_in_a_few_steps(cache_dir: Path) -> None:
+    params = TrainingParams(photos_dir="photos", model="tiny", class_word="mug", preset="quick")
+    config = build_train_config(params, cache_dir=cache_dir)
+    assert config.resolution == 64
+    assert config.validation_inference_steps == STAND_IN_SAMPLE_STEPS
+    params = TrainingParams(**{**vars(params), "resolution": 128})
+    config = build_train_config(params, cache_dir=cache_dir)
+    assert config.resolution == 128
 
 
 def test_training_resumes_from_its_checkpoint(trained) -> None:

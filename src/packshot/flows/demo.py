@@ -19,6 +19,7 @@ from packshot.judge import JudgeConfig
 from packshot.models.describe import describe_model
 from packshot.models.device import pick_device
 from packshot.models.load import resolve_model
+from packshot.models.standins import STAND_IN_SAMPLE_STEPS
 from packshot.progress import ProgressCallback
 from packshot.shoot import ShootRequest
 from packshot.train import TrainConfig, train
@@ -28,7 +29,6 @@ DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SAMPLE_PRODUCT = {"name": "backpack", "class_word": "backpack", "token": "sks"}
 DEMO_DESCRIPTION = "{product} on a wooden bench in a sunny park"
 TINY_TRAIN_STEPS = 20  # with the tiny stand-in: enough to show checkpoints and samples
-TINY_SAMPLE_STEPS = 4  # sampling steps for the tiny stand-in's noise images
 
 
 def sample_photos_dir() -> Path:
@@ -111,7 +111,7 @@ def run_demo(
         # The tiny stand-in learns nothing useful anyway: a few steps show the flow.
         max_train_steps=TINY_TRAIN_STEPS if tiny else None,
         checkpointing_steps=TINY_TRAIN_STEPS // 2 if tiny else None,
-        validation_inference_steps=TINY_SAMPLE_STEPS if tiny else None,
+        validation_inference_steps=STAND_IN_SAMPLE_STEPS if tiny else None,
     )
     with progress_bar("Training") as progress:
         trained = train(
@@ -131,7 +131,7 @@ def run_demo(
         descriptions=[DEMO_DESCRIPTION],
         presets=["studio", "lifestyle"],
         seed=0,
-        num_inference_steps=TINY_SAMPLE_STEPS if tiny else None,
+        num_inference_steps=STAND_IN_SAMPLE_STEPS if tiny else None,
     )
     judge = JudgeConfig.for_models(
         None,

@@ -77,10 +77,11 @@ def build_train_config(params: TrainingParams, *, cache_dir: Path | None = None)
     """The TrainConfig of a training job: its preset, and the fields it sets over it.
 
     The same for the CLI and the service: the tiny stand-ins train at their own small size
-    unless a resolution is given.
+    unless a resolution is given, and render their samples in a few steps.
     """
     from packshot.models.describe import describe_model
     from packshot.models.load import resolve_model
+    from packshot.models.standins import STAND_IN_SAMPLE_STEPS
 
     if params.preset not in PRESET_NAMES:
         raise UsageError(f"unknown preset {params.preset!r}; choose {', '.join(PRESET_NAMES)}")
@@ -89,6 +90,8 @@ def build_train_config(params: TrainingParams, *, cache_dir: Path | None = None)
     if values.get("resolution") is None and resolved.stand_in:
         # The tiny stand-ins are built for their own small size, not the family's 512/1024.
         values["resolution"] = describe_model(resolved).resolution
+    if resolved.stand_in:
+        values["validation_inference_steps"] = STAND_IN_SAMPLE_STEPS
     return TrainConfig.from_preset(
         resolved.family.name,
         params.preset,  # type: ignore[arg-type]

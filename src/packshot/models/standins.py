@@ -50,6 +50,10 @@ _TEXT_HIDDEN = 32
 _UNET_CHANNELS = (8, 16)  # SD: (320, 640, 1280, 1280)
 _VAE_CHANNELS = (8, 8, 16, 16)  # SD: (128, 256, 512, 512); 4 blocks = 3 halvings = 8x, as real SD
 _LATENT_SIZE = 8  # UNet sample_size: 8x8 latents, so the pipelines' default size is 64 px
+# Sampling steps for a stand-in's images (training samples, the demo's shots): they are noise
+# at any step count, and a few steps show the whole flow (25, the real models' default, is
+# most of a tiny training job's time).
+STAND_IN_SAMPLE_STEPS = 4
 
 
 # -- the CLIP tokenizer, built offline -------------------------------------------------------
