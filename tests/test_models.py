@@ -44,7 +44,7 @@ TINY = [
     ("tiny-sdxl", "sdxl", "text2img", "StableDiffusionXLPipeline"),
     ("tiny-inpaint", "sd15-inpaint", "inpaint", "StableDiffusionInpaintPipeline"),
     ("tiny-sdxl", "sdxl", "inpaint", "StableDiffusionXLInpaintPipeline"),  # a plain model inpaints
-]
+]  # tiny-flux2: tests/test_flux2.py
 
 
 def _write_index(folder: Path, class_name: str, in_channels: int = 4, sdxl: bool = False) -> Path:
@@ -463,4 +463,4 @@ def test_resolved_model_is_a_plain_record(cache_dir: Path) -> None:
         stand_in=True,  # by the note in its folder, not by its name
     )
     assert describe_model(resolved).tiny_stand_in is True
-    assert set(stand_in_aliases()) == {"tiny", "tiny-sdxl", "tiny-inpaint"}
+    assert set(stand_in_aliases()) == {"tiny", "tiny-sdxl", "tiny-inpaint", "tiny-flux2"}

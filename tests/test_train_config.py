@@ -35,7 +35,7 @@ def test_presets_make_valid_configs(family: str, preset: str) -> None:
     values = load_presets(family)[preset]
     assert {k: getattr(config, k) for k in values} == values
     assert config.preset == preset
-    assert config.resolution == (1024 if family == "sdxl" else 512)
+    assert config.resolution == (512 if family == "sd15" else 1024)
 
 
 def test_options_override_a_preset_and_none_keeps_it() -> None:
@@ -98,6 +98,7 @@ def test_push_to_hub_uploads_only_the_model_files(
         "README.md",
         "packshot.json",
         "pytorch_lora_weights.safetensors",
+        "pytorch_lora_weights_comfyui.safetensors",
         "pytorch_lora_weights_kohya.safetensors",
         "samples/step-000010-seed0.png",
     ]

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +16,7 @@ from packshot.progress import ProgressEvent
 from packshot.train import TrainConfig, train
 from packshot.train.checkpoints import latest_checkpoint
 from packshot.train.loop import oom_advice
+from training_support import kill_at_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,41 +37,14 @@ def _config(**overrides: object) -> TrainConfig:
     return TrainConfig(**values)
 
 
-_TRAIN_SCRIPT = """
-import sys
-from pathlib import Path
-from packshot.train import TrainConfig, train
-config = TrainConfig.model_validate_json(sys.argv[1])
-train(config, Path(sys.argv[2]), Path(sys.argv[3]), cache_dir=Path(sys.argv[4]))
-"""
-
-
 def test_resume_after_kill_9_reaches_the_final_step(
     training_set: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
     config = _config(max_train_steps=60, checkpointing_steps=2, checkpoints_total_limit=3)
     out = tmp_path / "model"
-    checkpoints = work_dir_for(out) / "checkpoints"
 
     # 1. Start a run in another process; kill -9 it as soon as a checkpoint is complete.
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _TRAIN_SCRIPT, config.model_dump_json()]
-        + [str(training_set), str(out), str(cache_dir)],
-        env={**os.environ, "PACKSHOT_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 180
-    while latest_checkpoint(checkpoints) is None:
-        if proc.poll() is not None:
-            pytest.fail(f"training ended before its first checkpoint: {proc.stderr.read()!r}")  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "no checkpoint within 3 minutes"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    assert not out.exists(), "a killed run must not leave a model folder"
-    killed_at = latest_checkpoint(checkpoints)
-    assert killed_at is not None and killed_at.step < config.max_train_steps
+    killed_at = kill_at_first_checkpoint(config, training_set, out, cache_dir)
 
     # 2. Without resume the interrupted run is protected; with it, training finishes.
     with pytest.raises(UsageError, match="resume"):

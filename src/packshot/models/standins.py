@@ -1,8 +1,10 @@
-"""Tiny, randomly initialised SD 1.5 / SDXL / SD 1.5-inpainting pipelines in diffusers format.
+"""Tiny, randomly initialised SD 1.5 / SDXL / SD 1.5-inpainting / FLUX.2 [klein] pipelines in
+diffusers format.
 
 They stand in for real weights in tests and the offline demo: same classes, same folder layout,
-same `from_pretrained` path, same 8x VAE down-sampling, a real CLIP tokenizer; but a few channels
-and random weights, so the images they make are noise. Component shapes follow the
+same `from_pretrained` path, same 8x VAE down-sampling, a real CLIP tokenizer (SD) or a small
+byte-level BPE tokenizer with Qwen3's chat template (FLUX.2); but a few channels and random
+weights, so the images they make are noise. Component shapes follow the
 `get_dummy_components()` of diffusers' own pipeline tests.
 """
 
@@ -21,15 +23,27 @@ import torch
 import transformers
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLFlux2,
     DiffusionPipeline,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    Flux2KleinPipeline,
+    Flux2Transformer2DModel,
     PNDMScheduler,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from packshot.cachedir import build_into_cache
 from packshot.errors import PackshotError, UsageError
@@ -260,11 +274,128 @@ def _sdxl() -> dict[str, object]:
     }
 
 
+# -- FLUX.2 [klein]: a Qwen tokenizer and Qwen3 encoder, a flow transformer ------------------
+
+# Qwen's special tokens, and its chat template reduced to what Flux2KleinPipeline asks of it
+# (one user message, a generation prompt, thinking off: an empty <think> block).
+_QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}"
+    "{{ '<think>\n\n</think>\n\n' }}{% endif %}{% endif %}"
+)
+# Words merged whole by the tiny BPE (with their leading space): the prompts tests write.
+_BPE_TEXT = (
+    "a photo of the and on in with white black studio background product shot light soft "
+    "wooden table marble sks backpack headphones bottle shoe watch bag lamp mug chair red "
+    "blue green close up lifestyle packshot"
+)
+_BPE_WORDS = tuple(_BPE_TEXT.split())
+
+
+def build_qwen_tokenizer() -> Qwen2Tokenizer:
+    """A small byte-level BPE tokenizer shaped like Qwen's (its pre-tokenizer, specials and
+    chat template), built offline: 256 byte symbols, the merges that spell `_BPE_WORDS`."""
+    byte_symbols = list(_bytes_to_unicode().values())
+    vocab = {symbol: i for i, symbol in enumerate(byte_symbols)}
+    merges: list[tuple[str, str]] = []
+    space = _bytes_to_unicode()[ord(" ")]
+    # The words after a space first: the pre-tokenizer keeps the space with the word.
+    for spelled in [space + word for word in _BPE_WORDS] + list(_BPE_WORDS):
+        token = spelled[0]
+        for char in spelled[1:]:
+            if token + char not in vocab:
+                merges.append((token, char))
+                vocab[token + char] = len(vocab)
+            token += char
+    for special in _QWEN_SPECIALS:
+        vocab[special] = len(vocab)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        model_max_length=131072,
+        additional_special_tokens=list(_QWEN_SPECIALS[1:]),
+    )
+    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+_QWEN_HIDDEN = 16  # Qwen3-4B: 2560
+_QWEN_LAYERS = 28  # ≥ 28: the pipeline stacks hidden states 9, 18 and 27 (Qwen3-4B has 36)
+
+
+def _flux2() -> dict[str, object]:
+    """FLUX.2 [klein] components: a 8x VAE with 4 latent channels (klein: 32), patchified 2x2
+    into the transformer's 16 input channels; one double and two single blocks (klein 4B: 5
+    and 20); Qwen3 layers of width 16 whose three stacked outputs are the transformer's text
+    input (klein 4B: 3 x 2560 = 7680)."""
+    tokenizer = build_qwen_tokenizer()
+    text_config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=_QWEN_HIDDEN,
+        intermediate_size=37,
+        num_hidden_layers=_QWEN_LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    latent_channels = 4
+    return {
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            # The scheduler config of black-forest-labs/FLUX.2-klein-4B: shifted per image size
+            # by the pipeline (`mu`), from the FLUX.1 dynamic-shifting defaults.
+            num_train_timesteps=1000,
+            shift=3.0,
+            use_dynamic_shifting=True,
+            base_shift=0.5,
+            max_shift=1.15,
+            base_image_seq_len=256,
+            max_image_seq_len=4096,
+            time_shift_type="exponential",
+        ),
+        "vae": AutoencoderKLFlux2(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * len(_VAE_CHANNELS),
+            up_block_types=("UpDecoderBlock2D",) * len(_VAE_CHANNELS),
+            block_out_channels=_VAE_CHANNELS,
+            layers_per_block=1,
+            latent_channels=latent_channels,
+            norm_num_groups=4,
+            sample_size=_LATENT_SIZE * 8,
+        ),
+        "text_encoder": Qwen3ForCausalLM(text_config),
+        "tokenizer": tokenizer,
+        "transformer": Flux2Transformer2DModel(
+            patch_size=1,
+            in_channels=latent_channels * 4,
+            num_layers=1,
+            num_single_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=3 * _QWEN_HIDDEN,
+            timestep_guidance_channels=256,
+            mlp_ratio=3.0,
+            axes_dims_rope=(4, 4, 4, 4),  # sums to attention_head_dim
+            guidance_embeds=False,
+        ),
+        "is_distilled": False,
+    }
+
+
 # The stand-in of each family that has one, by its alias (`ModelFamily.stand_in`).
 _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "tiny": lambda: StableDiffusionPipeline(**_sd15(in_channels=4)),
     "tiny-sdxl": lambda: StableDiffusionXLPipeline(**_sdxl()),
     "tiny-inpaint": lambda: StableDiffusionInpaintPipeline(**_sd15(in_channels=9)),
+    "tiny-flux2": lambda: Flux2KleinPipeline(**_flux2()),
 }
 
 

@@ -37,6 +37,7 @@ from packshot.config import default_cache_dir
 from packshot.errors import PackshotError, PhotoSetError, UsageError
 from packshot.intake.prepare import KIND, MANIFEST
 from packshot.models.device import pick_device, pick_dtype, return_freed_memory_to_os
+from packshot.models.families import get_family, trainable_families
 from packshot.models.load import load_pipeline, resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.train.card import write_model_card
@@ -306,7 +307,22 @@ def _run(
     if not family.trainable:
         raise UsageError(
             f"`{config.model}` is a {resolved.family.label} model; packshot trains LoRAs on "
-            "SD 1.5 and SDXL text-to-image models. Train on the plain base model instead."
+            "these text-to-image families: "
+            + ", ".join(get_family(name).label for name in trainable_families())
+            + ". Train on the plain base model instead."
+        )
+    if config.train_text_encoder and not family.text_encoder_trainable:
+        raise UsageError(
+            f"packshot trains {family.label} LoRAs on the {family.denoiser} only (its text "
+            "encoder stays frozen, as in the diffusers example). Train without "
+            "--train-text-encoder."
+        )
+    multiple = family.size_multiple
+    if config.resolution % multiple:
+        raise UsageError(
+            f"{family.label} models need image sides in multiples of {multiple} px; "
+            f"`resolution` is {config.resolution}. Use "
+            f"{max(multiple, config.resolution // multiple * multiple)}."
         )
     pipeline_class = getattr(diffusers, family.pipeline_class_name("text2img"))
     device = pick_device(config.device)

@@ -25,7 +25,7 @@ def render_seeded(
     # A CPU generator: the same seed gives the same starting noise on every device.
     generator = torch.Generator("cpu").manual_seed(seed)
     image = pipeline(
-        prompt,
+        prompt=prompt,  # by name: FLUX.2 [klein]'s first argument is its reference images
         height=resolution,
         width=resolution,
         num_inference_steps=num_inference_steps,

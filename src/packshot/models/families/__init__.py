@@ -1,10 +1,11 @@
-"""Model families: the interface and registry (`base`), then one module per family (`sd`).
+"""Model families: the interface and registry (`base`), then one module per family (`sd`,
+`flux2`).
 
 Importing this package registers the built-in families; a new family is one module here,
 imported below, that calls `register_family`. No torch at import.
 """
 
-from packshot.models.families import sd
+from packshot.models.families import flux2, sd
 from packshot.models.families.base import (
     FAMILIES,
     INPAINT_IN_CHANNELS,
@@ -25,6 +26,7 @@ __all__ = [
     "ModelFamily",
     "PipelineKind",
     "detect_family",
+    "flux2",
     "get_family",
     "register_family",
     "sd",

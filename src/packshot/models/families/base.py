@@ -47,6 +47,12 @@ class ModelFamily:
     # The text-to-image family whose LoRAs it takes ("sd15" for "sd15-inpaint"); None: itself.
     lineage: str | None = None
     trainable: bool = False  # packshot trains product LoRAs on it (presets/training.json has it)
+    text_encoder_trainable: bool = True  # a LoRA may go on its text encoders too
+    negative_prompts: bool = True  # its pipeline takes a `negative_prompt`
+    # Its diffusers LoRA file in diffusers' own key names (`….lora.down.weight`), as the SD and
+    # SDXL examples save it; False: peft's names (`….lora_A.weight`), as the FLUX.2 example does
+    # (its loader reads nothing else).
+    lora_file_diffusers_names: bool = True
     license: str | None = None  # the Hub license id of its base models, for model cards
     card_tag: str | None = None  # the Hub tag of its base models ("stable-diffusion-xl")
     size_multiple: int = 8  # image sides must be multiples of this (the VAE's down-sampling)
@@ -158,8 +164,9 @@ class ModelFamily:
         raise self._missing("predict")
 
     @property
-    def denoiser_lora_targets(self) -> list[str]:
-        """Module names in the denoiser that get LoRA layers."""
+    def denoiser_lora_targets(self) -> list[str] | str:
+        """Module names in the denoiser that get LoRA layers (a list of name endings, or one
+        regular expression a whole module name must match, as peft's `target_modules`)."""
         raise self._missing("denoiser_lora_targets")
 
     @property

@@ -13,16 +13,20 @@ from packshot.train.exports.base import (
     register_export_format,
     write_exports,
 )
+from packshot.train.exports.comfyui import COMFYUI, COMFYUI_WEIGHT_NAME, save_comfyui_lora
 from packshot.train.exports.diffusers import DIFFUSERS, save_diffusers_lora
 from packshot.train.exports.kohya import KOHYA, KOHYA_WEIGHT_NAME, save_kohya_lora
 
 __all__ = [
+    "COMFYUI",
+    "COMFYUI_WEIGHT_NAME",
     "DIFFUSERS",
     "EXPORT_FORMATS",
     "KOHYA",
     "KOHYA_WEIGHT_NAME",
     "ExportFormat",
     "register_export_format",
+    "save_comfyui_lora",
     "save_diffusers_lora",
     "save_kohya_lora",
     "write_exports",

@@ -40,6 +40,15 @@ class ExportFormat:
 EXPORT_FORMATS: dict[str, ExportFormat] = {}
 
 
+def trainer_metadata(config: TrainConfig | None) -> dict[str, str]:
+    """The safetensors metadata kohya's own trainer writes, which A1111 and ComfyUI show: the
+    base model and the rank."""
+    metadata = {"format": "pt"}
+    if config is not None:
+        metadata |= {"ss_base_model": config.model, "ss_network_dim": str(config.rank)}
+    return metadata
+
+
 def register_export_format(export: ExportFormat, *, replace: bool = False) -> ExportFormat:
     """Add `export` to the formats every training run writes (the built-in ones use this too)."""
     if not replace:

@@ -32,7 +32,10 @@ def save_diffusers_lora(
     """
     kwargs: dict[str, object] = {}
     for name, model in models.items():  # `unet_lora_layers`, `text_encoder_lora_layers`, …
-        kwargs[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(lora_state_dict(model))
+        state = lora_state_dict(model)
+        if family.lora_file_diffusers_names:
+            state = convert_state_dict_to_diffusers(state)
+        kwargs[f"{name}_lora_layers"] = state
         kwargs[f"{name}_lora_adapter_metadata"] = adapter_config(model).to_dict()
     pipeline_class = getattr(diffusers, family.pipeline_class_name("text2img"))
     pipeline_class.save_lora_weights(

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from packshot.models.families import ModelFamily
 from packshot.train.config import TrainConfig
-from packshot.train.exports.base import ExportFormat, register_export_format
+from packshot.train.exports.base import ExportFormat, register_export_format, trainer_metadata
 from packshot.train.lora_io import adapter_config, lora_state_dict
 
 KOHYA_WEIGHT_NAME = "pytorch_lora_weights_kohya.safetensors"
@@ -31,10 +31,7 @@ def save_kohya_lora(
         {name: lora_state_dict(model) for name, model in models.items()},
         {name: adapter_config(model).lora_alpha for name, model in models.items()},
     )
-    metadata = {"format": "pt"}
-    if config is not None:
-        metadata |= {"ss_base_model": config.model, "ss_network_dim": str(config.rank)}
-    save_file(tensors, str(path), metadata=metadata)
+    save_file(tensors, str(path), metadata=trainer_metadata(config))
 
 
 KOHYA = register_export_format(
@@ -43,5 +40,6 @@ KOHYA = register_export_format(
         file_name=KOHYA_WEIGHT_NAME,
         readers="AUTOMATIC1111, ComfyUI, SD.Next, InvokeAI",
         write=save_kohya_lora,
+        families=("sd15", "sdxl"),  # a UNet layout; FLUX.2's ComfyUI file is `comfyui`'s
     )
 )

@@ -1,0 +1,235 @@
+"""FLUX.2 [klein] on its tiny stand-in: the family's objective and prompts against diffusers'
+pipeline, a training run (NaN roll-back, failure, resume), the diffusers and ComfyUI files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import Flux2KleinPipeline
+from PIL import Image
+from safetensors.torch import load_file
+
+from packshot.artifacts.product_model import ProductModel, work_dir_for
+from packshot.errors import PackshotError, UsageError
+from packshot.models.describe import describe_model
+from packshot.models.families import detect_family, get_family
+from packshot.models.load import load_pipeline, resolve_model
+from packshot.progress import ProgressEvent
+from packshot.train import TrainConfig, train
+from packshot.train.checkpoints import latest_checkpoint
+from packshot.train.exports import COMFYUI_WEIGHT_NAME
+from training_support import kill_at_first_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FAMILY = get_family("flux2-klein")
+CONFIG = TrainConfig(
+    model="tiny-flux2",
+    class_word="backpack",
+    resolution=64,
+    max_train_steps=4,
+    learning_rate=1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
+    rank=4,
+    checkpointing_steps=2,
+    validation_inference_steps=2,
+    validation_seeds=[0],
+    snr_gamma=None,
+    noise_offset=0.0,
+    # the loss of step 3 is NaN twice: rolled back to step 2 once, then the run gives up
+    debug_nan_at_step=3,
+    debug_nan_times=2,
+)
+
+
+@pytest.fixture(scope="module")
+def pipe_dir(cache_dir: Path) -> Path:
+    return resolve_model("tiny-flux2", cache_dir=cache_dir).path
+
+
+@pytest.fixture(scope="module")
+def flux2_run(
+    cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]]:
+    out = tmp_path_factory.mktemp("flux2") / "model"
+    failed: list[ProgressEvent] = []
+    with pytest.raises(PackshotError, match="again after rolling back"):
+        train(CONFIG, training_set, out, progress=failed.append, cache_dir=cache_dir)
+    assert latest_checkpoint(work_dir_for(out) / "checkpoints").step == 2  # type: ignore[union-attr]
+    resumed: list[ProgressEvent] = []
+    config = CONFIG.model_copy(update={"debug_nan_at_step": None})  # not part of a run's identity
+    result = train(
+        config, training_set, out, resume=True, progress=resumed.append, cache_dir=cache_dir
+    )
+    return result, failed, resumed
+
+
+def _images(pipe: Flux2KleinPipeline) -> np.ndarray:
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(
+        prompt="a photo of sks backpack",
+        height=64,
+        width=64,
+        num_inference_steps=2,
+        generator=torch.Generator("cpu").manual_seed(0),
+        output_type="np",
+    ).images
+
+
+@pytest.mark.parametrize("kind", ["text2img", "inpaint"])
+def test_stand_in_loads_runs_and_is_detected(cache_dir: Path, kind: str) -> None:
+    pipe = load_pipeline("tiny-flux2", kind=kind, cache_dir=cache_dir)
+    resolved = resolve_model("tiny-flux2", cache_dir=cache_dir)
+    assert detect_family(resolved.path) is resolved.family is FAMILY
+    assert type(pipe).__name__ == FAMILY.pipeline_class_name(kind)
+    assert describe_model(resolved).resolution == 64 and resolved.stand_in
+    assert (resolved.path / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    tokens = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer("a photo of sks").input_ids)
+    assert tokens == ["a", "Ġphoto", "Ġof", "Ġsks"]  # byte-level BPE, Qwen's pre-tokenizer
+    inputs: dict[str, object] = {"prompt": "a photo of sks backpack", "num_inference_steps": 2}
+    inputs |= {"width": 96, "height": 64, "generator": torch.Generator().manual_seed(0)}
+    if kind == "inpaint":
+        inputs |= {"image": Image.new("RGB", (96, 64), "white")}
+        inputs |= {"mask_image": Image.new("L", (96, 64), 255)}
+    assert pipe(**inputs).images[0].size == (96, 64)
+
+
+def test_real_layout_is_detected(tmp_path: Path) -> None:
+    index = {
+        "_class_name": "Flux2KleinPipeline",
+        "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+        "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "is_distilled": True,
+    }
+    (tmp_path / "transformer").mkdir()
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    (tmp_path / "transformer" / "config.json").write_text(json.dumps({"in_channels": 128}))
+    assert detect_family(tmp_path) is FAMILY
+    assert FAMILY.native_resolution(tmp_path) == 1024
+
+
+def test_prompt_embeddings_are_the_pipelines(pipe_dir: Path) -> None:
+    tokenizers, encoders, _vae = FAMILY.load_text_parts(pipe_dir, torch.float32)
+    captions = ["a photo of sks backpack", "a photo of backpack on a wooden table"]
+    ours, pooled = FAMILY.encode_prompt(encoders, FAMILY.tokenize(tokenizers, captions))
+    pipe = Flux2KleinPipeline.from_pretrained(pipe_dir, transformer=None, vae=None)
+    theirs, _text_ids = pipe.encode_prompt(captions)
+    assert pooled is None and ours.shape == (2, 512, 48)
+    torch.testing.assert_close(ours, theirs)
+    limit = FAMILY.prompt_token_limit(tokenizers[0])
+    assert 480 < limit < 512  # 512 less the chat template's tokens
+
+
+def test_objective_is_rectified_flow(pipe_dir: Path) -> None:
+    _transformer, scheduler = FAMILY.load_denoiser(pipe_dir, torch.float32)
+    timesteps = FAMILY.draw_timesteps(scheduler, 512, torch.Generator().manual_seed(0))
+    assert set(timesteps.tolist()) <= set(scheduler.timesteps.tolist())
+    assert 400 < float(timesteps.float().mean()) < 600  # uniform over (0, 1000]
+    latents, noise = torch.randn(512, 16, 4, 4), torch.randn(512, 16, 4, 4)
+    noisy, target = FAMILY.noisy_and_target(scheduler, latents, noise, timesteps)
+    sigma = (timesteps / 1000).view(-1, 1, 1, 1)  # unshifted training sigmas: t / 1000
+    torch.testing.assert_close(noisy, (1 - sigma) * latents + sigma * noise)
+    torch.testing.assert_close(target, noise - latents)
+    assert torch.equal(FAMILY.loss_weights(scheduler, timesteps, 5.0), torch.ones(512))
+
+
+def test_training_rolls_back_fails_resumes_and_writes_the_model(
+    flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]],
+) -> None:
+    result, failed, resumed = flux2_run
+    assert [e.data["step"] for e in failed if e.data.get("event") == "rollback"] == [2]
+    assert result.resumed_from == 2 and result.final_step == 4
+    assert math.isfinite(result.final_loss)
+    meta = json.loads(result.metadata_path.read_text())
+    assert meta["family"] == "flux2-klein"
+    assert set(result.exports) == {"diffusers", "comfyui"}  # no kohya: a UNet layout
+    assert (result.model_dir / "samples" / "step-000004-seed0.png").is_file()
+    card = (result.model_dir / "README.md").read_text()
+    assert 'base_model: "tiny-flux2"' in card and "license: apache-2.0" in card
+    assert result.probe_loss["end"] < result.probe_loss["start"]  # type: ignore[operator]
+
+
+def test_lora_loads_in_plain_diffusers_and_comfyui_file_matches(
+    flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]], pipe_dir: Path
+) -> None:
+    result, _, _ = flux2_run
+    base = _images(Flux2KleinPipeline.from_pretrained(pipe_dir))
+    tuned_pipe = Flux2KleinPipeline.from_pretrained(pipe_dir)
+    tuned_pipe.load_lora_weights(result.model_dir)
+    trained = {
+        name for name, module in tuned_pipe.transformer.named_modules() if hasattr(module, "lora_A")
+    }
+    assert len(trained) == 8  # q, k, v, out of the double block; 2 x 2 in the single blocks
+    tuned = _images(tuned_pipe)
+    assert np.abs(tuned - base).max() > 1e-3
+    # the ComfyUI file, read back by diffusers' own FLUX.2 converter: the same images
+    comfy_pipe = Flux2KleinPipeline.from_pretrained(pipe_dir)
+    comfy_pipe.load_lora_weights(result.model_dir, weight_name=COMFYUI_WEIGHT_NAME)
+    np.testing.assert_allclose(_images(comfy_pipe), tuned, atol=1e-5)
+
+
+def test_comfyui_file_has_comfyuis_names_and_shapes(
+    flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]], pipe_dir: Path
+) -> None:
+    result, _, _ = flux2_run
+    tensors = load_file(result.model_dir / COMFYUI_WEIGHT_NAME)
+    rank, hidden = CONFIG.rank, 32  # the stand-in: 2 heads x 16
+    mlp = 3 * hidden  # mlp_ratio 3
+    # ComfyUI's FLUX.2 layer names (BFL's) and their weights' (out, in) shapes, as ComfyUI's
+    # loader reads them (comfy/lora.py: `diffusion_model.<layer>` + `.lora_A/.lora_B.weight`)
+    layers = {
+        "double_blocks.0.img_attn.qkv": (3 * hidden, hidden),
+        "double_blocks.0.img_attn.proj": (hidden, hidden),
+        "single_blocks.0.linear1": (3 * hidden + 2 * mlp, hidden),  # q, k, v + gated MLP in
+        "single_blocks.1.linear1": (3 * hidden + 2 * mlp, hidden),
+        "single_blocks.0.linear2": (hidden, hidden + mlp),
+        "single_blocks.1.linear2": (hidden, hidden + mlp),
+    }
+    expected = {
+        f"diffusion_model.{layer}.lora_{which}.weight" for layer in layers for which in "AB"
+    }
+    assert set(tensors) == expected
+    for layer, (out_features, in_features) in layers.items():
+        fused = 3 if layer.endswith("qkv") else 1  # q, k and v: one LoRA of rank 3r
+        down = tensors[f"diffusion_model.{layer}.lora_A.weight"]
+        up = tensors[f"diffusion_model.{layer}.lora_B.weight"]
+        assert down.shape == (fused * rank, in_features), layer
+        assert up.shape == (out_features, fused * rank), layer
+    # the fused update is exactly q's, k's and v's stacked
+    peft = load_file(result.lora_path)
+    qkv = (
+        tensors["diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight"]
+        @ tensors["diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight"]
+    )
+    parts = [
+        peft[f"transformer.transformer_blocks.0.attn.to_{p}.lora_B.weight"]
+        @ peft[f"transformer.transformer_blocks.0.attn.to_{p}.lora_A.weight"]
+        for p in "qkv"
+    ]
+    torch.testing.assert_close(qkv, torch.cat(parts))
+
+
+def test_text_encoder_training_is_refused_clearly(training_set: Path, tmp_path: Path) -> None:
+    config = CONFIG.model_copy(update={"train_text_encoder": True})
+    with pytest.raises(UsageError, match="text encoder stays frozen"):
+        train(config, training_set, tmp_path / "model")
+    with pytest.raises(UsageError, match="multiples of 16"):
+        train(CONFIG.model_copy(update={"resolution": 72}), training_set, tmp_path / "m2")
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_reaches_the_final_step(
+    training_set: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    config = CONFIG.model_copy(
+        update={"max_train_steps": 40, "debug_nan_at_step": None, "sample_at_end": False}
+    )
+    out = tmp_path / "model"
+    killed_at = kill_at_first_checkpoint(config, training_set, out, cache_dir, within_s=300)
+    result = train(config, training_set, out, resume=True, cache_dir=cache_dir)
+    assert result.resumed_from is not None and result.resumed_from >= killed_at.step
+    assert result.final_step == config.max_train_steps

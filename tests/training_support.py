@@ -1,0 +1,52 @@
+"""Test support for training runs: a run in another process, killed with SIGKILL as soon as
+its first checkpoint is complete (what a crash or an out-of-memory kill leaves behind)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from packshot.artifacts.product_model import work_dir_for
+from packshot.train import TrainConfig
+from packshot.train.checkpoints import Checkpoint, latest_checkpoint
+
+_TRAIN_SCRIPT = """
+import sys
+from pathlib import Path
+from packshot.train import TrainConfig, train
+config = TrainConfig.model_validate_json(sys.argv[1])
+train(config, Path(sys.argv[2]), Path(sys.argv[3]), cache_dir=Path(sys.argv[4]))
+"""
+
+
+def kill_at_first_checkpoint(
+    config: TrainConfig, photos: Path, out: Path, cache_dir: Path, *, within_s: float = 180
+) -> Checkpoint:
+    """Start `train(config, photos, out)` in another process, kill -9 it once a checkpoint is
+    complete, check it left no model folder; return the latest checkpoint."""
+    checkpoints = work_dir_for(out) / "checkpoints"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TRAIN_SCRIPT, config.model_dump_json()]
+        + [str(photos), str(out), str(cache_dir)],
+        env={**os.environ, "PACKSHOT_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + within_s
+    while latest_checkpoint(checkpoints) is None:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before its first checkpoint: {proc.stderr.read()!r}")  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, f"no checkpoint within {within_s:.0f} s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert not out.exists(), "a killed run must not leave a model folder"
+    killed_at = latest_checkpoint(checkpoints)
+    assert killed_at is not None and killed_at.step < config.max_train_steps
+    return killed_at
