@@ -1,8 +1,10 @@
-"""Shared pytest fixtures and the `slow` / `gpu` markers."""
+"""Shared pytest fixtures, the `slow` / `gpu` markers, and the suite's time budget."""
 
 from __future__ import annotations
 
 import os
+import resource
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+    parser.addoption(
+        "--budget-strict",
+        action="store_true",
+        help="fail the run when a test goes over its time budget (on a quiet machine)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -120,3 +127,75 @@ def ray_local(cache_dir: Path) -> Iterator[object]:
         ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# -- the time budget ---------------------------------------------------------------------------
+# The default suite must stay under SUITE_BUDGET_S of pytest on a quiet 2-core machine (issue
+# 15: it is run before every landing). Each phase of a test (setup, call, teardown) gets
+# TEST_BUDGET_S, unless the test or its module is marked `@pytest.mark.budget(seconds)` with
+# the reason beside it; a shared fixture's setup counts in the first test that asks for it.
+# After every run the slowest tests and the phases over their budget are listed (wall time, and
+# the CPU time of pytest and the processes it reaped: a test far above its CPU waits on
+# something). `--budget-strict` fails a run with a phase over budget: on a quiet machine only,
+# since a busy one is slower everywhere. A heavy test is marked `slow` only when a cheaper
+# default test covers the same feature end to end.
+SUITE_BUDGET_S = 300.0
+TEST_BUDGET_S = 10.0
+SLOWEST_SHOWN = 12
+
+_session_started = [time.monotonic()]
+_test_times: dict[str, tuple[float, float]] = {}  # nodeid -> (wall s, CPU s), all phases
+_over_budget: list[tuple[str, str, float, float]] = []  # nodeid, phase, seconds, budget
+
+
+def _cpu_s() -> float:
+    own, reaped = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session_started[0] = time.monotonic()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    wall, cpu = time.perf_counter(), _cpu_s()
+    yield
+    _test_times[item.nodeid] = (time.perf_counter() - wall, _cpu_s() - cpu)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("budget")
+    budget = float(marker.args[0]) if marker else TEST_BUDGET_S
+    if report.duration > budget and not report.skipped:
+        _over_budget.append((item.nodeid, report.when, report.duration, budget))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _over_budget and session.config.getoption("--budget-strict") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _test_times:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("time budget (tests/conftest.py)")
+    elapsed = time.monotonic() - _session_started[0]
+    wall = sum(w for w, _ in _test_times.values())
+    write(
+        f"this run: {elapsed:.0f} s, {wall:.0f} s of it in {len(_test_times)} tests; the whole "
+        f"default suite's budget is {SUITE_BUDGET_S:.0f} s on a quiet 2-core machine"
+    )
+    write("slowest tests (setup + call + teardown): wall s, CPU s")
+    ranked = sorted(_test_times.items(), key=lambda kv: kv[1][0], reverse=True)
+    for nodeid, (seconds, cpu) in ranked[:SLOWEST_SHOWN]:
+        write(f"{seconds:7.1f} {cpu:7.1f}  {nodeid}")
+    for nodeid, phase, seconds, budget in _over_budget:
+        write(f"OVER BUDGET: {nodeid} ({phase}) took {seconds:.1f} s of its {budget:.0f} s")
