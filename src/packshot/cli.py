@@ -765,6 +765,91 @@ def place_command(
         )
 
 
+@app.command("deliver")
+def deliver_command(
+    shots: list[Path] = typer.Argument(
+        ..., help="Shot folders (`packshot shoot` / `place` output) or image files."
+    ),
+    profile: str = typer.Option(
+        ...,
+        "--profile",
+        help="Marketplace profiles, comma-separated: amazon-main, amazon-additional, shopify, "
+        "google, ebay, etsy.",
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the delivery."),
+    upscaler: str = typer.Option(
+        "lanczos",
+        "--upscaler",
+        help="lanczos (any machine), or a diffusers x4 upscaler for shots the model drew: a "
+        "Hub id (stabilityai/stable-diffusion-x4-upscaler), a folder, or tiny-upscaler.",
+    ),
+    device: str | None = typer.Option(None, help="Device for the upscaler: cuda, mps or cpu."),
+    as_json: bool = typer.Option(False, "--json", help="Print the delivery report as JSON."),
+) -> None:
+    """Make SHOTS marketplace-ready: check each against each --profile and fix what can be
+    fixed honestly.
+
+    Crops or pads to the profile's aspect and fill ratio, makes the background exactly white
+    from the cut-out mask (pixel-true shots only), resizes or upscales to the recommended size
+    and writes sRGB JPEGs under the size limit, labelled as made with AI. What can't be fixed
+    is reported with the rule and its source: a shot the model drew is not eligible for
+    Amazon's main image. Writes DIR/<product>/<profile>/*.jpg, delivery.json and report.html.
+    """
+    from packshot.deliver import deliver, get_profiles
+    from packshot.deliver.upscale import LANCZOS, diffusion_upscaler, dino_similarity
+
+    chosen = [p.name for p in get_profiles(profile)]
+    model = None if upscaler == LANCZOS else diffusion_upscaler(upscaler, device=device)
+    similarity = None if model is None else dino_similarity(upscaler, device=device)
+    with progress_bar("Delivering", enabled=not as_json) as progress:
+        report = deliver(
+            list(shots),
+            chosen,
+            out_dir,
+            upscaler=model,
+            upscaler_name=upscaler,
+            similarity=similarity,
+            progress=progress,
+        )
+    if as_json:
+        _print_json(json.loads(report.report_path.read_text()))
+        return
+    for image in report.images:
+        for name, result in image.results.items():
+            reasons = [p["reason"] for p in result.problems + result.warnings]
+            why = f": {reasons[0]}" if reasons else ""
+            out.print(f"{image.source.name} · {name}: {result.status}{why}")
+    for name, counts in report.counts().items():
+        out.print(f"{name}: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
+    out.print(f"Report: {report.html_path}")
+
+
+@app.command("export")
+def export_command(
+    delivery: Path = typer.Argument(..., help="A folder `packshot deliver` wrote."),
+    fmt: str = typer.Option(..., "--format", help="shopify, woocommerce, google or zip."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the export."),
+    image_base_url: str | None = typer.Option(
+        None,
+        "--image-base-url",
+        help="The http(s) address the delivery folder is uploaded to (CSV and feed formats).",
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Whose images to export (default: the format's own profile)."
+    ),
+) -> None:
+    """Export a delivery for the shop: a Shopify or WooCommerce product CSV, a Google Merchant
+    Center feed (image_link, additional_image_link, lifestyle_image_link), or a zip of the
+    images in per-product folders with the report. Main images come first; shots that fail
+    the profile are left out (and listed)."""
+    from packshot.deliver import export_delivery
+
+    result = export_delivery(delivery, fmt, out_dir, image_base_url=image_base_url, profile=profile)
+    for line in result.left_out:
+        out.print(f"[yellow]left out:[/] {line}")
+    out.print(f"{result.images} images of {result.products} products: {result.path}")
+
+
 @app.command("presets")
 def presets_command(
     presets_file: Path | None = typer.Option(

@@ -24,6 +24,8 @@ import transformers
 from diffusers import (
     AutoencoderKL,
     AutoencoderKLFlux2,
+    DDIMScheduler,
+    DDPMScheduler,
     DiffusionPipeline,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
@@ -32,6 +34,7 @@ from diffusers import (
     PNDMScheduler,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionUpscalePipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
@@ -390,13 +393,58 @@ def _flux2() -> dict[str, object]:
     }
 
 
-# The stand-in of each family that has one, by its alias (`ModelFamily.stand_in`).
+TINY_UPSCALER = "tiny-upscaler"  # diffusers' x4 upscaler (no model family: it trains no LoRA)
+
+
+def _x4_upscaler() -> StableDiffusionUpscalePipeline:
+    """The shape of stabilityai/stable-diffusion-x4-upscaler: a UNet on 4 latents + the 3
+    low-resolution image channels, class-embedded noise level, a VAE that halves twice (x4)."""
+    unet = UNet2DConditionModel(
+        sample_size=_LATENT_SIZE,
+        in_channels=7,
+        out_channels=4,
+        block_out_channels=_UNET_CHANNELS,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=_TEXT_HIDDEN,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        num_class_embeds=100,  # the noise level added to the low-resolution image
+        only_cross_attention=True,  # as the real one's high-resolution blocks: no self-attention
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,  # 3 blocks = 2 halvings = x4
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        scaling_factor=0.08333,  # the real upscaler's VAE scaling factor
+    )
+    return StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(_text_encoder_config("gelu")),
+        tokenizer=build_clip_tokenizer(),
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
+    )
+
+
+# The stand-in of each family that has one, by its alias (`ModelFamily.stand_in`), and the
+# stand-ins of pipelines that are no family (the x4 upscaler `packshot deliver` may use).
 _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "tiny": lambda: StableDiffusionPipeline(**_sd15(in_channels=4)),
     "tiny-sdxl": lambda: StableDiffusionXLPipeline(**_sdxl()),
     "tiny-inpaint": lambda: StableDiffusionInpaintPipeline(**_sd15(in_channels=9)),
     "tiny-flux2": lambda: Flux2KleinPipeline(**_flux2()),
+    TINY_UPSCALER: _x4_upscaler,
 }
+_NO_FAMILY = {TINY_UPSCALER}
 
 
 def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
@@ -407,7 +455,7 @@ def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
     `packshot.json` saying what it is. Written last, `packshot.json` marks a finished build.
     """
     aliases = stand_in_aliases()
-    if alias not in aliases or alias not in _BUILDERS:
+    if (alias not in aliases and alias not in _NO_FAMILY) or alias not in _BUILDERS:
         raise UsageError(
             f"`{alias}` is not a tiny stand-in model. Choose one of: {', '.join(_BUILDERS)}."
         )
@@ -432,7 +480,7 @@ def build_tiny_pipeline(alias: str, out_dir: Path, seed: int = 0) -> Path:
     note = {
         "kind": STAND_IN_KIND,
         "alias": alias,
-        "family": aliases[alias].name,
+        "family": aliases[alias].name if alias in aliases else None,
         "seed": seed,
         "builder_version": BUILDER_VERSION,
         "note": "A packshot tiny stand-in: random weights, the images it makes are noise. "

@@ -1,0 +1,33 @@
+"""Marketplace-ready delivery: shots checked against marketplace profiles, fixed where that is
+honest, written as sRGB JPEGs with a report; and exported for the shop.
+
+from packshot.deliver import deliver, export_delivery
+
+report = deliver(Path("shots/"), ["amazon-main", "shopify"], Path("delivery/"))
+export_delivery(Path("delivery/"), "shopify", Path("feeds/"), image_base_url="https://cdn/x/")
+
+`profiles`: the marketplace rules as data (`presets/marketplaces.json`). `measure`: what the
+rules check, measured on a file. `upscale`: Lanczos, or a diffusion upscaler with a fidelity
+check. `run`: the delivery itself. `report`: its HTML page. `shop`: the shop exports.
+"""
+
+from __future__ import annotations
+
+from packshot.deliver.profiles import MarketplaceProfile, get_profiles, load_profiles
+from packshot.deliver.report import read_report
+from packshot.deliver.run import DeliveryReport, DeliveryShot, ImageDelivery, ProfileResult, deliver
+from packshot.deliver.shop import ExportResult, export_delivery
+
+__all__ = [
+    "DeliveryReport",
+    "DeliveryShot",
+    "ExportResult",
+    "ImageDelivery",
+    "MarketplaceProfile",
+    "ProfileResult",
+    "deliver",
+    "export_delivery",
+    "get_profiles",
+    "load_profiles",
+    "read_report",
+]
