@@ -30,11 +30,12 @@ from rich.table import Table
 
 from packshot import __version__
 from packshot.api.settings import ApiSettings
+from packshot.artifacts.catalogue import read_catalogue
 from packshot.artifacts.folders import claim_work_dir
 from packshot.artifacts.product_model import ProductModel
 from packshot.errors import PackshotError
-from packshot.jobs.execute import build_train_config
-from packshot.jobs.kinds import KINDS, ShootParams, TrainingParams
+from packshot.jobs.execute import build_train_config, run_job
+from packshot.jobs.kinds import KINDS, CatalogueParams, ShootParams, TrainingParams, to_json
 from packshot.jobs.ray.driver import RaySettings, run_on_ray
 from packshot.jobs.runner import make_runner
 from packshot.jobs.settings import ServiceSettings
@@ -42,6 +43,7 @@ from packshot.judge import JudgeConfig
 from packshot.models.families import stand_in_aliases
 from packshot.progress import ProgressCallback, ProgressEvent
 from packshot.shoot import load_presets
+from packshot.shoot.shotlist import load_shot_list
 from packshot.train.hub import push_to_hub as push
 
 # Human output goes to stderr so that `--json` output on stdout stays machine-readable.
@@ -99,8 +101,12 @@ photos_app = typer.Typer(
 models_app = typer.Typer(
     cls=PackshotGroup, no_args_is_help=True, help="Find, build and inspect base models."
 )
+catalogue_app = typer.Typer(
+    cls=PackshotGroup, no_args_is_help=True, help="Shoot a whole catalogue with one shot list."
+)
 app.add_typer(photos_app, name="photos")
 app.add_typer(models_app, name="models")
+app.add_typer(catalogue_app, name="catalogue")
 
 
 def _version(value: bool) -> None:
@@ -848,6 +854,121 @@ def export_command(
     for line in result.left_out:
         out.print(f"[yellow]left out:[/] {line}")
     out.print(f"{result.images} images of {result.products} products: {result.path}")
+
+
+# ---------------------------------------------------------------------------------------
+# packshot catalogue shoot
+
+
+@catalogue_app.command("shoot")
+def catalogue_shoot(
+    catalogue_dir: Path = typer.Argument(
+        ..., help="A folder of product folders, each with its photos and a product.json."
+    ),
+    shots: Path = typer.Option(
+        ..., "--shots", help="The shot list (YAML or JSON; see examples/shot-list.yaml)."
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write (run again to continue)."),
+    model: str = typer.Option(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        help="Base model of the products trained here: Hub id, local folder, or tiny.",
+    ),
+    preset: str = typer.Option("standard", help="Training preset: quick, standard or best."),
+    train_steps: int | None = typer.Option(
+        None, "--train-steps", help="Training steps of each product trained (max_train_steps)."
+    ),
+    seed: int | None = typer.Option(None, help="First seed of every shot."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampling steps (default 25)."),
+    judge: bool = typer.Option(
+        True, "--judge/--no-judge", help="Score every shot and flag those without the product."
+    ),
+    dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
+    clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    gpu_price: float | None = typer.Option(
+        None, "--gpu-price", help="Your GPU's price per hour in GBP, for the cost per image."
+    ),
+    runner: str = typer.Option(
+        "local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP, callback=_check_runner
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Shoot every product of a catalogue with one shot list.
+
+    Each product's photos are judged; a product without a model is trained first; then every
+    shot of the list is shot and judged. One product's failure (photos not enough, a refused
+    training) is reported for that product and never stops the others. Run the same command
+    again after a crash or a kill: finished products are kept, a training continues from its
+    last checkpoint, a shoot from its last shot. Exits 1 when some product failed.
+    """
+    if preset not in ("quick", "standard", "best"):
+        raise typer.BadParameter(
+            f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
+        )
+    shot_list = load_shot_list(shots)
+    products = read_catalogue(catalogue_dir)
+    values: dict[str, Any] = {}
+    if gpu_price is not None:
+        values["gpu_price_per_hour"] = gpu_price
+    params = CatalogueParams(
+        products=products,
+        shots=list(shot_list.shots),
+        model=model,
+        preset=preset,
+        max_train_steps=train_steps,
+        seed=seed,
+        num_inference_steps=steps,
+        judge=judge,
+        dino_model=dino_model,
+        clip_model=clip_model,
+        **values,
+    )
+    for product in products:  # every training checked here, before any work
+        if product.model_dir is None:
+            build_train_config(params.training(product))
+    with progress_bar("Catalogue", enabled=not as_json) as progress:
+        if runner == "ray":
+            summary = run_on_ray(  # the products fan out over the workers
+                "catalogue",
+                params,
+                out_dir,
+                progress,
+                lambda: False,
+                settings=RaySettings.from_env(),
+            )
+        else:
+            summary = run_job("catalogue", params, out_dir, progress, lambda: False)
+    if as_json:
+        _print_json(to_json(summary))
+    else:
+        print_catalogue(summary, out_dir)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def print_catalogue(summary: Any, out_dir: Path) -> None:
+    """Each product's outcome, then the cost per image against a studio's photo."""
+    table = Table(title=f"{len(summary.products)} products", title_justify="left")
+    for column in ("product", "photos", "model", "images", "product missing", "outcome"):
+        table.add_column(column)
+    for product in summary.products:
+        table.add_row(
+            product.name,
+            product.verdict or "—",
+            "trained" if product.trained else ("given" if product.model_dir else "—"),
+            str(len(product.images or [])),
+            str(len(product.product_missing or [])),
+            "[green]done[/]" if product.status == "done" else "[red]failed[/]",
+        )
+    out.print(table)
+    for product in summary.failed:
+        out.print(f"[red]{product.name} failed:[/] {product.error}")
+    cost = summary.cost
+    if cost.get("images"):
+        out.print(
+            f"{cost['images']} images; £{cost['cost_per_image']:.4f} per image on the GPU "
+            f"(training included) against £{cost['studio_price_per_photo']:.2f} a studio photo."
+        )
+    out.print(f"Catalogue in {out_dir / summary.out_dir}")
 
 
 @app.command("presets")

@@ -49,6 +49,7 @@ from packshot.artifacts.product_model import (
 from packshot.errors import PackshotError, UsageError
 from packshot.jobs.kinds import (
     KINDS,
+    CatalogueParams,
     ShootParams,
     ShootResult,
     ShotRecord,
@@ -230,6 +231,43 @@ def run_placement(
         params = replace(params, seed=job_seed(workdir))
     result = place(params, workdir / kind.out_dir, progress=progress, cache_dir=cache_dir)
     return kind.load_result(result.to_dict(relative_to=workdir))
+
+
+# -- catalogue ---------------------------------------------------------------------------------
+
+
+def run_catalogue(
+    params: CatalogueParams, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
+) -> Any:
+    """A catalogue shoot in `workdir/catalogue`; the result: the flow's `CatalogueSummary`, its
+    paths relative to `workdir`."""
+    from packshot.flows.catalogue import shoot_catalogue
+
+    folder = KINDS["catalogue"].out_dir
+    seed = params.seed if params.seed is not None else job_seed(workdir)
+    summary = shoot_catalogue(
+        params.products,
+        params.shot_list(),
+        workdir / folder,
+        train_config=lambda product: build_train_config(
+            params.training(product), cache_dir=cache_dir
+        ),
+        seed=seed,
+        num_inference_steps=params.num_inference_steps,
+        judge=params.judge,
+        dino_model=params.dino_model,
+        clip_model=params.clip_model,
+        gpu_price_per_hour=params.gpu_price_per_hour,
+        studio_price_per_photo=params.studio_price_per_photo,
+        request={**to_json(params), "seed": seed},
+        progress=progress,
+        cache_dir=cache_dir,
+    )
+    return replace(
+        summary,
+        out_dir=folder,
+        images=[replace(image, file=f"{folder}/{image.file}") for image in summary.images],
+    )
 
 
 # -- the seam --------------------------------------------------------------------------------

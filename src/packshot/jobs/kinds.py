@@ -22,9 +22,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from packshot.artifacts.catalogue import CatalogueProduct
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback
 from packshot.shoot.request import ShootRequest
+from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
+from packshot.shoot.shotlist import ShotList, ShotListEntry
 
 # -- params ------------------------------------------------------------------------------------
 
@@ -76,6 +79,44 @@ class ShootParams(ShootRequest):
     def request(self) -> ShootRequest:
         """The shoot itself, without the judging."""
         return ShootRequest(**{f.name: getattr(self, f.name) for f in fields(ShootRequest)})
+
+
+@dataclass
+class CatalogueParams:
+    """A catalogue shoot: its products, the shot list every one gets, how the products without
+    a model are trained (`TrainingParams`' names) and how the shots are rendered and judged."""
+
+    products: list[CatalogueProduct]
+    shots: list[ShotListEntry]  # the shot list, checked (`ShotList`)
+    model: str = "stabilityai/stable-diffusion-xl-base-1.0"  # base model of the trainings
+    preset: str = "standard"  # training preset: quick, standard, best
+    max_train_steps: int | None = None
+    resolution: int | None = None
+    seed: int | None = None  # first seed of every shot (a random one kept in the job's folder)
+    num_inference_steps: int | None = None
+    judge: bool = True
+    dino_model: str | None = None  # the judges (default: tiny ones for a tiny model)
+    clip_model: str | None = None
+    profiles: list[str] = field(default_factory=list)  # marketplace profiles to deliver to
+    gpu_price_per_hour: float = GPU_PRICE_PER_HOUR
+    studio_price_per_photo: float = STUDIO_PRICE_PER_PHOTO
+
+    def shot_list(self) -> ShotList:
+        return ShotList(tuple(self.shots))
+
+    def training(self, product: CatalogueProduct) -> TrainingParams:
+        """The training of a product without a model (its photos: the crops prepared for it)."""
+        return TrainingParams(
+            photos_dir=str(product.photos_dir),
+            model=self.model,
+            class_word=product.class_word,
+            product=product.name,
+            preset=self.preset,
+            token=product.token,
+            seed=self.seed,
+            max_train_steps=self.max_train_steps,
+            resolution=self.resolution,
+        )
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -148,6 +189,9 @@ class JobKind:
     # Its images become shot rows as their `shot` events arrive, reconciled at the end with
     # the result's JSON: (the list of delivered images, the key naming each one's file).
     shots: tuple[str, str] | None = None
+    # Its params' list whose items fan out over Ray's workers, each a job of this kind on its
+    # own (a catalogue's products); the folders they write are merged into one job's folder.
+    fans_out: str | None = None
 
     @cached_property
     def params_type(self) -> type:
@@ -215,6 +259,19 @@ KINDS: dict[str, JobKind] = {
             seeded=True,
             product_models=("product_model",),
             shots=("shots", "path"),
+        ),
+        JobKind(
+            "catalogue",  # many products, one shot list: the flow's own summary as its result
+            "catalogue-shoots",
+            params=f"{__name__}:CatalogueParams",
+            result="packshot.artifacts.catalogue:CatalogueSummary",
+            executor="packshot.jobs.execute:run_catalogue",
+            out_dir="catalogue",
+            gpus_env="PACKSHOT_RAY_TRAIN_GPUS",
+            seeded=True,
+            product_models=("model_dir",),
+            shots=("images", "file"),
+            fans_out="products",
         ),
     )
 }

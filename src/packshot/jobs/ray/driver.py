@@ -25,8 +25,10 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,20 +205,51 @@ class Input:
     original: str  # the param's value on the driver's machine
 
 
+def _path_params(value: Any, key: str = "") -> list[tuple[str, str]]:
+    """Every (dotted key, value) of a params record's JSON whose value is an absolute path,
+    nested records and lists included: "photos_dir", "products.0.model_dir"."""
+    if isinstance(value, dict):
+        return [
+            found
+            for name, inner in value.items()
+            for found in _path_params(inner, f"{key}.{name}" if key else str(name))
+        ]
+    if isinstance(value, list):
+        return [
+            found for i, inner in enumerate(value) for found in _path_params(inner, f"{key}.{i}")
+        ]
+    if isinstance(value, str) and value.startswith("/"):
+        return [(key, value)]
+    return []
+
+
+def _set_param(params: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    """`params` (JSON) with the value at dotted `key` replaced; the rest shared, not copied."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        return {**params, head: value}
+    inner = params[head]
+    if isinstance(inner, list):
+        index, _, tail = rest.partition(".")
+        items = list(inner)
+        items[int(index)] = _set_param(items[int(index)], tail, value) if tail else value
+        return {**params, head: items}
+    return {**params, head: _set_param(inner, rest, value)}
+
+
 def pack_inputs(
     params: dict[str, Any], workdir: Path, product_models: tuple[str, ...] = ()
 ) -> dict[str, Input]:
     """Every param naming a file or folder on this machine, outside the job's own folder, with
-    its bytes; the params in `product_models` are product models, checked and shipped without
-    the parts no job reads (checkpoints, samples)."""
+    its bytes (keyed by its dotted place in the params: nested records and lists too); the
+    params named in `product_models` are product models, checked and shipped without the
+    parts no job reads (checkpoints, samples)."""
     inputs = {}
-    for key, value in params.items():
-        if not isinstance(value, str) or not value.startswith("/"):
-            continue
+    for key, value in _path_params(params):
         path = Path(value)
         if not path.exists() or path.resolve().is_relative_to(workdir):
             continue
-        if key in product_models:
+        if key.rpartition(".")[2] in product_models:
             ProductModel.load(path)  # a broken model is refused here, before anything travels
             files = pack_folder(path, skip=UNREAD_PARTS)
         elif path.is_dir():
@@ -232,14 +265,14 @@ def unpack_inputs(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """On the worker: the inputs under `root`, the params pointing at them, and the renames
     {worker's path: driver's path} that put the driver's paths back into what travels home."""
-    params, renames = dict(params), {}
+    renames = {}
     for key, item in inputs.items():
         path = root / key / item.name
         if item.is_dir:
             unpack_folder(item.files, path)
         else:
             write_atomic(path, item.files[item.name])
-        params[key] = str(path)
+        params = _set_param(params, key, str(path))
         renames[str(path)] = item.original
     return params, renames
 
@@ -544,6 +577,8 @@ def run_on_ray(
         return before
     if should_cancel():
         raise JobCanceled(f"{kind} job canceled")
+    if job_kind.fans_out and len(getattr(params, job_kind.fans_out)) > 1:
+        return fan_out(kind, params, workdir, progress, should_cancel, settings=settings)
     if job_kind.seeded and params.seed is None:
         # The random first seed `run_job` keeps in the folder, chosen here, where the folder
         # lives: every try (and a resumed local run) must plan the same images.
@@ -588,3 +623,70 @@ def run_on_ray(
     for event in held:
         progress(event)
     return job_kind.load_result(value["result"])
+
+
+# -- fanning out: a job whose items (a catalogue's products) run as jobs of their own ------------
+
+PARTS_DIR = "parts"  # inside the job's folder: one job folder per item while it runs
+
+
+def fan_out(
+    kind: str,
+    params: Any,
+    workdir: Path,
+    progress: ProgressCallback,
+    should_cancel: Callable[[], bool],
+    *,
+    settings: RaySettings,
+) -> Any:
+    """A job of a kind that `fans_out`: each item of its list (a catalogue's products) runs as
+    a job of the same kind on its own worker (`run_on_ray`, with its retries), all at once; as
+    each ends, the folders it wrote join the job's folder, so that a run cut short starts only
+    the items not merged yet. The job itself then runs here over the merged folder, where every
+    item is finished: it only writes the summary (no model work)."""
+    job_kind = kind_of(kind)
+    if job_kind.seeded and params.seed is None:
+        params = replace(params, seed=job_seed(workdir))  # every part plans the same images
+    items = getattr(params, job_kind.fans_out or "")
+    out = workdir / job_kind.out_dir
+    parts = workdir / PARTS_DIR
+    lock = threading.Lock()
+
+    def relay(event: ProgressEvent) -> None:
+        with lock:  # one part's events at a time
+            progress(event)
+
+    def run_part(number: int, item: Any) -> None:
+        folder = parts / f"{number:04d}"
+        one = replace(params, **{job_kind.fans_out or "": [item]})
+        run_on_ray(kind, one, folder, relay, should_cancel, settings=settings)
+        with lock:
+            out.mkdir(parents=True, exist_ok=True)
+            for child in sorted((folder / job_kind.out_dir).iterdir()):
+                if child.is_dir():  # the item's own folders; its summary is the whole job's
+                    target = out / child.name
+                    if target.exists():
+                        shutil.rmtree(target)
+                    os.replace(child, target)
+            shutil.rmtree(folder)
+            (parts / f"{number:04d}.merged").touch()
+
+    todo = [
+        (number, item)
+        for number, item in enumerate(items)
+        if not (parts / f"{number:04d}.merged").is_file()
+    ]
+    parts.mkdir(parents=True, exist_ok=True)
+    connect(settings)
+    errors: list[BaseException] = []
+    if todo:
+        with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="packshot-part") as pool:
+            for future in [pool.submit(run_part, number, item) for number, item in todo]:
+                error = future.exception()
+                if error is not None:
+                    errors.append(error)
+    if errors:  # a part that could not finish (canceled, workers lost, a bug): the job's error
+        raise next((e for e in errors if isinstance(e, JobCanceled)), errors[0])
+    result = run_job(kind, params, workdir, progress, should_cancel)
+    shutil.rmtree(parts)
+    return result

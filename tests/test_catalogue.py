@@ -1,0 +1,257 @@
+"""Catalogue shoots: the shot list, the catalogue folder, and `packshot catalogue shoot` end to end
+on the tiny models: three products (one given its model, one trained here, one whose photos are
+all bad), a shot list of three shots, killed with SIGKILL mid-run and run again without redoing
+the product it had finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from packshot.artifacts.catalogue import (
+    OUTCOME_FILE,
+    CatalogueProduct,
+    handle_for,
+    read_catalogue,
+)
+from packshot.cli import app
+from packshot.errors import UsageError
+from packshot.jobs.kinds import KINDS, CatalogueParams, to_json
+from packshot.jobs.ray.driver import _path_params, pack_inputs, unpack_inputs
+from packshot.shoot.shotlist import ShotList, load_shot_list
+from photo_corpus import bad_files, varied_set, write_files
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "shot-list.yaml"
+SHOTS = {
+    "shots": [
+        {"slot": "main", "preset": "studio"},
+        {"slot": "additional", "description": "{product} on a grey table", "aspect": "4:5"},
+        {"slot": "lifestyle", "preset": "lifestyle", "description": "{product} in a park"},
+    ]
+}
+
+
+# -- the shot list -------------------------------------------------------------------------------
+
+
+def test_example_shot_list_reads() -> None:
+    shot_list = load_shot_list(EXAMPLE)
+    assert [e.slot for e in shot_list.shots] == ["main", "additional", "lifestyle"]
+    assert [e.name for e in shot_list.shots] == ["01-main", "02-additional", "03-lifestyle"]
+    assert shot_list.images_per_product == 4
+    assert shot_list.shots[0].preset == "studio" and shot_list.shots[0].description is None
+
+
+def test_shot_list_json_and_yaml_agree(tmp_path: Path) -> None:
+    (tmp_path / "list.json").write_text(json.dumps(SHOTS))
+    import yaml
+
+    (tmp_path / "list.yml").write_text(yaml.safe_dump(SHOTS))
+    assert load_shot_list(tmp_path / "list.json") == load_shot_list(tmp_path / "list.yml")
+
+
+@pytest.mark.parametrize(
+    ("shots", "says"),
+    [
+        ([{"slot": "hero", "preset": "studio"}], "`slot` must be one of main"),
+        ([{"slot": "main"}], "give a `description`, a `preset`, or both"),
+        ([{"slot": "main", "preset": "nope"}], "unknown preset 'nope'"),
+        ([{"slot": "main", "preset": "studio", "count": 0}], "`count` must be 1 to 16"),
+        ([{"slot": "main", "preset": "studio", "aspect": "2:1"}], "`aspect` must be one of"),
+        ([{"slot": "main", "preset": "studio", "colour": "red"}], "unknown field(s) colour"),
+        (
+            [{"slot": "main", "preset": "studio", "name": "a"}, {"slot": "main", "name": "a"}],
+            "shot 2: give a `description`",
+        ),
+        (
+            [
+                {"slot": "main", "preset": "studio", "name": "a"},
+                {"slot": "lifestyle", "preset": "lifestyle", "name": "a"},
+            ],
+            "two shots are named a",
+        ),
+        ([], "must list 1 to 20 shots"),
+    ],
+)
+def test_shot_list_mistakes_are_named(shots: list, says: str) -> None:
+    with pytest.raises(UsageError, match=None) as caught:
+        ShotList.from_dict({"shots": shots})
+    assert says in str(caught.value)
+
+
+def test_shot_list_file_mistakes(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found"):
+        load_shot_list(tmp_path / "missing.yaml")
+    (tmp_path / "list.txt").write_text("shots: []")
+    with pytest.raises(UsageError, match=r"\.yaml, \.yml or \.json"):
+        load_shot_list(tmp_path / "list.txt")
+    (tmp_path / "bad.yaml").write_text("shots: [slot: main\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_shot_list(tmp_path / "bad.yaml")
+    (tmp_path / "flat.json").write_text('["main"]')
+    with pytest.raises(UsageError, match="must hold `shots:`"):
+        load_shot_list(tmp_path / "flat.json")
+
+
+# -- the catalogue folder ------------------------------------------------------------------------
+
+
+def make_catalogue(root: Path, product_model: Path) -> Path:
+    """Three products: `backpack` with its model (the session's tiny one, copied) and no photos,
+    `lamp` whose photos intake rejects every one of, `tote` with good photos and no model yet."""
+    catalogue = root / "catalogue"
+    backpack = catalogue / "backpack"
+    shutil.copytree(product_model, backpack / "model")
+    (backpack / "product.json").write_text('{"name": "Trail backpack", "class": "backpack"}')
+    write_files(catalogue / "lamp", bad_files()[:6])
+    (catalogue / "lamp" / "product.json").write_text('{"name": "Desk lamp", "class": "lamp"}')
+    (catalogue / "tote" / "photos").mkdir(parents=True)
+    for number, image in enumerate(varied_set(6, size=(320, 320))):
+        image.save(catalogue / "tote" / "photos" / f"{number:02d}.jpg", quality=90)
+    (catalogue / "tote" / "product.json").write_text('{"name": "Canvas tote", "class": "bag"}')
+    return catalogue
+
+
+def test_read_catalogue(tmp_path: Path, product_model: Path) -> None:
+    catalogue = make_catalogue(tmp_path, product_model)
+    backpack, lamp, tote = read_catalogue(catalogue)
+    assert backpack.model_dir == str((catalogue / "backpack" / "model").resolve())
+    assert backpack.photos_dir is None
+    assert (backpack.name, backpack.class_word) == ("Trail backpack", "backpack")
+    assert lamp.model_dir is None and lamp.photos_dir == str((catalogue / "lamp").resolve())
+    assert tote.photos_dir == str((catalogue / "tote" / "photos").resolve())
+    assert (tote.handle, tote.class_word) == ("tote", "bag")
+    assert handle_for("Trail Backpack!") == "trail-backpack"
+
+
+def test_catalogue_folder_mistakes(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        read_catalogue(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no product folders"):
+        read_catalogue(tmp_path / "empty")
+    (tmp_path / "cat" / "Big Lamp").mkdir(parents=True)
+    with pytest.raises(UsageError, match="'big-lamp'"):
+        read_catalogue(tmp_path / "cat")
+    shutil.rmtree(tmp_path / "cat" / "Big Lamp")
+    (tmp_path / "cat" / "lamp").mkdir()
+    with pytest.raises(UsageError, match="no photos and no model"):
+        read_catalogue(tmp_path / "cat")
+    (tmp_path / "cat" / "lamp" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "cat" / "lamp" / "product.json").write_text('{"name": "Lamp", "colour": "red"}')
+    with pytest.raises(UsageError, match="unknown field"):
+        read_catalogue(tmp_path / "cat")
+
+
+def test_catalogue_params_travel_to_a_ray_worker(tmp_path: Path, product_model: Path) -> None:
+    """The Ray driver ships the files a catalogue names inside its product list (photos, a
+    product's model without its checkpoints) and points the worker's params at them."""
+    products = read_catalogue(make_catalogue(tmp_path, product_model))
+    params = CatalogueParams(products=products, shots=list(ShotList.from_dict(SHOTS).shots))
+    data = to_json(params)
+    keys = [key for key, _ in _path_params(data)]
+    assert keys == [
+        "products.0.model_dir",
+        "products.1.photos_dir",
+        "products.2.photos_dir",
+    ]
+    inputs = pack_inputs(data, (tmp_path / "job").resolve(), KINDS["catalogue"].product_models)
+    assert "packshot.json" in inputs["products.0.model_dir"].files
+    mapped, renames = unpack_inputs(data, inputs, tmp_path / "worker")
+    record = KINDS["catalogue"].load_params(mapped)
+    assert Path(record.products[2].photos_dir, "00.jpg").is_file()
+    assert Path(record.products[0].model_dir, "packshot.json").is_file()
+    assert renames[record.products[1].photos_dir] == products[1].photos_dir
+    assert data["products"][0]["model_dir"] == products[0].model_dir  # the driver's untouched
+
+
+# -- packshot catalogue shoot, killed and run again -------------------------------------------
+
+
+def _packshot(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("packshot")), *args]
+
+
+def test_catalogue_shoot_cli_resumes_after_kill(
+    tmp_path: Path, product_model: Path, cache_dir: Path
+) -> None:
+    catalogue = make_catalogue(tmp_path, product_model)
+    shot_list = tmp_path / "shots.json"
+    shot_list.write_text(json.dumps(SHOTS))
+    out = tmp_path / "out"
+    command = _packshot(
+        "catalogue", "shoot", str(catalogue), "--shots", str(shot_list), "--out", str(out),
+        "--model", "tiny", "--train-steps", "4", "--steps", "2", "--seed", "7", "--json",
+    )  # fmt: skip
+    env = {**os.environ, "PACKSHOT_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+
+    # 1. Killed (SIGKILL: nothing runs after it) once the first product is finished.
+    first = out / "catalogue" / "backpack" / OUTCOME_FILE
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not first.is_file():
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the first product did not finish in 240 s"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert not (out / "result.json").exists()
+    kept = {p: p.stat().st_mtime_ns for p in (out / "catalogue" / "backpack").rglob("*")}
+
+    # 2. The same command again (in this process: no second start-up of torch): the finished
+    #    product is kept as it was, the rest is done.
+    again = CliRunner().invoke(app, command[1:])
+    assert again.exit_code == 1, again.output  # one product failed: said in the exit code
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    summary = json.loads(again.stdout)
+    outcomes = {p["handle"]: p for p in summary["products"]}
+    assert [outcomes[h]["status"] for h in ("backpack", "lamp", "tote")] == [
+        "done",
+        "failed",
+        "done",
+    ]
+    assert "not enough to train on" in outcomes["lamp"]["error"]
+    assert outcomes["lamp"]["verdict"] == "not enough" and outcomes["lamp"]["photos"]["rejected"]
+    assert not outcomes["backpack"]["trained"] and outcomes["tote"]["trained"]
+    assert (out / "catalogue" / "tote" / "model" / "packshot.json").is_file()
+    for handle in ("backpack", "tote"):
+        images = [i for i in summary["images"] if i["product"] == handle]
+        assert [i["slot"] for i in images] == ["main", "additional", "lifestyle"]
+        for image in images:
+            assert (out / image["file"]).is_file() and image["scores"] is not None
+        assert images[1]["width"] < images[1]["height"]  # 4:5
+    cost = summary["cost"]
+    assert cost["images"] == 6 and cost["products_failed"] == 1
+    assert 0 < cost["cost_per_image"] < cost["studio_price_per_photo"] == 10.0
+
+    # 3. Finished: a third run returns the result without any work; another list is refused.
+    third = CliRunner().invoke(app, command[1:])
+    assert json.loads(third.stdout) == summary
+    other = tmp_path / "other.yaml"
+    other.write_text("shots:\n  - {slot: main, preset: flat-lay}\n")
+    (out / "result.json").unlink()
+    refused = CliRunner().invoke(app, [*command[1:5], str(other), *command[6:]])
+    assert refused.exit_code == 2 and "another catalogue shoot" in refused.stderr
+
+
+def test_catalogue_product_record_is_plain(tmp_path: Path) -> None:
+    """What the API stores: the params as JSON and back, unknown names refused."""
+    params = CatalogueParams(
+        products=[CatalogueProduct("tote", "Canvas tote", "bag", photos_dir="/photos")],
+        shots=list(ShotList.from_dict(SHOTS).shots),
+        model="tiny",
+    )
+    data = to_json(params)
+    assert KINDS["catalogue"].load_params(data) == params
+    with pytest.raises(UsageError, match="Unknown catalogue parameter"):
+        KINDS["catalogue"].load_params({**data, "colour": "red"})
