@@ -728,3 +728,84 @@ def test_the_api_imports_no_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- catalogue shoots ---------------------------------------------------------------------------
+
+CATALOGUE_SHOTS = [
+    {"slot": "main", "preset": "studio"},
+    {"slot": "additional", "description": "{product} on a grey table", "aspect": "4:5"},
+    {"slot": "lifestyle", "preset": "lifestyle", "description": "{product} in a park"},
+]
+
+
+def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
+    """Three products: one trained before, one whose photos are not enough, one trained by the
+    job. (A catalogue shoot killed and run again: test_catalogue.py, with a real SIGKILL.)"""
+    ids = [product["id"]]
+    for name, class_name, photos in (
+        ("Desk lamp", "lamp", example_photos()[:2] + [("broken.jpg", b"\xff\xd8 not a JPEG")]),
+        ("Canvas tote", "bag", example_photos()),
+    ):
+        made = studio.a.post("/v1/products", json={"name": name, "class_name": class_name}).json()
+        assert upload(studio.a, made["id"], photos).status_code == 201
+        ids.append(made["id"])
+    body = {
+        "product_ids": ids,
+        "shots": CATALOGUE_SHOTS,
+        "model": "tiny",
+        "preset": "quick",
+        "max_train_steps": 4,
+        "num_inference_steps": 2,
+        "seed": 5,
+    }
+    created = studio.a.post("/v1/catalogue-shoots", json=body)
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["status"] == "queued" and [p["status"] for p in job["products"]] == ["queued"] * 3
+    assert [p["handle"] for p in job["products"]] == ["red-backpack", "desk-lamp", "canvas-tote"]
+
+    final = studio.wait(studio.a, f"/v1/catalogue-shoots/{job['id']}", ("succeeded", "failed"))
+    assert final["status"] == "succeeded", final
+    backpack, lamp, tote = final["products"]
+    assert (backpack["status"], backpack["trained"], backpack["images"]) == ("done", False, 3)
+    assert (lamp["status"], lamp["verdict"]) == ("failed", "not enough")
+    assert "not enough to train on" in lamp["error"]
+    assert (tote["status"], tote["trained"], tote["images"]) == ("done", True, 3)
+    shots = final["shots"]
+    assert len(shots) == 6
+    assert sorted((s["product"], s["slot"]) for s in shots) == sorted(
+        (h, slot)
+        for h in ("red-backpack", "canvas-tote")
+        for slot in ("main", "additional", "lifestyle")
+    )
+    assert all(s["scores"] for s in shots)
+    assert studio.a.get(shots[0]["url"]).headers["content-type"] == "image/png"
+    assert 0 < final["cost"]["cost_per_image"] < 10 and final["cost"]["products_failed"] == 1
+    assert studio.a.get(final["contact_sheet_url"]).status_code == 200
+    events = studio.a.get(f"/v1/catalogue-shoots/{job['id']}/events").text
+    assert events.count("event: product") == 6  # each product: running, then done or failed
+    archive = zipfile.ZipFile(io.BytesIO(studio.a.get(final["download_url"]).content))
+    names = archive.namelist()
+    assert "catalogue.json" in names
+    assert sum(n.startswith("canvas-tote/shots/") and n.endswith(".png") for n in names) == 3
+    listed = studio.a.get("/v1/catalogue-shoots").json()
+    assert [j["id"] for j in listed["data"]][:1] == [job["id"]]
+    assert studio.b.get(f"/v1/catalogue-shoots/{job['id']}").status_code == 404
+
+
+def test_catalogue_shoot_checks_its_request(studio, product) -> None:
+    def refused(changes: dict, status: int, says: str) -> None:
+        body = {"product_ids": [product["id"]], "shots": CATALOGUE_SHOTS, "model": "tiny"}
+        answer = studio.a.post("/v1/catalogue-shoots", json={**body, **changes})
+        assert answer.status_code == status, answer.text
+        assert says in answer.json()["error"]["message"], answer.text
+
+    refused({"shots": [{"slot": "main", "preset": "nope"}]}, 422, "unknown preset 'nope'")
+    refused({"shots": [{"slot": "main"}]}, 422, "give a `description`, a `preset`, or both")
+    refused({"shots": [{"slot": "hero", "preset": "studio"}]}, 422, "shots.0.slot")
+    refused({"product_ids": [product["id"], product["id"]]}, 422, "names a product twice")
+    refused({"product_ids": ["prd_nope"]}, 404, "product")
+    refused({"model": "../../etc"}, 422, "Hugging Face Hub id")
+    other = studio.b.post("/v1/products", json={"name": "Mug", "class_name": "mug"}).json()
+    refused({"product_ids": [other["id"]]}, 404, "product")

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from packshot import __version__
 from packshot.api import errors, judging
 from packshot.api.deps import RateLimiter, close_intake_pool, intake_pool
-from packshot.api.routes import jobs, products, session
+from packshot.api.routes import catalogue, jobs, products, session
 from packshot.api.settings import ApiSettings
 from packshot.jobs import store
 
@@ -106,6 +106,7 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     app.include_router(session.router)
     app.include_router(products.router)
     app.include_router(jobs.router)
+    app.include_router(catalogue.router)
     if (WEB_DIR / "index.html").is_file():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app

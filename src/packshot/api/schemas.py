@@ -411,3 +411,89 @@ class PresetPublic(BaseModel):
         description="Where pixel-true mode places the product in this preset (hero, thirds, "
         "flat-lay); null: the preset draws the product held or worn, so only shoots use it.",
     )
+
+
+# -- catalogue shoots ---------------------------------------------------------------------------
+
+
+class ShotListEntryCreate(Strict):
+    """One shot of the shot list every product gets (`examples/shot-list.yaml`)."""
+
+    slot: Literal["main", "additional", "lifestyle"] = Field(
+        ..., description="The marketplace slot it fills."
+    )
+    description: str | None = Field(
+        None, max_length=500, description='Your words, e.g. "{product} on a marble table".'
+    )
+    preset: str | None = Field(None, max_length=40, description="A shot preset (/v1/presets).")
+    aspect: str | None = Field(None, description="1:1, 4:5, 3:4, 16:9 or 9:16.")
+    count: int = Field(1, ge=1, le=JOB_MAX_COUNT, description="Images of this shot per product.")
+    name: str | None = Field(None, max_length=40, description="Its folder (default 01-main, …).")
+
+
+class CatalogueShootCreate(WebhookField):
+    """Many products, one shot list: each product without a model is trained first."""
+
+    product_ids: list[str] = Field(..., min_length=1, max_length=200)
+    shots: list[ShotListEntryCreate] = Field(..., min_length=1, max_length=20)
+    model: str = Field(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        max_length=200,
+        description="Base model of the trainings: a Hugging Face Hub id, or tiny (test stand-in).",
+    )
+    preset: Literal["quick", "standard", "best"] = "standard"
+    max_train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps.")
+    num_inference_steps: int | None = Field(
+        None,
+        ge=LIMITS["num_inference_steps"][0],
+        le=LIMITS["num_inference_steps"][1],
+        description="Sampling steps.",
+    )
+    seed: int | None = Field(None, ge=0, le=MAX_FIRST_SEED)
+    judge: bool = Field(True, description="Score the shots and flag those without the product.")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not MODEL_PATTERN.match(value) or ".." in value:
+            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny / tiny-sdxl")
+        return value
+
+
+class CatalogueProductPublic(BaseModel):
+    product_id: str
+    handle: str
+    name: str
+    status: Literal["queued", "running", "done", "failed"]
+    error: str | None = None
+    verdict: str | None = Field(None, description="Intake's verdict on its photos.")
+    trained: bool | None = Field(None, description="Trained by this catalogue shoot.")
+    images: int = 0
+    product_missing: int = 0
+
+
+class CatalogueShotPublic(ShotPublic):
+    product: str | None = Field(None, description="The product's handle.")
+    slot: str | None = None
+    shot: str | None = Field(None, description="The shot list entry's name.")
+
+
+class CatalogueShootPublic(BaseModel):
+    id: str
+    status: JobStatus
+    progress: Progress
+    error: JobError | None
+    request: dict[str, Any]
+    products: list[CatalogueProductPublic]
+    shots: list[CatalogueShotPublic]
+    cost: dict[str, Any] = {}
+    download_url: str
+    contact_sheet_url: str | None = None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class CatalogueShootsPublic(BaseModel):
+    data: list[CatalogueShootPublic]
+    count: int

@@ -182,6 +182,7 @@ class CatalogueSummary:
     products: list[ProductOutcome]
     images: list[CatalogueShot]
     cost: dict[str, Any]
+    contact_sheet: str | None = None  # every image, captioned with its product and slot
     delivery: dict[str, Any] | None = None  # the marketplace delivery's report, when asked
 
     @property

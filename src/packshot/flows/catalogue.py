@@ -11,6 +11,7 @@ The output folder holds one folder per product (its handle):
     <out>/<handle>/shots/<shot name>/  one judged shoot per shot of the list
     <out>/<handle>/outcome.json        written when the product is finished (done or failed)
     <out>/catalogue.json               the summary: outcomes, images, cost per image vs a studio
+    <out>/contact-sheet.png            every image, captioned with its product and slot
 
 A product with an `outcome.json` (done, or failed: its reason) is finished and never touched
 again (delete the file to try a failed product again, once its photos are fixed); a product cut
@@ -49,14 +50,20 @@ from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot.request import ShootRequest
 from packshot.shoot.run import SUMMARY_FILE as SHOOT_SUMMARY
 from packshot.shoot.run import shoot
-from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO, cost_summary
-from packshot.shoot.shotlist import ShotList
+from packshot.shoot.sheet import (
+    GPU_PRICE_PER_HOUR,
+    STUDIO_PRICE_PER_PHOTO,
+    cost_summary,
+    save_contact_sheet,
+)
+from packshot.shoot.shotlist import SLOTS, ShotList
 from packshot.train import TrainConfig, train
 
 REPORT_FILE = "photos-report.json"
 TRAINING_SET = "training-set"
 MODEL = "model"
 SHOTS = "shots"
+CONTACT_SHEET = "contact-sheet.png"
 
 
 def shoot_catalogue(
@@ -145,8 +152,14 @@ def shoot_catalogue(
                 error=outcome.error,
             )
 
-    # 3. The summary: every image, and what one cost against a studio's photo.
+    # 3. The summary: every image on one contact sheet, and what one cost against a studio's.
     summary = summarise(outcomes, out, gpu_price_per_hour, studio_price_per_photo)
+    if summary.images:
+        save_contact_sheet(
+            out / CONTACT_SHEET,
+            [(out / i.file, f"{i.product} · {SLOTS[i.slot].lower()}") for i in summary.images],
+        )
+        summary = replace(summary, contact_sheet=CONTACT_SHEET)
     write_record(out / SUMMARY_FILE, summary)
     progress(ProgressEvent("catalogue", total, total, "done", {"event": "done", "path": str(out)}))
     return summary

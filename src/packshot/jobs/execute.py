@@ -267,6 +267,7 @@ def run_catalogue(
         summary,
         out_dir=folder,
         images=[replace(image, file=f"{folder}/{image.file}") for image in summary.images],
+        contact_sheet=f"{folder}/{summary.contact_sheet}" if summary.contact_sheet else None,
     )
 
 

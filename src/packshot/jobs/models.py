@@ -88,10 +88,11 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     merchant_id: Mapped[str] = mapped_column(String(40), index=True)
-    product_id: Mapped[str] = mapped_column(
-        ForeignKey("products.id", ondelete="CASCADE"), index=True
+    # None for a job of many products (a catalogue shoot: its products are in its params)
+    product_id: Mapped[str | None] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True, nullable=True
     )
-    kind: Mapped[str] = mapped_column(String(20))  # training | shoot | placement
+    kind: Mapped[str] = mapped_column(String(20))  # training | shoot | placement | catalogue
     status: Mapped[str] = mapped_column(String(20), default="queued")
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # run_job's params
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as the merchant sent it

@@ -230,7 +230,7 @@ def enqueue(
     session: Session,
     *,
     merchant_id: str,
-    product_id: str,
+    product_id: str | None,
     kind: str,
     params: Any,
     request: dict[str, Any],

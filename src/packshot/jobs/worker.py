@@ -44,6 +44,7 @@ KEEP_ALWAYS = {
     "shot",
     "cutout",  # a placement's stages
     "loading",
+    "product",  # a catalogue shoot's product: running, done, failed
 }
 
 

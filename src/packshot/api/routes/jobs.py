@@ -561,6 +561,7 @@ class JobRoutes:
     listing: type[BaseModel]
     events: str  # what its event stream carries (the events route's description)
     extras: tuple[str, ...] = ()  # files of its folder the zip adds to the shots
+    per_product: bool = True  # listed per product (a catalogue shoot is of many: its own list)
 
     @property
     def kind(self) -> str:
@@ -576,13 +577,15 @@ class JobRoutes:
 
 
 def _zip(root: Path, rows: list[ShotRow], extras: list[Path], name: str) -> StreamingResponse:
+    """The shots named as in their kind's folder `root` (a shoot's flat, a catalogue's in
+    per-product folders), and `extras` by their own names."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for row in rows:
-            png = root / row.file
+            png = root.parent / row.file
             for path in (png, sidecar_path(png)):
                 if path.is_file():
-                    archive.write(path, path.name)
+                    archive.write(path, path.relative_to(root).as_posix())
         for path in extras:
             if path.is_file():
                 archive.write(path, path.name)
@@ -633,16 +636,17 @@ def add_job_routes(spec: JobRoutes) -> None:
             endpoint.__annotations__["job_id"] = JobId
         router.add_api_route(path, endpoint, **options)
 
-    add(
-        f"/products/{{product_id}}/{spec.path}",
-        inline_on_sqlite(list_jobs),
-        methods=["GET"],
-        response_model=spec.listing,
-        responses=E,
-        name=f"list_{spec.path}",
-        summary=f"List {spec.path.capitalize()}",
-        description=f"The product's {spec.path}, newest first.",
-    )
+    if spec.per_product:
+        add(
+            f"/products/{{product_id}}/{spec.path}",
+            inline_on_sqlite(list_jobs),
+            methods=["GET"],
+            response_model=spec.listing,
+            responses=E,
+            name=f"list_{spec.path}",
+            summary=f"List {spec.path.capitalize()}",
+            description=f"The product's {spec.path}, newest first.",
+        )
     add(
         base,
         inline_on_sqlite(read_job),
@@ -687,7 +691,7 @@ def add_job_routes(spec: JobRoutes) -> None:
             raise ApiError(409, f"The {kind} is {job.status} and has no shots to download yet.")
         done = job.status == "succeeded"
         extras = [root / shots_dir / name for name in spec.extras] if done else []
-        return _zip(root, rows, extras, job.id)
+        return _zip(root / shots_dir, rows, extras, job.id)
 
     def contact_sheet(
         job_id: JobId, session: SessionDep, merchant: CurrentMerchant, settings: SettingsDep

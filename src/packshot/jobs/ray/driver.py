@@ -421,8 +421,10 @@ def _job_task(
     sent: dict[str, bytes],
     mailbox: Any,
     attempt: int,
+    home: str,
 ) -> dict[str, Any]:
-    """`run_job` in a temporary copy of the job's folder; its files mailed back as they come."""
+    """`run_job` in a temporary copy of the job's folder (`home` on the driver's machine); its
+    files mailed back as they come."""
     ray = _ray()
     import torch  # the worker's own process: Ray set OMP_NUM_THREADS to the task's CPUs
 
@@ -442,7 +444,10 @@ def _job_task(
         # 1. The inputs under their own names, the params pointing at them, and the job's
         #    folder as the driver has it; what an earlier try recorded (a placement's request
         #    names its photo) in this try's paths, so that the job sees the same request.
+        #    Paths inside the job's folder that the job records (a catalogue's shots name the
+        #    model it trained there) travel as the driver's too.
         params, renames = unpack_inputs(params, inputs, root / "inputs")
+        renames[str(workdir)] = home
         back = {original: local for local, original in renames.items()}
         unpack_folder(rename_paths(sent, back), workdir)
 
@@ -608,7 +613,8 @@ def run_on_ray(
             progress(event)
 
     def attempt_once(attempt: int) -> Any:
-        ref = task.remote(kind, params_json, inputs_ref, workdir_files(workdir), mailbox, attempt)
+        sent = workdir_files(workdir)
+        ref = task.remote(kind, params_json, inputs_ref, sent, mailbox, attempt, str(workdir))
         return _drive(ref, mailbox, on_event, should_cancel, settings.poll_s)
 
     try:
@@ -662,12 +668,18 @@ def fan_out(
         run_on_ray(kind, one, folder, relay, should_cancel, settings=settings)
         with lock:
             out.mkdir(parents=True, exist_ok=True)
-            for child in sorted((folder / job_kind.out_dir).iterdir()):
+            moved = folder / job_kind.out_dir
+            for child in sorted(moved.iterdir()):
                 if child.is_dir():  # the item's own folders; its summary is the whole job's
                     target = out / child.name
                     if target.exists():
                         shutil.rmtree(target)
                     os.replace(child, target)
+                    for path in target.rglob("*.json"):  # paths it recorded: where it is now
+                        renamed = rename_paths(
+                            {"f.json": path.read_bytes()}, {str(moved): str(out)}
+                        )
+                        write_atomic(path, renamed["f.json"])
             shutil.rmtree(folder)
             (parts / f"{number:04d}.merged").touch()
 
