@@ -739,6 +739,7 @@ CATALOGUE_SHOTS = [
 ]
 
 
+@pytest.mark.budget(15)  # a tiny training of 4 steps and 6 judged shots of 2 steps, in the worker
 def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
     """Three products: one trained before, one whose photos are not enough, one trained by the
     job. (A catalogue shoot killed and run again: test_catalogue.py, with a real SIGKILL.)"""

@@ -182,6 +182,9 @@ def _packshot(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("packshot")), *args]
 
 
+# One real `packshot` process (its start-up imports torch), killed, then the rest in this one: a
+# tiny training of 4 steps and 6 judged shots of 2 steps.
+@pytest.mark.budget(25)
 def test_catalogue_shoot_cli_resumes_after_kill(
     tmp_path: Path, product_model: Path, cache_dir: Path
 ) -> None:
