@@ -45,7 +45,12 @@ from diffusers import (
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from packshot.models.families import get_family
-from packshot.models.families.flux2 import MAX_SEQUENCE_LENGTH
+from packshot.models.families.flux2 import (
+    BASE_GUIDANCE,
+    BASE_STEPS,
+    DISTILLED_STEPS,
+    MAX_SEQUENCE_LENGTH,
+)
 from packshot.models.standins import build_qwen_tokenizer
 from packshot.train.config import TrainConfig
 from packshot.train.step import Batch, LoraTrainer
@@ -94,8 +99,6 @@ KLEIN_SCHEDULER: dict[str, Any] = {
     "max_image_seq_len": 4096,
     "time_shift_type": "exponential",
 }
-BASE_STEPS, BASE_GUIDANCE = 50, 4.0  # Flux2KleinPipeline's defaults, for the base model
-DISTILLED_STEPS = 4  # the step-distilled klein's recipe: 4 steps, guidance off
 
 FAMILY = get_family("flux2-klein")
 

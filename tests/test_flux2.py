@@ -13,19 +13,28 @@ import torch
 from diffusers import Flux2KleinPipeline
 from PIL import Image
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from packshot.artifacts.product_model import ProductModel, work_dir_for
+from packshot.artifacts.shots import read_parameters, recipe_from_parameters, sidecar_path
+from packshot.cli import app
 from packshot.errors import PackshotError, UsageError
 from packshot.models.describe import describe_model
 from packshot.models.families import detect_family, get_family
 from packshot.models.load import load_pipeline, resolve_model
+from packshot.place import GUARANTEE_BAND_PX, compose
 from packshot.progress import ProgressEvent
+from packshot.shoot import ShootRequest
+from packshot.shoot.run import plan_shoot
+from packshot.shoot.sizes import size_for
 from packshot.train import TrainConfig, train
 from packshot.train.checkpoints import latest_checkpoint
 from packshot.train.exports import COMFYUI_WEIGHT_NAME
+from placing_support import erode_square, write_photo
 from training_support import kill_at_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+runner = CliRunner()
 
 FAMILY = get_family("flux2-klein")
 CONFIG = TrainConfig(
@@ -211,6 +220,80 @@ def test_comfyui_file_has_comfyuis_names_and_shapes(
         for p in "qkv"
     ]
     torch.testing.assert_close(qkv, torch.cat(parts))
+
+
+def test_shoot_place_and_score_on_the_trained_model(
+    flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]],
+    cache_dir: Path,
+    tmp_path: Path,
+) -> None:
+    result, _, _ = flux2_run
+    model = str(result.model_dir)
+    shots = tmp_path / "shots"
+    shoot_args = ["shoot", model, "{product} on a wooden table", "--out", str(shots)]
+    shoot_args += ["-n", "2", "--seed", "5", "--steps", "2", "--aspect", "16:9"]
+    shoot_args += ["--negative-prompt", "blurry", "--json"]
+    run = runner.invoke(app, shoot_args)
+    assert run.exit_code == 0, run.output
+    summary = json.loads((shots / "shoot.json").read_text())
+    assert summary["family"] == "flux2-klein" and summary["settings"]["guidance_scale"] == 4.0
+    assert any("no negative prompt" in w for w in summary["warnings"])
+    (first, second) = sorted(shots.glob("0*.png"))
+    assert Image.open(first).size == size_for("16:9", 64, 16)  # sides in multiples of 16
+    recipe = recipe_from_parameters(read_parameters(first) or "")
+    assert recipe.model == "tiny-flux2" and recipe.seed == 5 and recipe.negative_prompt == ""
+    assert json.loads(sidecar_path(first).read_text())["family"] == "flux2-klein"
+    assert list(recipe.lora_hashes) == [result.model_dir.name]
+
+    # place: FLUX.2 inpaints with the product model's own base model; the pixel guarantee
+    photo, _ = write_photo(tmp_path / "photo")
+    placed_dir = tmp_path / "placed"
+    place_args = ["place", str(photo), "on a marble counter", "--out", str(placed_dir)]
+    place_args += ["--product-model", model, "--seed", "3", "--steps", "2", "-n", "1"]
+    place_args += ["--cutout-model", "grabcut", "--json"]
+    run = runner.invoke(app, place_args)
+    assert run.exit_code == 0, run.output
+    placed_shot = sorted(placed_dir.glob("0*.png"))[0]
+    sidecar = json.loads(sidecar_path(placed_shot).read_text())
+    image = np.asarray(Image.open(placed_shot).convert("RGB"))
+    pixels = np.asarray(Image.open(photo).convert("RGB"))
+    mask = (np.asarray(Image.open(placed_dir / "product" / "mask.png")) > 127).astype(np.uint8)
+    placement, _ = compose.place_product(
+        pixels, mask, image.shape[1::-1], compose.get_composition(sidecar["composition"])
+    )
+    inner = erode_square(placement.mask, GUARANTEE_BAND_PX)
+    assert inner.sum() > 20 and np.array_equal(image[inner], placement.rgb[inner])
+    placed_recipe = recipe_from_parameters(read_parameters(placed_shot) or "")
+    assert placed_recipe.model == "tiny-flux2"
+
+    # score: the shots against the product's photos
+    run = runner.invoke(
+        app,
+        ["score", str(shots), "--reference", str(result.model_dir / "training-set")]
+        + ["--dino-model", "tiny", "--clip-model", "tiny", "--json"],
+    )
+    assert run.exit_code == 0, run.output
+    assert (shots / "scores.json").is_file()
+
+
+def test_fast_is_the_distilled_recipe(
+    flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]],
+    cache_dir: Path,
+    tmp_path: Path,
+) -> None:
+    result, _, _ = flux2_run
+    request = ShootRequest(result.model_dir, ["{product} on a table"], fast=True)
+    plan = plan_shoot(request, cache_dir=cache_dir)
+    assert plan.sampling == (4, 1.0) and plan.base_model == "tiny-flux2"
+    assert any("no distilled variant" in w for w in plan.warnings)
+    assert plan_shoot(ShootRequest(result.model_dir, ["x"]), cache_dir=cache_dir).sampling == (
+        50,
+        4.0,
+    )
+    # a real distilled model (its model_index.json says so): 4 steps, no guidance, by default
+    (tmp_path / "model_index.json").write_text(json.dumps({"is_distilled": True}))
+    assert FAMILY.sampling_defaults(tmp_path) == (4, 1.0)
+    assert FAMILY.fast_model == "black-forest-labs/FLUX.2-klein-4B"
 
 
 def test_text_encoder_training_is_refused_clearly(training_set: Path, tmp_path: Path) -> None:

@@ -174,6 +174,8 @@ def place(
         if trained is not None and trained.trained_on_stand_in
         else base_family.inpaint_model
     )
+    if model_ref is None and trained is not None and base_family.inpaint_pipeline is not None:
+        model_ref = trained.base_model  # a family that inpaints with its own base (FLUX.2)
     if model_ref is None:
         raise UsageError(
             f"packshot knows no inpainting model for {base_family.label} product models: pass "
@@ -254,6 +256,7 @@ def place(
             else size_for(aspect, resolution, resolved.family.size_multiple)
         ),
         label=lambda preset: f"place-{preset.name if preset else compositions[None].name}",
+        family=resolved.family,
     )
 
     # 5. Placements, one per canvas size and composition (shared by the shots that use it).
@@ -303,6 +306,7 @@ def place(
             placements,
             compositions,
             model_ref=model_ref,
+            model_path=resolved.path,
             family=family,
             resolution=resolution,
             trained=trained,
@@ -406,6 +410,7 @@ def _render(
     compositions: dict[str | None, Any],
     *,
     model_ref: str,
+    model_path: Path,
     family: str,
     resolution: int,
     trained: ProductModel | None,
@@ -427,8 +432,12 @@ def _render(
     )
     model_family = get_family(family)
     scheduler = render.get_scheduler(request.scheduler or model_family.default_scheduler)
-    steps = request.num_inference_steps or render.DEFAULT_STEPS
-    guidance = DEFAULT_GUIDANCE if request.guidance_scale is None else request.guidance_scale
+    defaults = model_family.sampling_defaults(model_path) or (
+        render.DEFAULT_STEPS,
+        DEFAULT_GUIDANCE,
+    )
+    steps = request.num_inference_steps or defaults[0]
+    guidance = defaults[1] if request.guidance_scale is None else request.guidance_scale
     loras = [render.product_lora(trained, request.lora_scale)] if trained is not None else []
     for message in render.prompt_warnings(pipe, model_family, todo):
         warn(message)
@@ -456,8 +465,13 @@ def _render(
             images, seconds = render.timed_call(
                 pipe,
                 prompt=shot.prompt,
-                negative_prompt=shot.negative_prompt or None,
+                **({"negative_prompt": shot.negative_prompt} if shot.negative_prompt else {}),
                 image=init_image,
+                **(
+                    {"strength": model_family.inpaint_strength}
+                    if model_family.inpaint_strength is not None
+                    else {}
+                ),
                 mask_image=mask_image,
                 width=scene_w,
                 height=scene_h,

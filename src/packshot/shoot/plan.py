@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from packshot.errors import UsageError
+from packshot.models.families import ModelFamily
 from packshot.shoot.presets import ShotPreset, get_preset, load_presets
 from packshot.shoot.prompts import ProductWords, compose_prompt
 
@@ -96,15 +97,23 @@ def plan_shots(
     negative_prompt: str | None,
     size: Callable[[str], tuple[int, int]],
     label: Callable[[ShotPreset | None], str] = preset_label,
+    family: ModelFamily | None = None,
 ) -> tuple[list[PlannedShot], list[str]]:
     """Every shot, description x preset x count, and the warnings composing their prompts.
 
     `count` and `aspect` override each preset's (None: the preset's, else the defaults);
     `size(aspect)` is the (width, height) of a shot; `label(preset)` names its file. Shot i of
-    a group gets seed `first_seed + i` (wrapping past `MAX_SEED`).
+    a group gets seed `first_seed + i` (wrapping past `MAX_SEED`). A `family` whose pipeline
+    takes no negative prompt (FLUX.2 [klein]) gets none, and a warning if one was asked for.
     """
     shots: list[PlannedShot] = []
     warnings: list[str] = []
+    negatives = family is None or family.negative_prompts
+    if family is not None and not negatives and negative_prompt and negative_prompt.strip():
+        warnings.append(
+            f'{family.label} models take no negative prompt: "{negative_prompt.strip()}" is '
+            "ignored. Say what you want in the description instead."
+        )
     for description in descriptions:
         for preset in presets:
             composed = compose_prompt(
@@ -130,7 +139,7 @@ def plan_shots(
                         description=description,
                         preset=preset.name if preset else None,
                         prompt=composed.prompt,
-                        negative_prompt=composed.negative_prompt,
+                        negative_prompt=composed.negative_prompt if negatives else "",
                         seed=seed,
                         aspect=group_aspect,
                         width=width,

@@ -77,6 +77,7 @@ DEFAULT_GUIDANCE = 7.0  # SD 1.5's and A1111's default CFG scale
 # --fast: a few steps with an LCM-LoRA (Luo et al. 2023; its model card: 4-8 steps, guidance
 # 1-2) or a turbo model (SD-Turbo model card: 1-4 steps, no guidance).
 FAST_STEPS = 4
+FAST_STEPS_GUIDANCE = (FAST_STEPS, 1.0)  # a step-distilled model's (FLUX.2 [klein] 4B): no CFG
 LCM_GUIDANCE = 1.0
 TURBO_GUIDANCE = 0.0
 LCM_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -277,7 +278,8 @@ def render_batch(
     return timed_call(
         pipe,
         prompt=prompt,
-        negative_prompt=negative_prompt or None,
+        # only when there is one: FLUX.2 [klein]'s pipelines take no `negative_prompt`
+        **({"negative_prompt": negative_prompt} if negative_prompt else {}),
         num_images_per_prompt=len(seeds),
         generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
         width=width,

@@ -58,6 +58,9 @@ class ShootPlan:
     stand_in: bool  # a tiny stand-in model (noise images by design)
     shots: list[PlannedShot]
     warnings: list[str]
+    # (steps, guidance) when the request names none: the model's own (FLUX.2 [klein]: 50 and
+    # 4 for the base model, 4 and 1 for the distilled one), else packshot's
+    sampling: tuple[int, float] = (render.DEFAULT_STEPS, render.DEFAULT_GUIDANCE)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,17 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         raise UsageError("Pass a model folder written by `packshot train`, or a base model.")
     lora_path = model.lora_path if model is not None and request.base is None else None
     resolved = resolve_model(base_model, cache_dir=cache_dir)
+    family = resolved.family
+    if request.fast and family.fast_model and not family.is_step_distilled(resolved.path):
+        # --fast on a family with a step-distilled sibling: shoot with it, LoRA and all.
+        if resolved.stand_in:
+            warnings.append(
+                f"The tiny stand-in has no distilled variant: --fast runs the {family.label} "
+                f"few-step recipe on {base_model} itself."
+            )
+        else:
+            base_model = family.fast_model
+            resolved = resolve_model(base_model, cache_dir=cache_dir)
     described = describe_model(resolved)
     if model and model.family and model.family != resolved.family.name and lora_path:
         raise UsageError(
@@ -164,6 +178,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         size=lambda aspect: (
             fixed_size or size_for(aspect, resolution, resolved.family.size_multiple)
         ),
+        family=resolved.family,
     )
     warnings += [w for w in composing if w not in warnings]
     return ShootPlan(
@@ -177,6 +192,12 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         stand_in=resolved.stand_in,
         shots=shots,
         warnings=warnings,
+        sampling=(
+            render.FAST_STEPS_GUIDANCE
+            if request.fast and resolved.family.fast_model
+            else resolved.family.sampling_defaults(resolved.path)
+            or (render.DEFAULT_STEPS, render.DEFAULT_GUIDANCE)
+        ),
     )
 
 
@@ -245,9 +266,10 @@ def shoot(
     fast_lora: Path | None = None
     family = get_family(plan.family)
     scheduler = render.get_scheduler(request.scheduler or family.default_scheduler)
-    steps = request.num_inference_steps or render.DEFAULT_STEPS
+    steps = request.num_inference_steps or plan.sampling[0]
     guidance = request.guidance_scale
-    if request.fast:
+    # --fast: a distilled sibling's recipe is in plan.sampling; else a turbo model or an LCM-LoRA
+    if request.fast and family.fast_model is None:
         steps = request.num_inference_steps or render.FAST_STEPS
         if request.fast_lora is None and render.is_turbo(plan.base_model):
             scheduler = render.get_scheduler(request.scheduler or "model")
@@ -256,7 +278,7 @@ def shoot(
             fast_lora = render.find_fast_lora(request.fast_lora, family, plan.stand_in)
             scheduler = render.get_scheduler(request.scheduler or "lcm")
             guidance = render.LCM_GUIDANCE if guidance is None else guidance
-    guidance = render.DEFAULT_GUIDANCE if guidance is None else guidance
+    guidance = plan.sampling[1] if guidance is None else guidance
     loras: list[render.LoraWeights] = []
     if plan.product_model is not None and plan.lora_path is not None:
         loras.append(render.product_lora(plan.product_model, request.lora_scale))
@@ -328,6 +350,7 @@ def shoot(
                         "preset": planned.preset,
                         "description": planned.description,
                         "base_model": plan.base_model,
+                        "family": plan.family,
                         "model_dir": str(request.model_dir) if request.model_dir else None,
                         "fast": request.fast,
                         "device": device,

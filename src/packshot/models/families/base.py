@@ -60,7 +60,13 @@ class ModelFamily:
     memory_factor: float = 1.0
     fast_lora: str | None = None  # the LCM-LoRA (Hub id) that `--fast` loads on it
     default_scheduler: str = "dpmpp_2m_karras"  # see shoot.render.SCHEDULERS
+    # The step-distilled sibling `--fast` shoots with, the product's LoRA and all, instead of an
+    # LCM-LoRA (FLUX.2 [klein] 4B: black-forest-labs/FLUX.2-klein-4B, 4 steps, no guidance).
+    fast_model: str | None = None
     inpaint_model: str | None = None  # the inpainting model a placement uses for its LoRAs
+    # The `strength` a placement's inpainting call passes; None: the pipeline's default (SD: 1,
+    # SDXL: 0.9999 — a new scene from noise).
+    inpaint_strength: float | None = None
     # ... and for those trained on its tiny stand-in.
     stand_in_inpaint_model: str | None = None
 
@@ -91,6 +97,15 @@ class ModelFamily:
     def native_resolution(self, model_dir: Path) -> int:
         """The side length the model in `model_dir` makes by default; the family's here."""
         return self.resolution
+
+    def sampling_defaults(self, model_dir: Path) -> tuple[int, float] | None:
+        """(steps, guidance scale) of a shot on the model in `model_dir` when none are asked
+        for; None: packshot's defaults (`shoot.render.DEFAULT_STEPS`, `DEFAULT_GUIDANCE`)."""
+        return None
+
+    def is_step_distilled(self, model_dir: Path) -> bool:
+        """Whether the model in `model_dir` is its family's few-step distilled variant."""
+        return False
 
     # -- behaviour: what a family's module implements --------------------------------------
     # Type names are strings: this module imports no torch. "Tensor" is torch.Tensor.

@@ -37,6 +37,11 @@ TRANSFORMER_LORA_TARGETS = (
     r"|.*single_transformer_blocks\.\d+\.attn\.to_out$"
 )
 
+# Flux2KleinPipeline's defaults for the base model; the distilled model's recipe (its model
+# card: 4 steps, no classifier-free guidance).
+BASE_STEPS, BASE_GUIDANCE = 50, 4.0
+DISTILLED_STEPS = 4
+
 # The side the tiny stand-in makes by default (its transformer config has no sample size).
 _STAND_IN_RESOLUTION = 64
 
@@ -54,6 +59,21 @@ class Flux2Klein(ModelFamily):
         if isinstance(note, dict) and note.get("kind") == "packshot-tiny-stand-in":
             return _STAND_IN_RESOLUTION
         return self.resolution
+
+    def is_step_distilled(self, model_dir: Path) -> bool:
+        """model_index.json's `is_distilled` (FLUX.2-klein-4B: true; -base-4B: false)."""
+        try:
+            index = json.loads((model_dir / "model_index.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(index, dict) and index.get("is_distilled") is True
+
+    def sampling_defaults(self, model_dir: Path) -> tuple[int, float] | None:
+        """The base model: Flux2KleinPipeline's 50 steps at guidance 4; the distilled one: 4
+        steps, guidance off (its pipeline ignores it)."""
+        if self.is_step_distilled(model_dir):
+            return DISTILLED_STEPS, 1.0
+        return BASE_STEPS, BASE_GUIDANCE
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -245,7 +265,9 @@ FLUX2_KLEIN = register_family(
         text_encoder_trainable=False,
         lora_file_diffusers_names=False,
         negative_prompts=False,  # its guidance runs against the empty prompt
+        fast_model="black-forest-labs/FLUX.2-klein-4B",  # the step-distilled 4B
         inpaint_model=None,  # the base model inpaints: Flux2KleinInpaintPipeline
+        inpaint_strength=1.0,  # its pipeline's default is 0.8: the grey canvas would show
         stand_in_inpaint_model=None,
     )
 )
