@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import time
@@ -49,6 +50,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What the imports and the collection made (torch, diffusers, transformers, Ray, the test
+    # modules: ~0.5 M objects) lives as long as the session: moved out of the collector's
+    # reach, every full collection no longer walks it. Those come often here: automatic ones,
+    # and packshot's own after freeing a model (`clear_pipeline_cache`, training's
+    # `_free_memory`). Measured on four modules (shoot, place, train, models): 22 explicit
+    # collections took 21 s of a 145 s run under load, 1.6 s of an 89 s run frozen.
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
