@@ -1,5 +1,6 @@
-"""The in-memory limits of the web process: the rate limiter's buckets and the progress-webhook
-throttle stay bounded however many keys or jobs pass through; and what keeps its small requests
+"""The limits of the web processes: the rate limiter's buckets (in the database, shared by
+every web process) and the progress-webhook throttle stay bounded however many keys or jobs
+pass through; and what keeps its small requests
 quick: routes inline on SQLite, connections opened and objects frozen at start-up."""
 
 from __future__ import annotations
@@ -21,58 +22,62 @@ class Clock:
         return self.now
 
 
-def test_rate_limiter_counts_per_key() -> None:
+@pytest.fixture
+def db(tmp_path):  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'packshot.db'}"
+    store.migrate(url)
+    database = store.Database(url)
+    yield database
+    database.dispose()
+
+
+def test_rate_limiter_counts_per_key(db: store.Database) -> None:
     clock = Clock()
     limiter = RateLimiter(3, clock=clock)
-    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("a") == pytest.approx(20.0)  # 3 a minute: one token every 20 s
-    assert limiter.take("b") == 0.0
-    clock.now += 20
-    assert limiter.take("a") == 0.0 and limiter.take("a") > 0
+    with db.session() as session:
+        assert [limiter.take(session, "a") for _ in range(3)] == [0.0, 0.0, 0.0]
+        assert limiter.take(session, "a") == pytest.approx(20.0)  # one token every 20 s
+        assert limiter.take(session, "b") == 0.0
+        clock.now += 20
+        assert limiter.take(session, "a") == 0.0 and limiter.take(session, "a") > 0
 
 
-def test_rate_limiter_drops_idle_full_buckets() -> None:
-    """A bucket idle for a minute is full again, the same as no bucket: it is dropped, so the
-    dict holds only the keys seen within the last minute."""
+def test_every_web_process_counts_in_the_same_buckets(db: store.Database) -> None:
+    """Two web processes (two limiters, each its own connection to the one database): a key's
+    requests count once, whichever process answers them."""
     clock = Clock()
-    limiter = RateLimiter(60, clock=clock)
-    for i in range(5000):  # e.g. key guessing from many addresses
-        limiter.take(f"bad-key:10.0.{i // 256}.{i % 256}")
-    limiter.take("mer_busy")
-    assert len(limiter.buckets) == 5001
-    clock.now += 30
-    limiter.take("mer_busy")
-    assert len(limiter.buckets) == 5001  # not yet refilled: kept, they still count
-    clock.now += 30
-    limiter.take("mer_other")
-    assert list(limiter.buckets) == ["mer_busy", "mer_other"]
-    clock.now += 60
-    limiter.take("mer_other")
-    assert list(limiter.buckets) == ["mer_other"]
+    first, second = RateLimiter(4, clock=clock), RateLimiter(4, clock=clock)
+    other_db = store.Database(db.url)
+    try:
+        with db.session() as one, other_db.session() as two:
+            answers = [first.take(one, "mer_a"), second.take(two, "mer_a")]
+            answers += [first.take(one, "mer_a"), second.take(two, "mer_a")]
+            assert answers == [0.0] * 4
+            assert first.take(one, "mer_a") > 0 and second.take(two, "mer_a") > 0
+    finally:
+        other_db.dispose()
 
 
-def test_rate_limiter_eviction_changes_no_answer() -> None:
-    """Dropping a refilled bucket is exact: a key that comes back gets what it would have."""
+def test_rate_limiter_drops_idle_full_buckets(db: store.Database) -> None:
+    """A bucket idle for a minute is full again: its row goes (absent means full), so the
+    table holds only the keys used within the last minute, however many keys pass through."""
+    from sqlalchemy import func, select
+
+    from packshot.jobs.models import RateBucket
+
     clock = Clock()
     limiter = RateLimiter(2, clock=clock)
-    assert limiter.take("a") == 0.0 and limiter.take("a") == 0.0 and limiter.take("a") > 0
-    clock.now += 60  # refilled (2 a minute)
-    limiter.take("b")  # evicts "a"
-    assert "a" not in limiter.buckets
-    assert [limiter.take("a") == 0.0 for _ in range(3)] == [True, True, False]
-
-
-def test_rate_limiter_never_holds_more_than_max_keys() -> None:
-    clock = Clock()
-    limiter = RateLimiter(10, max_keys=100, clock=clock)
-    for i in range(10_000):
-        limiter.take(f"k{i}")
-        clock.now += 0.001  # all within the minute: none refilled
-    assert len(limiter.buckets) <= 100
-    assert "k9999" in limiter.buckets and "k0" not in limiter.buckets  # least recent first
-    # The limit still holds for a key that stays busy.
-    codes = [limiter.take("busy") == 0.0 for _ in range(12)]
-    assert codes == [True] * 10 + [False, False]
+    with db.session() as session:
+        for i in range(300):
+            limiter.take(session, f"bad-key:10.0.{i // 256}.{i % 256}")
+        assert limiter.take(session, "a") == 0.0 and limiter.take(session, "a") == 0.0
+        assert limiter.take(session, "a") > 0
+        assert session.scalar(select(func.count()).select_from(RateBucket)) == 301
+        clock.now += 61
+        limiter.take(session, "b")  # a minute on: the idle ones are purged
+        keys = session.scalars(select(RateBucket.key)).all()
+        assert keys == ["b"]
+        assert [limiter.take(session, "a") == 0.0 for _ in range(3)] == [True, True, False]
 
 
 def test_progress_webhook_throttle_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from packshot.cli import app
@@ -109,3 +110,92 @@ def _zombie(pid: int) -> bool:
         return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+@pytest.mark.slow
+def test_serve_runs_several_web_processes_over_one_database(tmp_path: Path) -> None:
+    """`packshot serve --web-workers 2`: two web processes on one port, one worker; the rate
+    limit and the stream caps hold across them (their state is in the database). Slow (~45 s:
+    three processes start and stop); the shared state itself is tested in the default suite
+    (test_api_limits: two limiters over one database; test_api_streams: the caps' leases)."""
+    from packshot.jobs import store
+    from packshot.jobs.models import Job, Product, new_id
+    from packshot.jobs.settings import ServiceSettings
+
+    data = tmp_path / "data"
+    created = runner.invoke(app, ["merchants", "create", "Acme", "--data", str(data), "--json"])
+    body = json.loads(created.output)
+    key, merchant_id = body["api_key"], body["id"]
+    db = store.Database(ServiceSettings.from_env(data).database_url)
+    with db.session() as session:  # a job running elsewhere: its stream stays open
+        session.add(Product(id="prd_1", merchant_id=merchant_id, name="mug", class_name="mug"))
+        session.flush()
+        job = Job(
+            id=new_id("trn"),
+            merchant_id=merchant_id,
+            product_id="prd_1",
+            kind="training",
+            status="running",
+            runner="elsewhere",
+        )
+        session.add(job)
+        session.commit()
+    db.dispose()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PACKSHOT_RATE_LIMIT": "10",
+        "PACKSHOT_MAX_STREAMS_PER_MERCHANT": "2",
+    }
+    env.pop("PACKSHOT_DATA", None)
+    command = ["serve", "--port", str(port), "--data", str(data), "--web-workers", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "packshot.cli", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert len(_children_of(process.pid, b"spawn_main")) == 2  # the web processes
+        assert _workers_of(process.pid), "no worker process"
+        headers = {"Authorization": f"Bearer {key}"}
+        events = f"{base}/v1/trainings/{job.id}/events"
+        with (
+            httpx.Client(headers=headers) as one,
+            httpx.Client(headers=headers) as two,
+            one.stream("GET", events) as first,
+            two.stream("GET", events) as second,
+        ):
+            assert first.status_code == second.status_code == 200
+            third = httpx.get(events, headers=headers)
+            assert third.status_code == 429, third.text  # whichever process answers
+        codes = [httpx.get(f"{base}/v1/products", headers=headers).status_code for _ in range(10)]
+        # 10 a minute in all: 3 went to the streams, 7 more pass, whichever process answers.
+        assert codes == [200] * 7 + [429] * 3
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+
+
+def _children_of(pid: int, marker: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and marker in cmd:
+            found.append(int(entry.name))
+    return found

@@ -4,11 +4,13 @@ development; no redirects; the Host header and TLS SNI kept when connecting to t
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +34,6 @@ from packshot.jobs.webhooks import (
     WebhookUrlError,
     check_url,
     deliver,
-    make_client,
     verify,
 )
 
@@ -268,9 +269,9 @@ def delivery_row(db: store.Database) -> WebhookDelivery:
 
 
 def test_delivery_to_a_loopback_receiver_works_when_allowed(db: store.Database) -> None:
-    with webhook_receiver() as receiver, make_client() as client:
+    with webhook_receiver() as receiver:
         secret, _ = queue_webhook(db, receiver.url)
-        assert WebhookSender(db, allow_private=True).send_due(client) == 1
+        assert WebhookSender(db, allow_private=True).send_due() == 1
         (received,) = receiver.received
         assert received["json"]["type"] == "job.started"
         assert verify(secret, received["headers"], received["body"])
@@ -280,9 +281,9 @@ def test_delivery_to_a_loopback_receiver_works_when_allowed(db: store.Database) 
 def test_delivery_to_a_loopback_receiver_is_refused_by_default(db: store.Database) -> None:
     """A URL stored before the check existed (or a database edited by hand) is refused at
     delivery, and not retried."""
-    with webhook_receiver() as receiver, make_client() as client:
+    with webhook_receiver() as receiver:
         queue_webhook(db, receiver.url)
-        assert WebhookSender(db).send_due(client) == 1
+        assert WebhookSender(db).send_due() == 1
         assert receiver.received == []
         row = delivery_row(db)
         assert row.status == "failed" and row.attempts == 1
@@ -297,12 +298,12 @@ def test_delivery_checks_the_address_again_dns_rebinding(db: store.Database) -> 
     def rebinding(host: str, port: int) -> list[str]:
         return next(answers)
 
-    with webhook_receiver() as receiver, make_client() as client:
+    with webhook_receiver() as receiver:
         port = httpx.URL(receiver.url).port
         url = f"http://hooks.example.test:{port}/hook"
         check_url(url, allow_private=False, resolve=rebinding)  # at create: public, accepted
         queue_webhook(db, url)
-        assert WebhookSender(db, resolve=rebinding).send_due(client) == 1
+        assert WebhookSender(db, resolve=rebinding).send_due() == 1
         assert receiver.received == []
         row = delivery_row(db)
         assert row.status == "failed"
@@ -319,10 +320,10 @@ def test_delivery_connects_to_the_checked_address_and_keeps_the_host(db: store.D
         calls.append(host)
         return ["127.0.0.1"] if len(calls) == 1 else ["10.255.255.1"]
 
-    with webhook_receiver() as receiver, make_client() as client:
+    with webhook_receiver() as receiver:
         port = httpx.URL(receiver.url).port
         queue_webhook(db, f"http://hooks.example.test:{port}/hook?token=abc")
-        assert WebhookSender(db, allow_private=True, resolve=once).send_due(client) == 1
+        assert WebhookSender(db, allow_private=True, resolve=once).send_due() == 1
         assert calls == ["hooks.example.test"]
         (received,) = receiver.received
         assert received["headers"]["host"] == f"hooks.example.test:{port}"
@@ -358,14 +359,17 @@ def test_redirects_are_not_followed(db: store.Database) -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
-    with server(Redirect) as port, make_client() as client:
-        queue_webhook(db, f"http://127.0.0.1:{port}/hook")
-        WebhookSender(db, allow_private=True).send_due(client)
+    async def deliver_following(port: int) -> tuple[str | None, bool]:
         # Even a client that follows redirects by default doesn't, for webhooks.
-        with httpx.Client(follow_redirects=True) as following:
-            error, give_up = deliver(
+        async with httpx.AsyncClient(follow_redirects=True) as following:
+            return await deliver(
                 following, f"http://127.0.0.1:{port}/again", b"{}", {}, allow_private=True
             )
+
+    with server(Redirect) as port:
+        queue_webhook(db, f"http://127.0.0.1:{port}/hook")
+        WebhookSender(db, allow_private=True).send_due()
+        error, give_up = asyncio.run(deliver_following(port))
     assert hits == ["/hook", "/again"]
     assert (error, give_up) == ("HTTP 307", False)
     row = delivery_row(db)
@@ -406,18 +410,26 @@ def test_https_delivery_keeps_the_sni_and_checks_the_certificate(
         return ["127.0.0.1"]
 
     trust = ssl.create_default_context(cafile=str(cert))
-    with server(Receiver, tls) as port, httpx.Client(verify=trust, trust_env=False) as client:
+
+    def client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(verify=trust, trust_env=False)
+
+    async def deliver_as_other(port: int) -> tuple[str | None, bool]:
+        async with client() as http:
+            return await deliver(
+                http,
+                f"https://other.example.test:{port}/hook",
+                b"{}",
+                {},
+                allow_private=True,
+                resolve=to_loopback,
+            )
+
+    with server(Receiver, tls) as port:
         queue_webhook(db, f"https://hooks.example.test:{port}/hook")
-        WebhookSender(db, allow_private=True, resolve=to_loopback).send_due(client)
+        WebhookSender(db, allow_private=True, resolve=to_loopback, client=client).send_due()
         # The same server under another name: the certificate doesn't match, nothing is sent.
-        error, _ = deliver(
-            client,
-            f"https://other.example.test:{port}/hook",
-            b"{}",
-            {},
-            allow_private=True,
-            resolve=to_loopback,
-        )
+        error, _ = asyncio.run(deliver_as_other(port))
     assert delivery_row(db).status == "sent"
     assert (
         received == [{"host": f"hooks.example.test:{port}", "json": received[0]["json"]}]
@@ -425,3 +437,94 @@ def test_https_delivery_keeps_the_sni_and_checks_the_certificate(
     )
     assert names[0] == "hooks.example.test" and names[-1] == "other.example.test"
     assert error == "ConnectError"  # certificate verify failed: a TLS error on connect
+
+
+# -- one slow endpoint holds only its own deliveries ---------------------------------------------
+
+
+def test_a_slow_endpoint_does_not_stall_the_others(db: store.Database) -> None:
+    """An endpoint trickling its answer a byte at a time is cut off at the delivery's deadline
+    (a timeout per read never fires); one answering 150 MB is not read; meanwhile the other
+    endpoints get theirs at once, and the slow host gets at most `per_host` at a time."""
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(120):  # a byte every 0.25 s: each read is quick
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.25)
+            except OSError:
+                pass  # the sender hung up
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Huge(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", str(150 * 1024 * 1024))
+            self.end_headers()
+            try:
+                for _ in range(150):
+                    self.wfile.write(b"\0" * 1024 * 1024)
+                    time.sleep(0.05)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    def to_loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    with (
+        server(Trickle) as slow_port,
+        server(Huge) as huge_port,
+        webhook_receiver() as fast,
+        db.session() as session,
+    ):
+        merchant, _ = store.create_merchant(session, "Acme")
+        session.add(Product(id="prd_1", merchant_id=merchant.id, name="bag", class_name="bag"))
+        session.commit()
+        urls = [f"http://slow.example.test:{slow_port}/hook"] * 3
+        urls += [f"http://huge.example.test:{huge_port}/hook"]
+        urls += [fast.url.replace("127.0.0.1", "fast.example.test")] * 3
+        for url in urls:  # each job started: one job.started webhook due, in this order
+            store.enqueue(
+                session,
+                merchant_id=merchant.id,
+                product_id="prd_1",
+                kind="training",
+                params=TrainingParams(photos_dir="/photos", model="tiny", class_word="bag"),
+                request={},
+                webhook=url,
+                prefix="trn",
+            )
+            store.claim_next(session, "w1")
+        sender = WebhookSender(
+            db, interval=0.05, allow_private=True, resolve=to_loopback, deadline_s=2, per_host=2
+        )
+        started = time.monotonic()
+        sender.start()
+        try:
+            while len(fast.received) < 3 and time.monotonic() - started < 10:
+                time.sleep(0.02)
+            fast_s = time.monotonic() - started
+            assert len(fast.received) == 3 and fast_s < 1.5, fast_s  # not behind the slow ones
+            time.sleep(max(0.0, started + 2.6 - time.monotonic()))
+            session.expire_all()
+            by_host: dict[str, list[WebhookDelivery]] = {}
+            for row in session.scalars(select(WebhookDelivery)):
+                by_host.setdefault(httpx.URL(row.url).host, []).append(row)
+        finally:
+            sender.stop()
+    assert [r.status for r in by_host["huge.example.test"]] == ["sent"]  # body never read
+    assert [r.status for r in by_host["fast.example.test"]] == ["sent"] * 3
+    slow = by_host["slow.example.test"]
+    cut = [r for r in slow if r.last_error == "no answer within 2 s"]
+    assert len(cut) == 2  # two at a time to the slow host: the third waited for a slot
+    assert all(r.status == "pending" and r.attempts == 1 for r in cut)  # retried later

@@ -1151,12 +1151,22 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every one)."),
     port: int = typer.Option(8000, help="Port to listen on."),
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+    web_workers: int = typer.Option(
+        1,
+        "--web-workers",
+        min=1,
+        max=64,
+        help="Web processes answering the API, over the one database (PostgreSQL advised "
+        "past 1); the job worker and the webhook sender stay one.",
+    ),
 ) -> None:
     """Run the studio: the web page and REST API, and one worker process that owns the GPU.
 
     The database (SQLite in the data folder, or PACKSHOT_DATABASE_URL) is migrated on start.
     Queued and running jobs survive a restart of either process: a training resumes from its
     last checkpoint, a shoot keeps the shots it already rendered. API docs: /docs.
+    With --web-workers N, N web processes share the port; the rate limits and the stream caps
+    live in the database, so they hold across them.
     """
 
     import uvicorn
@@ -1169,14 +1179,27 @@ def serve_command(
     service, db = _service(data)
     settings = ApiSettings.from_env(service)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    api = create_app(settings, migrate=False)
+    api = create_app(settings, migrate=False) if web_workers == 1 else None
     runner = make_runner(service)
     sender = WebhookSender(db, allow_private=service.webhook_allow_private)
     runner.start()
     sender.start()
     err.print(f"packshot studio on http://{host}:{port} · data in {service.data_dir}")
     try:
-        uvicorn.run(api, host=host, port=port, log_level="info", server_header=False)
+        if api is not None:
+            uvicorn.run(api, host=host, port=port, log_level="info", server_header=False)
+        else:
+            # Each web process builds its app from the environment: these settings, there.
+            os.environ.update(service.environ())
+            uvicorn.run(
+                "packshot.api.app:app_from_env",
+                factory=True,
+                workers=web_workers,
+                host=host,
+                port=port,
+                log_level="info",
+                server_header=False,
+            )
     finally:
         sender.stop()
         runner.stop()

@@ -16,7 +16,9 @@ from packshot.api import errors, judging
 from packshot.api.deps import RateLimiter, close_intake_pool, intake_pool
 from packshot.api.routes import catalogue, jobs, products, session
 from packshot.api.settings import ApiSettings
+from packshot.api.streams import EventHub
 from packshot.jobs import store
+from packshot.jobs.settings import ServiceSettings
 
 WEB_DIR = Path(__file__).parent / "web"
 SECURITY_HEADERS = {
@@ -69,6 +71,7 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI):
         intake_pool(app).submit(judging.warm)  # the first upload finds intake loaded
         db.open_connections()  # and the first burst of requests, its connections open
+        app.state.streams.start()
         # The app's ~90,000 objects from start-up live as long as the process: leave them out
         # of the collector's passes, each of which otherwise walked them all (60-70 ms on a
         # 2-core machine, landing on whichever request triggered it).
@@ -76,7 +79,8 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
         gc.freeze()
         yield
         gc.unfreeze()  # several apps in one process (tests): their garbage is collectable again
-        close_intake_pool(app)
+        await app.state.streams.stop()
+        close_intake_pool(app, wait=True)
         db.dispose()
 
     app = FastAPI(
@@ -94,6 +98,7 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.limiter = RateLimiter(settings.rate_limit)
+    app.state.streams = EventHub(db)
     errors.install(app)
 
     app.add_middleware(SecurityHeaders)
@@ -110,3 +115,10 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     if (WEB_DIR / "index.html").is_file():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one of `packshot serve --web-workers N`'s web processes: its settings from
+    the environment `serve` set (the database is migrated already)."""
+    service = ServiceSettings.from_env()
+    return create_app(ApiSettings.from_env(service), migrate=False)

@@ -14,9 +14,7 @@ import hashlib
 import hmac
 import multiprocessing
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +43,9 @@ async def get_settings(request: Request) -> ApiSettings:
 
 
 async def get_db(request: Request) -> AsyncIterator[Session]:
-    """A session for the request, opened and closed on the event loop.
+    """A session for the request, opened and closed on the event loop; closed as soon as the
+    route has returned its response (`scope="function"`), before the response is sent, so
+    that a download or an event stream holds no pooled connection while it sends.
 
     Closing only hands the connection back to the pool. Done in a sync dependency, that
     would need one of the thread pool's 40 threads: under load, all 40 can be waiting for a
@@ -56,7 +56,7 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_db)]
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 T = TypeVar("T")
 
@@ -114,11 +114,14 @@ def intake_pool(app: Any) -> ProcessPoolExecutor:
     return pool
 
 
-def close_intake_pool(app: Any) -> None:
+def close_intake_pool(app: Any, *, wait: bool = False) -> None:
+    """Stop the app's intake processes (queued work is dropped). At the app's shutdown, `wait`
+    for them to exit: a web process of `serve --web-workers N` ends without the interpreter's
+    exit hooks (multiprocessing's `os._exit`), which would leave them behind."""
     pool = getattr(app.state, "intake_pool", None)
     if pool is not None:
         app.state.intake_pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=wait, cancel_futures=True)
 
 
 async def run_intake(request: Request, fn: Callable[..., T], *args: Any) -> T:
@@ -141,47 +144,27 @@ async def run_intake(request: Request, fn: Callable[..., T], *args: Any) -> T:
 class RateLimiter:
     """A token bucket per key: `rate` requests a minute, bursts of up to `rate`.
 
-    In memory, in the one web process of `packshot serve` (several web processes would each
-    count on their own: see the README). A key missing from `buckets` has a full bucket, so
-    a bucket idle long enough to have refilled is dropped: `buckets` holds only the keys used
-    within the last minute, and never more than `max_keys` (the least recently used go first,
-    which can only ever be lenient to them).
+    The buckets are rows of the database (`store.take_token`), so that every web process of
+    `packshot serve --web-workers N` counts in the same ones. A missing row is a full bucket,
+    so a bucket idle long enough to have refilled is deleted (once a minute, per process):
+    the table holds only the keys used within the last minute.
     """
 
-    def __init__(
-        self,
-        rate_per_minute: int,
-        *,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.rate = rate_per_minute / 60.0
-        self.capacity = float(rate_per_minute)
-        self.refill_s = self.capacity / self.rate  # an empty bucket is full again after this
-        self.max_keys = max_keys
-        self.clock = clock
-        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # oldest use first
-        self.lock = threading.Lock()
+    def __init__(self, rate_per_minute: int, *, clock: Callable[[], float] = time.time):
+        self.rate_per_minute = rate_per_minute
+        self.clock = clock  # wall-clock seconds: the same in every process
+        self.purged_at = clock()
 
-    def take(self, key: str) -> float:
-        """0 when allowed, else the seconds to wait."""
+    def take(self, session: Session, key: str) -> float:
+        """0 when allowed, else the seconds to wait (commits `session`)."""
         now = self.clock()
-        with self.lock:
-            self._evict(now)
-            tokens, last = self.buckets.pop(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self.buckets[key] = (tokens - 1, now)
-                return 0.0
-            self.buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
+        if now - self.purged_at >= PURGE_BUCKETS_S:
+            self.purged_at = now
+            store.purge_rate_buckets(session, now)
+        return store.take_token(session, key, self.rate_per_minute, now)
 
-    def _evict(self, now: float) -> None:
-        while self.buckets:
-            _tokens, last = next(iter(self.buckets.values()))
-            if now - last < self.refill_s and len(self.buckets) < self.max_keys:
-                return
-            self.buckets.popitem(last=False)
+
+PURGE_BUCKETS_S = 60.0
 
 
 def check_webhook(settings: ApiSettings, url: str | None) -> None:
@@ -197,8 +180,8 @@ def check_webhook(settings: ApiSettings, url: str | None) -> None:
         raise ApiError(422, f"`webhook`: {exc}", code="invalid_webhook") from None
 
 
-def limit(request: Request, key: str) -> None:
-    wait = request.app.state.limiter.take(key)
+def limit(request: Request, session: Session, key: str) -> None:
+    wait = request.app.state.limiter.take(session, key)
     if wait:
         raise ApiError(
             429,
@@ -234,9 +217,9 @@ def current_merchant(request: Request, session: SessionDep) -> Merchant:
         merchant = store.merchant_for_key(session, key)
         if merchant is None:
             client = request.client.host if request.client else "unknown"
-            limit(request, f"bad-key:{client}")  # guessing keys is rate limited per address
+            limit(request, session, f"bad-key:{client}")  # key guessing: limited per address
             raise ApiError(401, "This API key is not valid (or was revoked).")
-        limit(request, merchant.id)
+        limit(request, session, merchant.id)
         request.state.csrf_token = None
         return merchant
     web = session_for_cookie(session, request.cookies.get(SESSION_COOKIE))
@@ -255,7 +238,7 @@ def current_merchant(request: Request, session: SessionDep) -> Merchant:
                 f"Missing or wrong {CSRF_HEADER} header: send the csrf_token from the sign-in.",
                 code="csrf_failed",
             )
-    limit(request, merchant.id)
+    limit(request, session, merchant.id)
     request.state.csrf_token = web.csrf_token
     return merchant
 

@@ -39,6 +39,10 @@ class ApiSettings:
     secure_cookies: bool = False
     session_hours: float = 12.0
     models: tuple[str, ...] = field(default=())  # allowed base models; empty: any Hub id + tiny
+    # Open event streams (GET …/events), counted across every web process: per merchant
+    # (PACKSHOT_MAX_STREAMS_PER_MERCHANT) and in all (PACKSHOT_MAX_STREAMS).
+    max_streams_per_merchant: int = 20
+    max_streams: int = 2000
 
     @classmethod
     def from_env(cls, service: ServiceSettings) -> ApiSettings:
@@ -50,6 +54,10 @@ class ApiSettings:
             max_megapixels=_env_number("PACKSHOT_MAX_MEGAPIXELS", cls.max_megapixels),
             rate_limit=int(_env_number("PACKSHOT_RATE_LIMIT", cls.rate_limit)),
             secure_cookies=os.environ.get("PACKSHOT_SECURE_COOKIES", "") == "1",
+            max_streams_per_merchant=int(
+                _env_number("PACKSHOT_MAX_STREAMS_PER_MERCHANT", cls.max_streams_per_merchant)
+            ),
+            max_streams=int(_env_number("PACKSHOT_MAX_STREAMS", cls.max_streams)),
         )
 
     @property

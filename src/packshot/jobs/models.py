@@ -1,4 +1,5 @@
-"""The studio's tables (SQLAlchemy 2): merchants, products, photos, jobs, their events, shots.
+"""The studio's tables (SQLAlchemy 2): merchants, products, photos, jobs, their events, shots,
+and the limits every web process shares (rate-limit buckets, open event streams).
 
 Ids are random server-side strings with a prefix saying what they are (`prd_…`, `job_…`);
 every row a merchant can reach carries `merchant_id`, and every lookup filters on it.
@@ -11,7 +12,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -150,3 +151,29 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class RateBucket(Base):
+    """A rate-limit token bucket (`store.take_token`), shared by every web process.
+
+    Times are seconds since the epoch (`time.time()`), so that one UPDATE does the arithmetic
+    on both SQLite and PostgreSQL. A row idle long enough to have refilled is deleted.
+    """
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # a merchant id, bad-key:…
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float, index=True)
+    allowed: Mapped[bool] = mapped_column(Boolean)  # whether the last take got a token
+
+
+class StreamLease(Base):
+    """One open event stream (`GET …/events`), counted against the stream caps by every web
+    process; its process renews it while the stream lasts, so a crashed one's leases expire."""
+
+    __tablename__ = "stream_leases"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(40), index=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # epoch seconds

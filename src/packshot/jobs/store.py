@@ -20,7 +20,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, select, update
+from sqlalchemy import Engine, bindparam, case, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from packshot.errors import UsageError
@@ -29,7 +30,9 @@ from packshot.jobs.models import (
     Job,
     JobEvent,
     Merchant,
+    RateBucket,
     ShotRow,
+    StreamLease,
     WebhookDelivery,
     WebSession,
     new_id,
@@ -60,11 +63,14 @@ POOL_CONNECTIONS = 40
 def make_engine(database_url: str) -> Engine:
     """An engine for `database_url`; SQLite gets WAL and a busy timeout (two processes write)."""
     if database_url.startswith("sqlite"):
-        engine = create_engine(  # SQLite connections are cheap: keep them all open
+        # SQLite connections are cheap: keep them all open, and open more when every one is
+        # taken (no cap): routes run on the event loop with SQLite (`inline_on_sqlite`), where
+        # a wait for a pooled connection would stop the whole server.
+        engine = create_engine(
             database_url,
             connect_args={"timeout": 30},
             pool_size=POOL_CONNECTIONS,
-            max_overflow=POOL_CONNECTIONS // 4,
+            max_overflow=-1,
         )
 
         @event.listens_for(engine, "connect")
@@ -510,6 +516,24 @@ def due_webhooks(session: Session, limit: int = 20) -> list[WebhookDelivery]:
     )
 
 
+def claim_webhook(session: Session, delivery_id: str, hold_s: float) -> bool:
+    """Take a due delivery for `hold_s` seconds (it is due again after, unless recorded):
+    whether this caller got it, so that two senders never send the same one at once."""
+    moment = now()
+    claimed = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= moment,
+        )
+        .values(next_attempt_at=moment + timedelta(seconds=hold_s))
+        .execution_options(synchronize_session=False)  # the rows loaded are read no further
+    ).rowcount
+    session.commit()
+    return bool(claimed)
+
+
 WEBHOOK_BACKOFF = (5, 30, 120, 600, 1800, 7200)  # s before attempts 2, 3, …; then it gives up
 
 
@@ -530,3 +554,122 @@ def record_attempt(
 
 def expired(moment: datetime | None, seconds: float) -> bool:
     return moment is None or utc(moment) < datetime.now(UTC) - timedelta(seconds=seconds)  # type: ignore[operator]
+
+
+# -- limits every web process shares ----------------------------------------------------------
+
+
+def take_token(session: Session, key: str, per_minute: int, clock: float) -> float:
+    """Take one token from `key`'s bucket (`per_minute` a minute, bursts of as many): 0 when
+    allowed, else the seconds to wait. One statement (an upsert), so that every web process
+    counts in the same bucket; `clock` is `time.time()` (the same in every process)."""
+    rate = per_minute / 60.0
+    capacity = float(per_minute)
+    insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+    refilled = RateBucket.tokens + (clock - RateBucket.updated_at) * rate
+    level = case((refilled > capacity, capacity), else_=refilled)
+    statement = insert(RateBucket).values(
+        key=key, tokens=capacity - 1, updated_at=clock, allowed=True
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[RateBucket.key],
+        set_={
+            "tokens": case((level >= 1, level - 1), else_=level),
+            "updated_at": clock,
+            "allowed": level >= 1,
+        },
+    ).returning(RateBucket.tokens, RateBucket.allowed)
+    tokens, allowed = session.execute(statement).one()
+    session.commit()
+    return 0.0 if allowed else (1 - tokens) / rate
+
+
+def purge_rate_buckets(session: Session, clock: float) -> int:
+    """Delete the buckets idle long enough to be full again (absent means full); how many."""
+    refill_s = 60.0  # an empty bucket refills in a minute, whatever the rate
+    result = session.execute(delete(RateBucket).where(RateBucket.updated_at < clock - refill_s))
+    session.commit()
+    return result.rowcount or 0
+
+
+class TooManyStreams(UsageError):
+    """Opening one more event stream would pass a stream cap (HTTP 429)."""
+
+
+def open_stream_lease(
+    session: Session,
+    merchant_id: str,
+    *,
+    per_merchant: int,
+    total: int,
+    ttl_s: float,
+    clock: float,
+) -> str:
+    """Count one more open event stream of `merchant_id`; its lease id. `TooManyStreams` when
+    the merchant already has `per_merchant` open, or all merchants `total`. The lease is added
+    first and counted after, in one transaction: streams opened at once may be refused
+    together, never both let through past the cap (on SQLite, whose writers take turns)."""
+    lease = StreamLease(id=new_id("stm"), merchant_id=merchant_id, expires_at=clock + ttl_s)
+    session.add(lease)
+    session.flush()
+    live = select(func.count()).select_from(StreamLease).where(StreamLease.expires_at > clock)
+    mine = session.scalar(live.where(StreamLease.merchant_id == merchant_id)) or 0
+    everyone = session.scalar(live) or 0
+    if mine > per_merchant:
+        session.rollback()
+        raise TooManyStreams(
+            f"Too many open event streams: at most {per_merchant} per merchant. Close one "
+            "(a browser tab following a job), or poll the job instead."
+        )
+    if everyone > total:
+        session.rollback()
+        raise TooManyStreams(
+            "The studio is following as many event streams as it can right now: poll the "
+            "job instead, or retry in a minute."
+        )
+    session.commit()
+    return lease.id
+
+
+def count_stream_leases(session: Session, clock: float) -> int:
+    """How many event streams are open now, in every web process."""
+    live = select(func.count()).select_from(StreamLease).where(StreamLease.expires_at > clock)
+    return session.scalar(live) or 0
+
+
+def renew_stream_leases(
+    session: Session, open_ids: list[str], closed_ids: list[str], *, ttl_s: float, clock: float
+) -> None:
+    """One web process's streams: the open ones renewed, the closed ones and every expired
+    lease (a process that died) deleted."""
+    if open_ids:
+        session.execute(
+            update(StreamLease).where(StreamLease.id.in_(open_ids)).values(expires_at=clock + ttl_s)
+        )
+    if closed_ids:
+        session.execute(delete(StreamLease).where(StreamLease.id.in_(closed_ids)))
+    session.execute(delete(StreamLease).where(StreamLease.expires_at <= clock))
+    session.commit()
+
+
+def events_of_jobs(
+    session: Session, after: dict[str, int], limit: int = 500
+) -> tuple[dict[str, str], list[JobEvent], bool]:
+    """For the jobs `after` names: their statuses (a deleted job is absent), then their events
+    after each job's own id, oldest first, at most `limit` (and whether that cut them short).
+
+    The statuses are read first: a job whose status is final then has all its events stored
+    (a job's last event is stored with its final status, in one transaction)."""
+    if not after:
+        return {}, [], False
+    ids = list(after)
+    statuses = dict(session.execute(select(Job.id, Job.status).where(Job.id.in_(ids))).all())
+    rows = session.scalars(
+        select(JobEvent)
+        .where(JobEvent.job_id.in_(ids), JobEvent.id > min(after.values()))
+        .order_by(JobEvent.id)
+        .limit(limit)
+    ).all()
+    events = [e for e in rows if e.id > after[e.job_id]]
+    session.commit()  # the connection goes back to the pool between polls
+    return statuses, events, len(rows) == limit

@@ -1,9 +1,10 @@
 """Webhook delivery: signed POSTs of a job's state, retried with back-off.
 
 The store records each webhook as a row (`WebhookDelivery`); `WebhookSender` (a thread in the
-`packshot serve` process) sends the due ones. Signing follows Standard Webhooks: headers
-`webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256>` of
-`"{id}.{timestamp}.{body}"`, keyed with the merchant's secret (`whsec_<base64>`).
+`packshot serve` process) sends the due ones, several at once, each within a deadline.
+Signing follows Standard Webhooks: headers `webhook-id`, `webhook-timestamp` and
+`webhook-signature: v1,<base64 HMAC-SHA256>` of `"{id}.{timestamp}.{body}"`, keyed with the
+merchant's secret (`whsec_<base64>`).
 
 Webhook URLs are the merchant's, so they are checked against server-side request forgery:
 only http(s), and only to public addresses unless the operator allows private ones
@@ -16,6 +17,7 @@ followed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -34,10 +36,15 @@ import httpx
 
 from packshot.errors import UsageError
 from packshot.jobs import store
-from packshot.jobs.models import Merchant
+from packshot.jobs.models import Merchant, WebhookDelivery
 
 log = logging.getLogger("packshot.webhooks")
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # for each connect, write and read
+DEADLINE_S = 15.0  # for a whole delivery: an endpoint trickling its answer is cut off here
+CONCURRENCY = 32  # deliveries in flight at once
+PER_HOST = 4  # of which to one host
+CLAIM_SCAN = 500  # due deliveries looked at per round (those to busy hosts are passed over)
+CLAIM_MARGIN_S = 15.0  # a claim outlasts the deadline by this much
 SCHEMES = ("http", "https")
 ALLOW_PRIVATE_HINT = "PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1"
 
@@ -152,7 +159,7 @@ def check_url(url: str, *, allow_private: bool, resolve: Resolver | None = None)
     return Target(url=parsed, addresses=tuple(addresses))
 
 
-def deliver(
+async def deliver(
     client: Any,
     url: str,
     body: bytes,
@@ -161,13 +168,17 @@ def deliver(
     allow_private: bool,
     resolve: Resolver | None = None,
 ) -> tuple[str | None, bool]:
-    """POST `body` to `url`, connecting only to addresses `check_url` allowed.
+    """POST `body` to `url` with the async `client`, connecting only to addresses `check_url`
+    allowed; the answer's status and headers are read, never its body.
 
-    Returns (error or None, whether to give up): a refused address is not retried.
+    Returns (error or None, whether to give up): a refused address is not retried. The caller
+    bounds the whole delivery in time (`WebhookSender`'s deadline).
     """
 
     try:
-        target = check_url(url, allow_private=allow_private, resolve=resolve)
+        target = await asyncio.to_thread(
+            check_url, url, allow_private=allow_private, resolve=resolve
+        )
     except WebhookHostUnresolved as exc:
         return str(exc), False  # DNS may answer next time
     except WebhookUrlError as exc:
@@ -177,14 +188,17 @@ def deliver(
     extensions = {"sni_hostname": host} if target.url.scheme == "https" else {}
     error: str | None = None
     for address in target.addresses:
+        request = client.build_request(
+            "POST",
+            target.url.copy_with(host=address),
+            content=body,
+            headers=headers,
+            extensions=extensions,
+        )
         try:
-            response = client.post(
-                target.url.copy_with(host=address),
-                content=body,
-                headers=headers,
-                extensions=extensions,
-                follow_redirects=False,
-            )
+            # Streamed, and closed unread: an endpoint answering 150 MB costs nothing.
+            response = await client.send(request, stream=True, follow_redirects=False)
+            await response.aclose()
         except httpx.ConnectError:
             error = "ConnectError"
             continue  # the next address of the same host, as a browser would
@@ -216,11 +230,27 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int =
     )
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A due delivery, claimed, as plain data: what one POST needs."""
+
+    id: str
+    url: str
+    host: str
+    body: bytes
+    secret: str | None  # None: the merchant is gone
+
+
 class WebhookSender:
-    """Sends due webhooks every `interval` seconds until stopped.
+    """Sends due webhooks until stopped: a thread running an event loop, on which deliveries
+    run concurrently, at most `concurrency` at once and `per_host` to one host, each within
+    `deadline_s` from its first byte to its last. A slow or silent endpoint holds only its own
+    deliveries; the others go on. Every `interval` seconds it claims what is due (the claim
+    holds a delivery for its deadline, so that no other sender takes it meanwhile).
 
     `allow_private` lets deliveries go to loopback and private addresses (local development,
-    `PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1`); `resolve` replaces DNS (tests).
+    `PACKSHOT_WEBHOOK_ALLOW_PRIVATE=1`); `resolve` replaces DNS and `client` makes the HTTP
+    client (tests).
     """
 
     def __init__(
@@ -230,13 +260,23 @@ class WebhookSender:
         *,
         allow_private: bool = False,
         resolve: Resolver | None = None,
+        concurrency: int = CONCURRENCY,
+        per_host: int = PER_HOST,
+        deadline_s: float = DEADLINE_S,
+        client: Callable[[], Any] | None = None,
     ):
         self.db = db
         self.interval = interval
         self.allow_private = allow_private
         self.resolve = resolve
+        self.concurrency = concurrency
+        self.per_host = per_host
+        self.deadline_s = deadline_s
+        self.make_client = client or make_client
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        self.in_flight: dict[str, asyncio.Task[None]] = {}  # delivery id → its task
+        self.hosts: dict[str, int] = {}  # host → deliveries in flight to it
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
@@ -245,60 +285,123 @@ class WebhookSender:
     def stop(self) -> None:
         self.stopping.set()
         if self.thread is not None:
-            self.thread.join(timeout=TIMEOUT_S + 2)
+            self.thread.join(timeout=self.deadline_s + 2)
 
     def _loop(self) -> None:
-        with make_client() as client:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        async with self.make_client() as client:
             while not self.stopping.is_set():
                 try:
-                    sent = self.send_due(client)
+                    await self._start_due(client)
                 except Exception:  # never let one bad row stop deliveries
                     log.exception("webhook delivery loop failed; retrying")
-                    sent = 0
-                if not sent:
-                    self.stopping.wait(self.interval)
+                await asyncio.sleep(self.interval)
+            for task in self.in_flight.values():
+                task.cancel()  # claimed: sent again once the claim lapses
+            await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
 
-    def send_due(self, client: Any) -> int:
+    def send_due(self) -> int:
+        """Send what is due now and wait for it (tests): how many were sent or tried."""
+
+        async def once() -> int:
+            async with self.make_client() as client:
+                started = await self._start_due(client)
+                await asyncio.gather(*self.in_flight.values())
+                return started
+
+        return asyncio.run(once())
+
+    async def _start_due(self, client: Any) -> int:
+        """Claim the due deliveries that have a free slot and start them; how many."""
+        free = self.concurrency - len(self.in_flight)
+        if free <= 0:
+            return 0
+        busy = {host for host, count in self.hosts.items() if count >= self.per_host}
+        claimed = await asyncio.to_thread(self._claim, free, busy, set(self.in_flight))
+        for outgoing in claimed:
+            self.hosts[outgoing.host] = self.hosts.get(outgoing.host, 0) + 1
+            task = asyncio.get_running_loop().create_task(self._send(client, outgoing))
+            self.in_flight[outgoing.id] = task
+        return len(claimed)
+
+    def _claim(self, free: int, busy: set[str], in_flight: set[str]) -> list[Outgoing]:
+        """Up to `free` due deliveries, oldest first, none to a host in `busy` nor more than
+        `per_host` to one host, each claimed for its deadline."""
+        per_host = {host: self.per_host - self.hosts.get(host, 0) for host in self.hosts}
+        taken: list[Outgoing] = []
         with self.db.session() as session:
-            due = store.due_webhooks(session)
-            for delivery in due:
-                merchant = session.get(Merchant, delivery.merchant_id)
-                if merchant is None:
-                    store.record_attempt(session, delivery, "merchant deleted", give_up=True)
+            for delivery in store.due_webhooks(session, limit=CLAIM_SCAN):
+                if len(taken) >= free:
+                    break
+                host = _host(delivery.url)
+                if delivery.id in in_flight or host in busy or per_host.get(host, 1) <= 0:
                     continue
+                if not store.claim_webhook(session, delivery.id, self.deadline_s + CLAIM_MARGIN_S):
+                    continue  # another sender took it
+                per_host[host] = per_host.get(host, self.per_host) - 1
+                merchant = session.get(Merchant, delivery.merchant_id)
                 body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+                secret = merchant.webhook_secret if merchant is not None else None
+                taken.append(Outgoing(delivery.id, delivery.url, host, body, secret))
+        return taken
+
+    async def _send(self, client: Any, outgoing: Outgoing) -> None:
+        try:
+            if outgoing.secret is None:
+                error, give_up = "merchant deleted", True
+            else:
                 stamp = int(time.time())
                 headers = {
                     "content-type": "application/json",
                     "user-agent": "packshot-webhooks",
-                    "webhook-id": delivery.id,
+                    "webhook-id": outgoing.id,
                     "webhook-timestamp": str(stamp),
-                    "webhook-signature": sign(merchant.webhook_secret, delivery.id, stamp, body),
+                    "webhook-signature": sign(outgoing.secret, outgoing.id, stamp, outgoing.body),
                 }
-                error, give_up = deliver(
-                    client,
-                    delivery.url,
-                    body,
-                    headers,
-                    allow_private=self.allow_private,
-                    resolve=self.resolve,
-                )
-                # Only the host goes to the log: URLs may carry tokens.
-                if error:
-                    log.info("webhook %s to %s failed: %s", delivery.id, _host(delivery.url), error)
+                try:
+                    error, give_up = await asyncio.wait_for(
+                        deliver(
+                            client,
+                            outgoing.url,
+                            outgoing.body,
+                            headers,
+                            allow_private=self.allow_private,
+                            resolve=self.resolve,
+                        ),
+                        self.deadline_s,
+                    )
+                except TimeoutError:
+                    error, give_up = f"no answer within {self.deadline_s:g} s", False
+            # Only the host goes to the log: URLs may carry tokens.
+            if error:
+                log.info("webhook %s to %s failed: %s", outgoing.id, outgoing.host, error)
+            await asyncio.to_thread(self._record, outgoing.id, error, give_up)
+        except Exception:
+            log.exception("webhook %s: recording the attempt failed", outgoing.id)
+        finally:
+            self.in_flight.pop(outgoing.id, None)
+            self.hosts[outgoing.host] -= 1
+            if not self.hosts[outgoing.host]:
+                del self.hosts[outgoing.host]
+
+    def _record(self, delivery_id: str, error: str | None, give_up: bool) -> None:
+        with self.db.session() as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            if delivery is not None:
                 store.record_attempt(session, delivery, error, give_up=give_up)
-            return len(due)
 
 
 def make_client() -> Any:
     """The HTTP client deliveries use: no redirects, no proxies from the environment (the
     address checked must be the one connected to), a fresh connection per delivery."""
 
-    return httpx.Client(
+    return httpx.AsyncClient(
         timeout=TIMEOUT_S,
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_keepalive_connections=0),
+        limits=httpx.Limits(max_keepalive_connections=0, max_connections=None),
     )
 
 

@@ -10,9 +10,9 @@ each kind adds its own create route (and a training its files).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from packshot.api import streams
 from packshot.api.deps import (
     CurrentMerchant,
     SessionDep,
@@ -56,15 +57,13 @@ from packshot.artifacts.product_model import SAMPLES_DIR, UNLISTED_PARTS, work_d
 from packshot.artifacts.shots import sidecar_path
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
-from packshot.jobs.models import Job, Photo, Product, ShotRow
+from packshot.jobs.models import Job, JobEvent, Photo, Product, ShotRow
 from packshot.shoot import load_presets
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
 E409 = {**E, 409: {"model": ErrorPublic}}
 MODEL_DIR = KINDS["training"].out_dir  # a training's model folder, in the job's folder
-SSE_POLL_S = 0.5
-SSE_KEEPALIVE_S = 15.0
 SSE_DOC = {**E, 200: {"content": {"text/event-stream": {}}}}
 PNG_DOC = {**E, 200: {"content": {"image/png": {}}}}
 ZIP_DOC = {**E, 200: {"content": {"application/zip": {}}}}
@@ -264,40 +263,35 @@ def _event_public(job: Job, data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _event_stream(request: Request, job_id: str, after: int):
-    db = request.app.state.db
-    waited = 0.0
-    while True:
-        with db.session() as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                return
-            events = store.events_after(session, job_id, after)
-            status = job.status
-            for event in events:
-                after = event.id
-                payload = _event_public(job, event.data or {})
-                yield f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(payload)}\n\n"
-        if events:
-            waited = 0.0
-            continue
-        if status in store.TERMINAL:
-            yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
-            return
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(SSE_POLL_S)
-        waited += SSE_POLL_S
-        if waited >= SSE_KEEPALIVE_S:
-            waited = 0.0
-            yield ": keep-alive\n\n"
+def _render(job: Job) -> Callable[[JobEvent], str]:
+    def render(event: JobEvent) -> str:
+        payload = _event_public(job, event.data or {})
+        return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(payload)}\n\n"
+
+    return render
 
 
-def _events_response(request: Request, job: Job) -> StreamingResponse:
+def _open_stream(session: SessionDep, settings: ApiSettings, merchant_id: str) -> str:
+    """A lease for one more open stream of this merchant (429 past the stream caps)."""
+    try:
+        return store.open_stream_lease(
+            session,
+            merchant_id,
+            per_merchant=settings.max_streams_per_merchant,
+            total=settings.max_streams,
+            ttl_s=streams.LEASE_TTL_S,
+            clock=time.time(),
+        )
+    except store.TooManyStreams as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": "30"}) from None
+
+
+def _events_response(request: Request, job: Job, lease: str) -> StreamingResponse:
     last = request.headers.get("last-event-id", "0")
     after = int(last) if last.isdigit() else 0
+    hub: streams.EventHub = request.app.state.streams
     return StreamingResponse(
-        _event_stream(request, job.id, after),
+        hub.follow(job.id, after, lease, _render(job)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -626,8 +620,15 @@ def add_job_routes(spec: JobRoutes) -> None:
         job = store.request_cancel(session, _job(session, merchant.id, job_id, kind))
         return spec.public(session, settings, job)
 
-    def job_events(job_id: JobId, request: Request, session: SessionDep, merchant: CurrentMerchant):
-        return _events_response(request, _job(session, merchant.id, job_id, kind))
+    def job_events(
+        job_id: JobId,
+        request: Request,
+        session: SessionDep,
+        merchant: CurrentMerchant,
+        settings: SettingsDep,
+    ):
+        job = _job(session, merchant.id, job_id, kind)
+        return _events_response(request, job, _open_stream(session, settings, merchant.id))
 
     def add(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         # This module's annotations are strings (PEP 563), which FastAPI resolves in the
@@ -668,14 +669,15 @@ def add_job_routes(spec: JobRoutes) -> None:
     )
     add(
         f"{base}/events",
-        job_events,
+        inline_on_sqlite(job_events),
         methods=["GET"],
         response_class=StreamingResponse,
         responses=SSE_DOC,
         name=f"{kind}_events",
         summary=f"{spec.label} Events",
         description=f"Server-sent events: {spec.events}; then `end` with the final status. "
-        "Resumes after `Last-Event-ID`.",
+        "Resumes after `Last-Event-ID`. A merchant may keep a few streams open at once "
+        "(PACKSHOT_MAX_STREAMS_PER_MERCHANT): 429 past that.",
     )
     if spec.job.shots is None:
         return

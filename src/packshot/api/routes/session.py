@@ -43,7 +43,7 @@ def sign_in(
 ) -> SessionPublic:
     """Sign in with an API key: sets the HttpOnly session cookie, returns the CSRF token."""
     client = request.client.host if request.client else "unknown"
-    limit(request, f"sign-in:{client}")  # key guessing is rate limited per address too
+    limit(request, session, f"sign-in:{client}")  # key guessing is rate limited per address too
     merchant = store.merchant_for_key(session, body.key.strip())
     if merchant is None:
         raise ApiError(401, "This API key is not valid (or was revoked).")
