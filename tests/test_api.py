@@ -440,6 +440,37 @@ def test_placement_keeps_the_products_pixels(studio, product, placement) -> None
     assert placement["id"] in [p["id"] for p in listed["data"]]
 
 
+def test_placement_delivery_exports_for_the_shop(studio, placement) -> None:
+    """The studio's export download: a job's marketplace delivery (`delivery/` in its output
+    folder, as a catalogue shoot writes it) as the shop's CSV, feed or zip."""
+    import csv
+    from urllib.parse import unquote
+
+    from packshot.deliver import deliver
+    from packshot.deliver.report import DELIVERY_DIR
+
+    url = f"/v1/placements/{placement['id']}/exports"
+    base = "https://cdn.example.com/d/"
+    missing = studio.a.get(f"{url}/shopify", params={"image_base_url": base})
+    assert missing.status_code == 409 and "no marketplace delivery" in missing.text
+    shots = Path(studio.settings.service.data_dir) / "jobs" / placement["id"] / "placements"
+    deliver(shots, ["shopify", "amazon-main"], shots / DELIVERY_DIR)
+
+    response = studio.a.get(f"{url}/shopify", params={"image_base_url": base})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["Image Position"] for r in rows] == ["1", "2"]
+    for row in rows:
+        assert (shots / DELIVERY_DIR / unquote(row["Image Src"].removeprefix(base))).is_file()
+    packed = studio.a.get(f"{url}/zip")
+    assert "delivery.json" in zipfile.ZipFile(io.BytesIO(packed.content)).namelist()
+    no_base = studio.a.get(f"{url}/google")
+    assert no_base.status_code == 422 and "image_base_url" in no_base.json()["error"]["message"]
+    assert studio.a.get(f"{url}/csv").status_code == 422
+    assert studio.b.get(f"{url}/zip").status_code == 404  # another merchant's job
+
+
 def test_placement_events_and_webhooks(studio, placement) -> None:
     import time
 

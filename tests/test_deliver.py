@@ -134,6 +134,7 @@ def test_every_profile_is_data_with_its_source() -> None:
         get_profiles("amazon-main,walmart")
 
 
+@pytest.mark.budget(30)  # its setup: the module's placement and shoot, and the CLI's delivery
 def test_amazon_main_pixel_true_on_exact_white_and_drawn_shots_refused(delivery: Path) -> None:
     placed = _result(delivery, "pixel-true", "amazon-main")
     assert [r["status"] for r in placed] == ["fixed", "fixed"]
@@ -285,7 +286,7 @@ def test_exports_parse_and_point_at_delivered_files(shots: dict[str, Path], tmp_
     assert {"delivery.json", "report.html"} <= names
     assert {n.split("/")[0] for n in names if n.endswith(".jpg")} == {"teapot", "blue-mug"}
 
-    with pytest.raises(UsageError, match="--image-base-url"):
+    with pytest.raises(UsageError, match="image-base-url"):
         export_delivery(out, "shopify", feeds)
     with pytest.raises(UsageError, match="not a delivery"):
         export_delivery(tmp_path, "shopify", feeds, image_base_url=BASE_URL)

@@ -33,6 +33,8 @@ from packshot.api.settings import ApiSettings
 from packshot.artifacts.catalogue import read_catalogue
 from packshot.artifacts.folders import claim_work_dir
 from packshot.artifacts.product_model import ProductModel
+from packshot.deliver import export_delivery, get_profiles
+from packshot.deliver.upscale import LANCZOS, diffusion_upscaler, dino_similarity
 from packshot.errors import PackshotError
 from packshot.jobs.execute import build_train_config, run_job
 from packshot.jobs.kinds import KINDS, CatalogueParams, ShootParams, TrainingParams, to_json
@@ -801,8 +803,7 @@ def deliver_command(
     is reported with the rule and its source: a shot the model drew is not eligible for
     Amazon's main image. Writes DIR/<product>/<profile>/*.jpg, delivery.json and report.html.
     """
-    from packshot.deliver import deliver, get_profiles
-    from packshot.deliver.upscale import LANCZOS, diffusion_upscaler, dino_similarity
+    from packshot.deliver import deliver
 
     chosen = [p.name for p in get_profiles(profile)]
     model = None if upscaler == LANCZOS else diffusion_upscaler(upscaler, device=device)
@@ -848,8 +849,6 @@ def export_command(
     Center feed (image_link, additional_image_link, lifestyle_image_link), or a zip of the
     images in per-product folders with the report. Main images come first; shots that fail
     the profile are left out (and listed)."""
-    from packshot.deliver import export_delivery
-
     result = export_delivery(delivery, fmt, out_dir, image_base_url=image_base_url, profile=profile)
     for line in result.left_out:
         out.print(f"[yellow]left out:[/] {line}")

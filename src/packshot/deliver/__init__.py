@@ -8,15 +8,27 @@ export_delivery(Path("delivery/"), "shopify", Path("feeds/"), image_base_url="ht
 
 `profiles`: the marketplace rules as data (`presets/marketplaces.json`). `measure`: what the
 rules check, measured on a file. `upscale`: Lanczos, or a diffusion upscaler with a fidelity
-check. `run`: the delivery itself. `report`: its HTML page. `shop`: the shop exports.
+check. `run`: the delivery itself. `report`: delivery.json read back and the HTML page. `shop`:
+the shop exports. Importing this package is light (the API reads deliveries and exports them);
+OpenCV and the placement's geometry load with `deliver` and its records.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from packshot.deliver.profiles import MarketplaceProfile, get_profiles, load_profiles
 from packshot.deliver.report import read_report
-from packshot.deliver.run import DeliveryReport, DeliveryShot, ImageDelivery, ProfileResult, deliver
 from packshot.deliver.shop import ExportResult, export_delivery
+
+if TYPE_CHECKING:
+    from packshot.deliver.run import (
+        DeliveryReport,
+        DeliveryShot,
+        ImageDelivery,
+        ProfileResult,
+        deliver,
+    )
 
 __all__ = [
     "DeliveryReport",
@@ -31,3 +43,13 @@ __all__ = [
     "load_profiles",
     "read_report",
 ]
+
+_LAZY = {"DeliveryReport", "DeliveryShot", "ImageDelivery", "ProfileResult", "deliver"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module("packshot.deliver.run"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ from PIL import Image
 
 from packshot.errors import UsageError
 
+DELIVERY_DIR = "delivery"  # a run's delivery, in its output folder (the studio's exports read it)
 REPORT_FILE = "delivery.json"
 HTML_FILE = "report.html"
 PASS, FIXED, WARN, FAIL = "pass", "fixed", "warn", "fail"  # a shot's status for a profile

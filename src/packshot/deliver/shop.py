@@ -76,8 +76,9 @@ def export_delivery(
         return ExportResult(path, None, len(_handles(report)), count, [])
     if not image_base_url or not image_base_url.startswith(("http://", "https://")):
         raise UsageError(
-            "Pass --image-base-url: the http(s) address where the delivery folder is uploaded "
-            "(e.g. https://cdn.example.com/delivery/), so the shop can fetch each image."
+            "Pass the image base URL (--image-base-url; image_base_url in the API): the http(s) "
+            "address the delivery folder is uploaded to (e.g. https://cdn.example.com/delivery/), "
+            "so the shop can fetch each image."
         )
     chosen = pick_profile(report, fmt, profile)
     products, left_out = products_for(report, chosen)

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -55,6 +56,8 @@ from packshot.api.schemas import (
 from packshot.api.settings import ApiSettings
 from packshot.artifacts.product_model import SAMPLES_DIR, UNLISTED_PARTS, work_dir_for
 from packshot.artifacts.shots import sidecar_path
+from packshot.deliver.report import DELIVERY_DIR, REPORT_FILE
+from packshot.deliver.shop import export_delivery
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, JobEvent, Photo, Product, ShotRow
@@ -67,6 +70,14 @@ MODEL_DIR = KINDS["training"].out_dir  # a training's model folder, in the job's
 SSE_DOC = {**E, 200: {"content": {"text/event-stream": {}}}}
 PNG_DOC = {**E, 200: {"content": {"image/png": {}}}}
 ZIP_DOC = {**E, 200: {"content": {"application/zip": {}}}}
+EXPORT_TYPES = {  # an export's media type, by format
+    "shopify": "text/csv",
+    "woocommerce": "text/csv",
+    "google": "text/tab-separated-values",
+    "zip": "application/zip",
+}
+EXPORT_DOC = {**E409, 200: {"content": {t: {} for t in sorted(set(EXPORT_TYPES.values()))}}}
+ExportFormat = Literal["shopify", "woocommerce", "google", "zip"]
 
 
 def _job(session: SessionDep, merchant_id: str, job_id: str, kind: str) -> Job:
@@ -706,6 +717,44 @@ def add_job_routes(spec: JobRoutes) -> None:
             raise not_found("contact sheet")
         return FileResponse(path, media_type="image/png")
 
+    def export(
+        job_id: JobId,
+        fmt: Annotated[ExportFormat, PathParam(alias="format")],
+        session: SessionDep,
+        merchant: CurrentMerchant,
+        settings: SettingsDep,
+        image_base_url: Annotated[str | None, Query(max_length=2000)] = None,
+        profile: Annotated[str | None, Query(max_length=64)] = None,
+    ):
+        job = _job(session, merchant.id, job_id, kind)
+        delivery = store.job_dir(settings.service.data_dir, job) / spec.job.out_dir / DELIVERY_DIR
+        if not (delivery / REPORT_FILE).is_file():
+            raise ApiError(
+                409, f"The {kind} has no marketplace delivery: it was run without profiles."
+            )
+        with tempfile.TemporaryDirectory(prefix="packshot-export-") as folder:
+            result = export_delivery(
+                delivery, fmt, Path(folder), image_base_url=image_base_url, profile=profile
+            )
+            body, name = result.path.read_bytes(), result.path.name
+        return Response(
+            body,
+            media_type=EXPORT_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{job.id}-{name}"'},
+        )
+
+    add(
+        f"{base}/exports/{{format}}",
+        export,
+        methods=["GET"],
+        response_class=Response,
+        responses=EXPORT_DOC,
+        name=f"export_{kind}",
+        summary=f"Export {spec.label} For The Shop",
+        description="The marketplace delivery as a Shopify or WooCommerce product CSV, a Google "
+        "Merchant Center feed (pass `image_base_url`: where the delivery folder is uploaded) or "
+        "a zip of the images in per-product folders with the report.",
+    )
     add(
         f"{base}/download",
         download,
