@@ -20,7 +20,18 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, bindparam, case, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    Engine,
+    Float,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -559,19 +570,19 @@ def expired(moment: datetime | None, seconds: float) -> bool:
 # -- limits every web process shares ----------------------------------------------------------
 
 
-def take_token(session: Session, key: str, per_minute: int, clock: float) -> float:
-    """Take one token from `key`'s bucket (`per_minute` a minute, bursts of as many): 0 when
-    allowed, else the seconds to wait. One statement (an upsert), so that every web process
-    counts in the same bucket; `clock` is `time.time()` (the same in every process)."""
-    rate = per_minute / 60.0
-    capacity = float(per_minute)
-    insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+def _take_token_statement(dialect: str) -> Any:
+    """The upsert `take_token` runs, built once per dialect: every authenticated request runs
+    it, and building it anew cost more than running it."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    clock = bindparam("clock", type_=Float)
+    rate = bindparam("rate", type_=Float)
+    capacity = bindparam("capacity", type_=Float)
     refilled = RateBucket.tokens + (clock - RateBucket.updated_at) * rate
     level = case((refilled > capacity, capacity), else_=refilled)
     statement = insert(RateBucket).values(
-        key=key, tokens=capacity - 1, updated_at=clock, allowed=True
+        key=bindparam("key"), tokens=capacity - 1, updated_at=clock, allowed=True
     )
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[RateBucket.key],
         set_={
             "tokens": case((level >= 1, level - 1), else_=level),
@@ -579,7 +590,19 @@ def take_token(session: Session, key: str, per_minute: int, clock: float) -> flo
             "allowed": level >= 1,
         },
     ).returning(RateBucket.tokens, RateBucket.allowed)
-    tokens, allowed = session.execute(statement).one()
+
+
+_TAKE_TOKEN = {name: _take_token_statement(name) for name in ("sqlite", "postgresql")}
+
+
+def take_token(session: Session, key: str, per_minute: int, clock: float) -> float:
+    """Take one token from `key`'s bucket (`per_minute` a minute, bursts of as many): 0 when
+    allowed, else the seconds to wait. One statement (an upsert), so that every web process
+    counts in the same bucket; `clock` is `time.time()` (the same in every process)."""
+    rate = per_minute / 60.0
+    statement = _TAKE_TOKEN[session.get_bind().dialect.name]
+    params = {"key": key, "clock": clock, "rate": rate, "capacity": float(per_minute)}
+    tokens, allowed = session.execute(statement, params).one()
     session.commit()
     return 0.0 if allowed else (1 - tokens) / rate
 
