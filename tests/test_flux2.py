@@ -3,15 +3,17 @@ pipeline, a training run (NaN roll-back, failure, resume), the diffusers and Com
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from diffusers import Flux2KleinPipeline
-from PIL import Image
+from PIL import Image, ImageFilter
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -19,6 +21,10 @@ from packshot.artifacts.product_model import ProductModel, work_dir_for
 from packshot.artifacts.shots import read_parameters, recipe_from_parameters, sidecar_path
 from packshot.cli import app
 from packshot.errors import PackshotError, UsageError
+from packshot.flows.dreambench import run_dreambench
+from packshot.intake import check_photos
+from packshot.intake.references import pick_references
+from packshot.judge import JudgeConfig
 from packshot.models.describe import describe_model
 from packshot.models.families import detect_family, get_family
 from packshot.models.load import load_pipeline, resolve_model
@@ -146,6 +152,7 @@ def test_objective_is_rectified_flow(pipe_dir: Path) -> None:
     assert torch.equal(FAMILY.loss_weights(scheduler, timesteps, 5.0), torch.ones(512))
 
 
+@pytest.mark.budget(20)  # the module's training: a failed run of 3 steps, resumed to 4
 def test_training_rolls_back_fails_resumes_and_writes_the_model(
     flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]],
 ) -> None:
@@ -222,6 +229,7 @@ def test_comfyui_file_has_comfyuis_names_and_shapes(
     torch.testing.assert_close(qkv, torch.cat(parts))
 
 
+@pytest.mark.budget(25)  # the CLI's shoot, place (with its cut-out) and score on one model
 def test_shoot_place_and_score_on_the_trained_model(
     flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]],
     cache_dir: Path,
@@ -231,14 +239,14 @@ def test_shoot_place_and_score_on_the_trained_model(
     model = str(result.model_dir)
     shots = tmp_path / "shots"
     shoot_args = ["shoot", model, "{product} on a wooden table", "--out", str(shots)]
-    shoot_args += ["-n", "2", "--seed", "5", "--steps", "2", "--aspect", "16:9"]
+    shoot_args += ["-n", "1", "--seed", "5", "--steps", "2", "--aspect", "16:9"]
     shoot_args += ["--negative-prompt", "blurry", "--json"]
     run = runner.invoke(app, shoot_args)
     assert run.exit_code == 0, run.output
     summary = json.loads((shots / "shoot.json").read_text())
     assert summary["family"] == "flux2-klein" and summary["settings"]["guidance_scale"] == 4.0
     assert any("no negative prompt" in w for w in summary["warnings"])
-    (first, second) = sorted(shots.glob("0*.png"))
+    (first,) = sorted(shots.glob("0*.png"))
     assert Image.open(first).size == size_for("16:9", 64, 16)  # sides in multiples of 16
     recipe = recipe_from_parameters(read_parameters(first) or "")
     assert recipe.model == "tiny-flux2" and recipe.seed == 5 and recipe.negative_prompt == ""
@@ -294,6 +302,82 @@ def test_fast_is_the_distilled_recipe(
     (tmp_path / "model_index.json").write_text(json.dumps({"is_distilled": True}))
     assert FAMILY.sampling_defaults(tmp_path) == (4, 1.0)
     assert FAMILY.fast_model == "black-forest-labs/FLUX.2-klein-4B"
+
+
+def test_references_are_intakes_best_distinct_photos(dreambench: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    shutil.copytree(dreambench / "backpack", photos)
+    shutil.copy(photos / "00.jpg", photos / "00-copy.jpg")  # the same photo twice counts once
+    blurred = Image.open(photos / "01.jpg").filter(ImageFilter.GaussianBlur(12))
+    blurred.save(photos / "01.jpg")
+    picked = pick_references(check_photos(photos), 4, photos)
+    files = [r.file for r in picked]
+    assert len(files) == 4 and len(set(files)) == 4
+    assert not {"00.jpg", "00-copy.jpg"} <= set(files)
+    assert "01.jpg" not in files  # blurry: last, and four sharp ones beat it
+    assert all(r.product_share > 0.05 and not r.reasons for r in picked)
+
+
+@pytest.mark.budget(15)  # two shoots of one 2-step shot (with and without references), judged
+def test_instant_shoots_with_references_and_judges(
+    dreambench: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "instant"
+    args = ["instant", str(dreambench / "backpack"), "{product} on a wooden table"]
+    args += ["--model", "tiny-flux2", "--product", "backpack", "--out", str(out)]
+    run = runner.invoke(app, [*args, "-n", "1", "--seed", "7", "--steps", "2", "--json"])
+    assert run.exit_code == 0, run.output
+    summary = json.loads((out / "shoot.json").read_text())
+    references = summary["settings"]["references"]
+    assert 1 <= len(references) <= 4 and summary["base_model"] == "tiny-flux2"
+    (shot,) = sorted(out.glob("0*.png"))
+    sidecar = json.loads(sidecar_path(shot).read_text())
+    assert sidecar["references"] == [Path(r).name for r in references]
+    assert set(sidecar["scores"]) >= {"dino", "clip_i", "present"}  # judged against the photos
+    # the references reach the model: the same seed without them draws another image
+    plain = tmp_path / "plain"
+    run = runner.invoke(
+        app,
+        ["shoot", "--base", "tiny-flux2", "{product} on a wooden table", "--product", "backpack"]
+        + ["--out", str(plain), "-n", "1", "--seed", "7", "--steps", "2", "--no-judge"],
+    )
+    assert run.exit_code == 0, run.output
+    (plain_shot,) = sorted(plain.glob("0*.png"))
+    assert not np.array_equal(np.asarray(Image.open(shot)), np.asarray(Image.open(plain_shot)))
+
+    # a family that takes no references is refused, naming the ones that do
+    run = runner.invoke(
+        app, ["instant", str(dreambench / "backpack"), "x", "--model", "tiny", "--out", str(out)]
+    )
+    assert run.exit_code != 0 and "FLUX.2 [klein]" in run.output
+
+
+@pytest.mark.budget(25)  # a 2-step training, then 3 shots and their scores, one per row
+def test_dreambench_has_the_reference_rows(
+    dreambench: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    result = run_dreambench(
+        dreambench,
+        ["backpack"],
+        prompts_per_subject=1,
+        images_per_prompt=1,
+        steps=2,
+        resolution=64,
+        model="tiny-flux2",
+        out_dir=tmp_path / "bench",
+        judge=JudgeConfig(dino_model="tiny", clip_model="tiny"),
+        num_inference_steps=2,
+        cache_dir=cache_dir,
+    )
+    with result.results_csv.open(encoding="utf-8") as handle:
+        modes = [row["mode"] for row in csv.DictReader(handle)]
+    assert modes == ["finetune", "reference", "lora+reference"]
+    assert set(result.reference_means) == {"reference", "lora+reference"}
+    table = result.table_md.read_text()
+    assert "| packshot references only (no training) |" in table
+    assert "| packshot LoRA + references |" in table
+    summary = json.loads(result.summary_json.read_text())
+    assert summary["references"]["reference"]["means"] == result.reference_means["reference"]
 
 
 def test_text_encoder_training_is_refused_clearly(training_set: Path, tmp_path: Path) -> None:

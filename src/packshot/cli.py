@@ -18,6 +18,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -64,7 +65,8 @@ class PackshotGroup(typer.core.TyperGroup):
         except PackshotError as exc:
             if _debug(ctx):
                 raise
-            err.print(f"[bold red]Error:[/] {_one_line(str(exc))}", soft_wrap=True)
+            # escaped: a message may hold brackets ("FLUX.2 [klein]") that aren't markup
+            err.print(f"[bold red]Error:[/] {escape(_one_line(str(exc)))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[bold red]Interrupted.[/]")
@@ -73,7 +75,8 @@ class PackshotGroup(typer.core.TyperGroup):
             if _debug(ctx):
                 raise
             err.print(
-                f"[bold red]Error:[/] unexpected {type(exc).__name__}: {_one_line(str(exc))}. "
+                f"[bold red]Error:[/] unexpected {type(exc).__name__}: "
+                f"{escape(_one_line(str(exc)))}. "
                 "This is a bug in packshot: run again with --debug and report the traceback.",
                 soft_wrap=True,
             )
@@ -521,6 +524,86 @@ def _judge_config(
 
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+# ---------------------------------------------------------------------------------------
+# packshot instant
+
+
+@app.command("instant")
+def instant_command(
+    photos: Path = typer.Argument(..., help="Folder of the product's photos."),
+    descriptions: list[str] = typer.Argument(
+        ..., help='What to shoot, e.g. "{product} on a marble kitchen counter".'
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the shots."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="A base model that takes reference images (default "
+        "black-forest-labs/FLUX.2-klein-4B; tiny-flux2 offline).",
+    ),
+    model_dir: Path | None = typer.Option(
+        None, "--product-model", help="A trained product model: its LoRA joins the references."
+    ),
+    product: str | None = typer.Option(
+        None, help='What {product} means, e.g. "leather backpack" (default "product").'
+    ),
+    preset: list[str] = typer.Option(
+        [], "--preset", help="A shot preset (repeatable); see `packshot presets`."
+    ),
+    count: int | None = typer.Option(None, "-n", "--count", help="Shots per description."),
+    aspect: str | None = typer.Option(None, help="1:1, 4:5, 3:4, 16:9 or 9:16."),
+    seed: int | None = typer.Option(None, help="First seed; shot i gets seed + i."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampling steps (the model's)."),
+    guidance: float | None = typer.Option(None, "--guidance", help="CFG scale (the model's)."),
+    best: int | None = typer.Option(
+        None, "--best", help="Render 2K candidates per description and preset, keep the K best."
+    ),
+    dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
+    clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the shoot summary as JSON."),
+) -> None:
+    """Instant shots, no training: the best 1-4 of the photos (sharp, distinct angles, the
+    product large) go to a model that takes reference images as it draws (FLUX.2 [klein]).
+
+    Every shot is judged against all the photos, and a shot without the product is flagged.
+    With --product-model, the trained LoRA and the references work together.
+    """
+    from packshot.flows.instant import instant
+    from packshot.shoot.run import SUMMARY_FILE
+
+    request = ShootParams(
+        model_dir=str(model_dir) if model_dir is not None else None,
+        descriptions=list(descriptions),
+        presets=list(preset),
+        count=count,
+        aspect=aspect,
+        seed=seed,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        base=model,
+        product=product,
+    ).request()
+    if model is not None:
+        tiny = model.strip() in stand_in_aliases()
+    else:
+        tiny = model_dir is not None and _shoots_with_stand_in(None, model_dir)
+    judges = _judge_config(dino_model, clip_model, stand_in=tiny)
+    with progress_bar("Shooting", enabled=not as_json) as progress:
+        done = instant(photos, request, out_dir, judge=judges, best=best, progress=progress)
+    if as_json:
+        _print_json(json.loads((out_dir / SUMMARY_FILE).read_text()))
+        return
+    result = done.judged.result
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print("References: " + ", ".join(r.file for r in done.references))
+    out.print(f"{len(result.shots)} shots in {out_dir}")
+    out.print(f"Contact sheet: {result.contact_sheet}")
+    flagged = done.judged.flagged
+    if flagged:
+        out.print(f"[bold red]Product missing in {len(flagged)} shot(s):[/] {', '.join(flagged)}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -26,10 +26,12 @@ from typing import Any
 
 from packshot import __version__
 from packshot.errors import PackshotError, PhotoError, UsageError
-from packshot.intake.check import folder_entries, skip_reason
+from packshot.intake.check import check_photos, folder_entries, skip_reason
+from packshot.intake.references import pick_references
 from packshot.judge.config import JudgeConfig
 from packshot.judge.models import Embedders
 from packshot.judge.score import ScoreReport, score_shots
+from packshot.models.load import resolve_model
 from packshot.place import PlaceRequest, place
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot import ShootRequest, shoot
@@ -47,6 +49,9 @@ SUBJECTS_DIR = "subjects"
 SCORES_FILE = "scores.json"  # in a subject's folder: written last, marks the subject done
 PLACE_SCORES_FILE = "place-scores.json"  # the same for the subject's pixel-true shots
 PLACE_DIR = "place"
+# With a model that takes reference images (FLUX.2 [klein]): the subject's best photos as
+# references, without training ("reference") and with the trained LoRA ("lora+reference").
+REFERENCE_MODES = ("reference", "lora+reference")
 _TEMPLATE = re.compile(r"'([^']*\{0\}[^']*\{1\}[^']*)'\s*\.format")
 
 
@@ -114,6 +119,8 @@ class BenchResult:
     real_images: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     place_means: dict[str, float | None] | None = None  # the pixel-true row, with place_model
+    # reference mode → its row's means, for a model that takes reference images
+    reference_means: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def _check_inputs(
@@ -189,6 +196,7 @@ def run_dreambench(
     )
 
     judge = judge or JudgeConfig()
+    with_references = resolve_model(model, cache_dir=cache_dir).family.reference_images > 0
     out.mkdir(parents=True, exist_ok=True)
     embedders: Embedders | None = None
     ran: list[str] = []
@@ -196,6 +204,7 @@ def run_dreambench(
     warnings: list[str] = []
     reports: dict[str, ScoreReport] = {}
     place_reports: dict[str, ScoreReport] = {}
+    reference_reports: dict[str, dict[str, ScoreReport]] = {m: {} for m in REFERENCE_MODES}
 
     # 2. One subject at a time: train, shoot, score. Done subjects are read back.
     for number, subject in enumerate(chosen, start=1):
@@ -221,6 +230,10 @@ def run_dreambench(
             )
             if placed is not None:
                 place_reports[subject] = placed
+        for mode in REFERENCE_MODES if with_references else ():
+            done = _load_scores(folder / f"{mode.replace('+', '-')}-{SCORES_FILE}")
+            if done is not None:
+                reference_reports[mode][subject] = done
         if scores_file.is_file():
             try:
                 reports[subject] = ScoreReport.load(scores_file)
@@ -264,6 +277,22 @@ def run_dreambench(
             embedders = Embedders(judge, cache_dir=cache_dir)
         subject_judge = judge.replace(token=TOKEN, class_word=class_word)
         report = score_shots(shots_dir, data / subject, config=subject_judge, embedders=embedders)
+        if with_references:
+            progress(ProgressEvent("bench", number - 1, len(chosen), f"{subject}: references"))
+            for mode, scored in _reference_subject(
+                data / subject,
+                folder,
+                prompts,
+                class_word,
+                model,
+                trained.model_dir,
+                images_per_prompt,
+                num_inference_steps,
+                subject_judge,
+                embedders,
+                cache_dir,
+            ).items():
+                reference_reports[mode][subject] = scored
         report.save(scores_file)
         if not keep_models:
             shutil.rmtree(model_dir, ignore_errors=True)
@@ -274,7 +303,14 @@ def run_dreambench(
     # 3. Tables, summary and plots over every subject, old and new.
     rows = _rows(reports, spec)
     place_rows = _rows(place_reports, spec, mode="place")
-    results_csv = _write_csv(out / "results.csv", rows + place_rows)
+    reference_rows = {m: _rows(reference_reports[m], spec, mode=m) for m in REFERENCE_MODES}
+    extra_rows = [row for mode in REFERENCE_MODES for row in reference_rows[mode]]
+    results_csv = _write_csv(out / "results.csv", rows + place_rows + extra_rows)
+    reference_means = {
+        mode: {k: _mean([r[k] for r in reference_rows[mode]]) for k in ("dino", "clip_i", "clip_t")}
+        for mode in REFERENCE_MODES
+        if with_references
+    }
     means = {k: _mean([r[k] for r in rows]) for k in ("dino", "clip_i", "clip_t")}
     place_means = (
         {k: _mean([r[k] for r in place_rows]) for k in ("dino", "clip_i", "clip_t")}
@@ -321,6 +357,13 @@ def run_dreambench(
             "subjects": {s: r.means for s, r in place_reports.items()},
             "shots": len(place_rows),
         },
+        "references": {
+            mode: {
+                "means": reference_means[mode],
+                "subjects": {s: r.means for s, r in reference_reports[mode].items()},
+            }
+            for mode in reference_means
+        },
         "real_images": real,
         "paper": {"dreambooth_sd": PAPER_SD, "real_images": PAPER_REAL},
         "warnings": warnings,
@@ -328,7 +371,7 @@ def run_dreambench(
     summary_json = out / "summary.json"
     summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     table_md = out / "results.md"
-    table = markdown_table(means, real, run, len(reports), len(rows), place_means)
+    table = markdown_table(means, real, run, len(reports), len(rows), place_means, reference_means)
     table_md.write_text(table, "utf-8")
     plots = _plots(out, rows, per_subject)
     return BenchResult(
@@ -343,6 +386,7 @@ def run_dreambench(
         real,
         warnings,
         place_means,
+        reference_means,
     )
 
 
@@ -403,6 +447,63 @@ def _place_subject(
     return report
 
 
+def _load_scores(path: Path) -> ScoreReport | None:
+    """A subject's scores written by an earlier call, or None (a damaged file is removed)."""
+    if not path.is_file():
+        return None
+    try:
+        return ScoreReport.load(path)
+    except UsageError:
+        path.unlink()
+        return None
+
+
+def _reference_subject(
+    photos: Path,
+    folder: Path,
+    prompts: list[str],
+    class_word: str,
+    model: str,
+    model_dir: Path,
+    images_per_prompt: int,
+    num_inference_steps: int | None,
+    judge: JudgeConfig,
+    embedders: Any,
+    cache_dir: Path | None,
+) -> dict[str, ScoreReport]:
+    """The subject's shots with its best photos as references: the base model alone (its
+    prompts name the class, not the token it never learned) and the trained LoRA with them."""
+    references = [
+        str(photos / r.file) for r in pick_references(check_photos(photos), folder=photos)
+    ]
+    untrained = [" ".join(p.replace(TOKEN, "").split()) for p in prompts]
+    requests = {
+        "reference": ShootRequest(
+            model_dir=None,
+            base=model,
+            product=class_word,
+            descriptions=untrained,
+            references=references,
+        ),
+        "lora+reference": ShootRequest(
+            model_dir=model_dir, descriptions=prompts, references=references
+        ),
+    }
+    reports = {}
+    for mode, request in requests.items():
+        name = mode.replace("+", "-")
+        shots_dir = folder / name
+        if shots_dir.exists():
+            shutil.rmtree(shots_dir)
+        request.count, request.seed = images_per_prompt, 0
+        request.num_inference_steps = num_inference_steps
+        shoot(request, shots_dir, cache_dir=cache_dir)
+        report = score_shots(shots_dir, photos, config=judge, embedders=embedders)
+        report.save(folder / f"{name}-{SCORES_FILE}")
+        reports[mode] = report
+    return reports
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
@@ -418,7 +519,7 @@ _COLUMNS = (
     "clip_t",
     "present",
     "flags",
-    "mode",  # "finetune" (DreamBooth-LoRA shoot) or "place" (pixel-true)
+    "mode",  # "finetune" (DreamBooth-LoRA shoot), "place" (pixel-true), or a reference mode
 )
 
 
@@ -464,6 +565,7 @@ def markdown_table(
     subjects: int,
     shots: int,
     place_means: dict[str, float | None] | None = None,
+    reference_means: dict[str, dict[str, float | None]] | None = None,
 ) -> str:
     """The paper's Table 1 layout: one row per method, DINO / CLIP-I / CLIP-T."""
     judge = run["judge"]
@@ -484,6 +586,15 @@ def markdown_table(
         lines.append(
             f"| {placed} | {_f(place_means['dino'])} | {_f(place_means['clip_i'])} | "
             f"{_f(place_means['clip_t'])} |"
+        )
+    labels = {
+        "reference": "packshot references only (no training)",
+        "lora+reference": "packshot LoRA + references",
+    }
+    for mode, values in (reference_means or {}).items():
+        lines.append(
+            f"| {labels[mode]} | {_f(values['dino'])} | {_f(values['clip_i'])} | "
+            f"{_f(values['clip_t'])} |"
         )
     lines += [
         "",

@@ -273,11 +273,14 @@ def render_batch(
     height: int,
     num_inference_steps: int,
     guidance_scale: float,
+    references: Sequence[Image.Image] = (),
 ) -> tuple[list[Image.Image], float]:
-    """Images for `prompt`, one per seed, and the device seconds the call took."""
+    """Images for `prompt`, one per seed, and the device seconds the call took; `references`:
+    photos of the product the pipeline sees as it draws (FLUX.2 [klein]'s `image`)."""
     return timed_call(
         pipe,
         prompt=prompt,
+        **({"image": list(references)} if references else {}),
         # only when there is one: FLUX.2 [klein]'s pipelines take no `negative_prompt`
         **({"negative_prompt": negative_prompt} if negative_prompt else {}),
         num_images_per_prompt=len(seeds),

@@ -32,6 +32,9 @@ class ShootRequest:
     fast: bool = False  # few-step previews: LCM-LoRA, or a turbo base model
     fast_lora: str | None = None  # LCM-LoRA: Hub id, folder or file (default: the family's)
     base: str | None = None  # shoot with this base model alone, without the product's LoRA
+    # photos of the product the model sees while it draws, for a family that takes them
+    # (FLUX.2 [klein]; `packshot instant` picks them): files; none: from the words alone
+    references: list[str] = field(default_factory=list)
     product: str | None = None  # what {product} becomes without a model folder ("teapot")
     batch_size: int | None = None  # images per pipeline call (default: sized to the device)
     device: str | None = None  # "cuda", "mps", "cpu" (default: the best one here)

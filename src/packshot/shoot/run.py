@@ -7,11 +7,14 @@ PNG (recipe in its `parameters` chunk), its JSON sidecar, the contact sheet and 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from packshot import __version__
 from packshot.artifacts.product_model import ProductModel
@@ -22,9 +25,10 @@ from packshot.artifacts.shots import (
     written_shot,
 )
 from packshot.errors import UsageError
+from packshot.intake.decode import load_photo
 from packshot.models.describe import describe_model
 from packshot.models.device import pick_device
-from packshot.models.families import get_family
+from packshot.models.families import ModelFamily, get_family, reference_families
 from packshot.models.load import load_pipeline, resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot import render
@@ -125,6 +129,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
             base_model = family.fast_model
             resolved = resolve_model(base_model, cache_dir=cache_dir)
     described = describe_model(resolved)
+    check_references(request.references, resolved.family)
     if model and model.family and model.family != resolved.family.name and lora_path:
         raise UsageError(
             f"The model in {request.model_dir} was trained on a {model.family} model, but its "
@@ -199,6 +204,38 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
             or (render.DEFAULT_STEPS, render.DEFAULT_GUIDANCE)
         ),
     )
+
+
+def check_references(references: list[str], family: ModelFamily) -> None:
+    """Refuse reference photos a family can't take, too many, or files that aren't there."""
+    if not references:
+        return
+    if not family.reference_images:
+        raise UsageError(
+            f"{family.label} models take no reference images. Reference photos work with: "
+            + ", ".join(reference_families())
+            + " (e.g. --model black-forest-labs/FLUX.2-klein-4B, or tiny-flux2 offline)."
+        )
+    if len(references) > family.reference_images:
+        raise UsageError(
+            f"{family.label} takes at most {family.reference_images} reference images, "
+            f"not {len(references)}."
+        )
+    missing = [r for r in references if not Path(r).is_file()]
+    if missing:
+        raise UsageError(f"No reference photo at {', '.join(missing)}.")
+
+
+def load_references(references: list[str], resolution: int) -> list[Image.Image]:
+    """The reference photos, decoded by intake's safe path and scaled to about the shot's area
+    (`resolution`²): each adds its pixels' worth of tokens to every step."""
+    images = []
+    for path in references:
+        image = load_photo(Path(path)).image
+        scale = min(1.0, resolution / math.sqrt(image.width * image.height))
+        size = (max(16, round(image.width * scale)), max(16, round(image.height * scale)))
+        images.append(image.resize(size, Image.Resampling.LANCZOS))
+    return images
 
 
 # -- shooting ----------------------------------------------------------------------------------
@@ -285,6 +322,8 @@ def shoot(
     if fast_lora is not None:
         loras.append(render.LoraWeights(render.FAST_ADAPTER, fast_lora, 1.0, fast_lora.stem))
 
+    references = load_references(request.references, plan.resolution)
+
     # 3. Load the base pipeline once.
     emit(0, f"loading {plan.base_model}", event="loading")
     device = pick_device(request.device)
@@ -334,6 +373,7 @@ def shoot(
                 height=first.height,
                 num_inference_steps=steps,
                 guidance_scale=guidance,
+                references=references,
             )
             render_s += seconds
             write_started = time.perf_counter()
@@ -351,6 +391,7 @@ def shoot(
                         "description": planned.description,
                         "base_model": plan.base_model,
                         "family": plan.family,
+                        "references": [Path(r).name for r in request.references],
                         "model_dir": str(request.model_dir) if request.model_dir else None,
                         "fast": request.fast,
                         "device": device,
@@ -394,6 +435,7 @@ def shoot(
             "lora_scale": request.lora_scale if plan.lora_path is not None else None,
             "fast": request.fast,
             "fast_lora": str(fast_lora) if fast_lora else None,
+            "references": list(request.references),
             "batch_size": batch_size,
             "device": device,
             "dtype": str(pipe.dtype).removeprefix("torch."),

@@ -60,6 +60,9 @@ class ModelFamily:
     memory_factor: float = 1.0
     fast_lora: str | None = None  # the LCM-LoRA (Hub id) that `--fast` loads on it
     default_scheduler: str = "dpmpp_2m_karras"  # see shoot.render.SCHEDULERS
+    # How many reference images of the product its pipeline takes at generation time (`image=`,
+    # FLUX.2 [klein]: the instant mode, no training); 0: none.
+    reference_images: int = 0
     # The step-distilled sibling `--fast` shoots with, the product's LoRA and all, instead of an
     # LCM-LoRA (FLUX.2 [klein] 4B: black-forest-labs/FLUX.2-klein-4B, 4 steps, no guidance).
     fast_model: str | None = None
@@ -220,6 +223,11 @@ def get_family(name: str) -> ModelFamily:
 def trainable_families() -> tuple[str, ...]:
     """Names of the families packshot trains product LoRAs on ("sd15", "sdxl")."""
     return tuple(f.name for f in FAMILIES.values() if f.trainable)
+
+
+def reference_families() -> tuple[str, ...]:
+    """Labels of the families whose pipelines take reference images ("FLUX.2 [klein]")."""
+    return tuple(dict.fromkeys(f.label for f in FAMILIES.values() if f.reference_images))
 
 
 def stand_in_aliases() -> dict[str, ModelFamily]:

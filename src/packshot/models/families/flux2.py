@@ -266,6 +266,7 @@ FLUX2_KLEIN = register_family(
         lora_file_diffusers_names=False,
         negative_prompts=False,  # its guidance runs against the empty prompt
         fast_model="black-forest-labs/FLUX.2-klein-4B",  # the step-distilled 4B
+        reference_images=4,  # the instant mode's 1-4 photos (intake.references)
         inpaint_model=None,  # the base model inpaints: Flux2KleinInpaintPipeline
         inpaint_strength=1.0,  # its pipeline's default is 0.8: the grey canvas would show
         stand_in_inpaint_model=None,

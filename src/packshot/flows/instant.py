@@ -1,0 +1,103 @@
+"""Instant shots: no training. The merchant's best photos of the product go to a model that
+takes reference images (FLUX.2 [klein]) as it draws, and every shot is judged against all of
+the photos, so a missing or drifting product is flagged like in any shoot.
+
+It drives intake (the photo set's check and the pick of 1-4 references), the shoot (with
+`ShootRequest.references`) and the judges (`flows.judged`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from packshot.artifacts.product_model import ProductModel
+from packshot.errors import UsageError
+from packshot.flows.judged import JudgedShoot, shoot_and_judge
+from packshot.intake import check_photos
+from packshot.intake.references import MAX_REFERENCES, Reference, pick_references
+from packshot.judge import JudgeConfig
+from packshot.models.families import reference_families
+from packshot.models.families.flux2 import FLUX2_KLEIN
+from packshot.models.load import resolve_model
+from packshot.progress import ProgressCallback, ProgressEvent, no_progress
+from packshot.shoot.request import ShootRequest
+
+# The step-distilled klein 4B: 4 steps, a first result in about a second on a GPU.
+INSTANT_MODEL = str(FLUX2_KLEIN.fast_model)
+DEFAULT_PRODUCT = "product"  # what {product} says when the merchant names it not
+
+
+@dataclass
+class InstantShoot:
+    """What an instant shoot delivered, and the photos it used as references."""
+
+    judged: JudgedShoot
+    references: list[Reference]
+
+
+def instant(
+    photos_dir: Path | str,
+    request: ShootRequest,
+    out_dir: Path | str,
+    *,
+    judge: JudgeConfig,
+    best: int | None = None,
+    progress: ProgressCallback = no_progress,
+    cache_dir: Path | None = None,
+    resume: bool = False,
+) -> InstantShoot:
+    """Shoot `request` with the best of the photos in `photos_dir` as references, and judge
+    every shot against all of them.
+
+    The model is `request.base` (default `INSTANT_MODEL`); with a trained product model
+    (`request.model_dir`, no `base`) its LoRA and the references work together.
+    """
+    photos = Path(photos_dir)
+    if not photos.is_dir():
+        raise UsageError(f"No photo folder at {photos}.")
+    with_lora = request.model_dir is not None and request.base is None
+    if with_lora:
+        model_ref = ProductModel.load(request.model_dir).base_model  # type: ignore[arg-type]
+    else:
+        model_ref = request.base or INSTANT_MODEL
+    family = resolve_model(model_ref, cache_dir=cache_dir).family
+    if not family.reference_images:
+        raise UsageError(
+            f"`{model_ref}` is a {family.label} model, which takes no reference images; instant "
+            f"shots need a model that does: {', '.join(reference_families())} (e.g. "
+            f"{INSTANT_MODEL}, or tiny-flux2 offline)."
+        )
+
+    # 1. Intake's judgement of the photos, and the ones that show the product best.
+    report = check_photos(photos, progress=progress)
+    references = pick_references(report, min(MAX_REFERENCES, family.reference_images), photos)
+    files = [r.file for r in references]
+    progress(
+        ProgressEvent(
+            "instant",
+            0,
+            len(references),
+            "references: " + ", ".join(files),
+            {"event": "references", "files": files},
+        )
+    )
+
+    # 2. The shoot with them, judged against every photo.
+    shoot_request = replace(
+        request,
+        base=None if with_lora else model_ref,
+        product=request.product or (None if with_lora else DEFAULT_PRODUCT),
+        references=[str(photos / file) for file in files],
+    )
+    judged = shoot_and_judge(
+        shoot_request,
+        out_dir,
+        judge=judge,
+        reference_dir=photos,
+        best=best,
+        progress=progress,
+        cache_dir=cache_dir,
+        resume=resume,
+    )
+    return InstantShoot(judged, references)
