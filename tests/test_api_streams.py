@@ -191,3 +191,35 @@ def test_stream_caps_count_every_process_leases(database_url: str) -> None:
         assert store.count_stream_leases(session, clock) == 0
         open_lease("mer_a")
     db.dispose()
+
+
+def test_a_download_holds_no_connection_while_it_sends(tmp_path: Path) -> None:
+    """A client reading a big model file slowly (here: not at all) keeps no pooled connection:
+    the request's session closed when the route returned its response."""
+    service = ServiceSettings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    store.migrate(service.database_url)
+    db = store.Database(service.database_url)
+    key, job_id, _product = _running_job(db)
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        job.status = "succeeded"  # type: ignore[union-attr]
+        session.commit()
+    model = tmp_path / "jobs" / job_id / "model"
+    model.mkdir(parents=True)
+    (model / "pytorch_lora_weights.safetensors").write_bytes(b"\0" * (64 * 1024 * 1024))
+    path = f"/v1/trainings/{job_id}/files/pytorch_lora_weights.safetensors"
+
+    with serving(ApiSettings(service=service)) as (base, app):
+        port = int(base.rsplit(":", 1)[1])
+        pool = app.state.db.engine.pool  # type: ignore[attr-defined]
+
+        async def scenario() -> None:
+            readers = [await _open_stream(port, path, key) for _ in range(3)]
+            assert [status for _r, _w, status in readers] == [200] * 3
+            await asyncio.sleep(0.3)  # the sends are stuck on full socket buffers
+            assert pool.checkedout() == 0
+            for _reader, writer, _status in readers:
+                writer.close()  # type: ignore[attr-defined]
+
+        asyncio.run(scenario())
+    db.dispose()
