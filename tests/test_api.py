@@ -790,6 +790,7 @@ def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
         "max_train_steps": 4,
         "num_inference_steps": 2,
         "seed": 5,
+        "profiles": ["amazon-main", "ebay"],
     }
     created = studio.a.post("/v1/catalogue-shoots", json=body)
     assert created.status_code == 201, created.text
@@ -812,6 +813,15 @@ def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
         for slot in ("main", "additional", "lifestyle")
     )
     assert all(s["scores"] for s in shots)
+    # Delivered: a drawn shot is never Amazon's main image; eBay takes it, enlarged.
+    assert backpack["compliance"]["amazon-main"] == {"fail": 3}
+    assert (
+        "fail" not in tote["compliance"]["ebay"] and sum(tote["compliance"]["ebay"].values()) == 3
+    )
+    assert lamp["compliance"] == {}
+    for shot in shots:
+        verdicts = {b["profile"]: b["status"] for b in shot["badges"]}
+        assert verdicts["amazon-main"] == "fail" and verdicts["ebay"] != "fail"
     assert studio.a.get(shots[0]["url"]).headers["content-type"] == "image/png"
     assert 0 < final["cost"]["cost_per_image"] < 10 and final["cost"]["products_failed"] == 1
     assert studio.a.get(final["contact_sheet_url"]).status_code == 200
@@ -839,5 +849,6 @@ def test_catalogue_shoot_checks_its_request(studio, product) -> None:
     refused({"product_ids": [product["id"], product["id"]]}, 422, "names a product twice")
     refused({"product_ids": ["prd_nope"]}, 404, "product")
     refused({"model": "../../etc"}, 422, "Hugging Face Hub id")
+    refused({"profiles": ["amazon-main", "walmart"]}, 422, "Unknown marketplace profile walmart")
     other = studio.b.post("/v1/products", json={"name": "Mug", "class_name": "mug"}).json()
     refused({"product_ids": [other["id"]]}, 404, "product")

@@ -245,6 +245,8 @@ def test_catalogue_shoot_cli_resumes_after_kill(
     (out / "result.json").unlink()
     refused = CliRunner().invoke(app, [*command[1:5], str(other), *command[6:]])
     assert refused.exit_code == 2 and "another catalogue shoot" in refused.stderr
+    unknown = CliRunner().invoke(app, [*command[1:], "--profile", "amazon-main,walmart"])
+    assert unknown.exit_code == 2 and "Unknown marketplace profile walmart" in unknown.stderr
 
 
 def test_catalogue_product_record_is_plain(tmp_path: Path) -> None:

@@ -72,6 +72,19 @@ class StudioServer:
         response.raise_for_status()
         return response.json()
 
+    def upload(self, product_id: str, files: list[tuple[str, bytes]]) -> Any:
+        """Upload photos to a product (multipart), as a script would."""
+        import httpx
+
+        response = httpx.post(
+            f"{self.url}/v1/products/{product_id}/photos",
+            files=[("files", (name, data, "image/jpeg")) for name, data in files],
+            headers={"Authorization": f"Bearer {self.key}"},
+            timeout=120,
+        )
+        response.raise_for_status()
+        return response.json()
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -219,6 +232,20 @@ class Camera:
                 path = self.folder / f"{stem}-{label}.png"
                 self.page.screenshot(path=str(path), full_page=full_page)
         self.page.set_viewport_size(DESKTOP)
+
+
+def _small_photos(paths: list[Path]) -> list[tuple[str, bytes]]:
+    """Photos made smaller for the uploads a script makes (intake's time is not tested here)."""
+    from PIL import Image
+
+    small = []
+    for path in paths:
+        with Image.open(path) as image:
+            image.thumbnail((640, 640))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="JPEG", quality=92)
+        small.append((path.name, buffer.getvalue()))
+    return small
 
 
 def _drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
@@ -467,7 +494,7 @@ def test_whole_flow_in_chromium(
     assert sum(n.endswith(".png") and "place-" in n for n in names) == 2, names
 
     # 7. Back to the products list, where a product made through the API shows up too.
-    studio.api("POST", "/v1/products", {"name": "Ceramic teapot", "class_name": "teapot"})
+    teapot = studio.api("POST", "/v1/products", {"name": "Ceramic teapot", "class_name": "teapot"})
     page.get_by_role("link", name="Products").first.click()
     expect(page.get_by_test_id("product-card")).to_have_count(2)
     card = page.get_by_test_id("product-card").filter(has_text="Trail backpack")
@@ -485,6 +512,45 @@ def test_whole_flow_in_chromium(
     expect(page.get_by_test_id("training-done")).to_be_visible()
     expect(page.get_by_test_id("shot")).to_have_count(4)  # the shoot's and the placement's
     camera.shoot("product-reloaded")
+
+    # 8. The catalogue: a tote with good photos and no model, the teapot with two photos (not
+    #    enough); every product's state, the shot list, one button; each product's outcome.
+    small = _small_photos(photos)
+    tote = studio.api("POST", "/v1/products", {"name": "Canvas tote", "class_name": "bag"})
+    studio.upload(tote["id"], small)
+    studio.upload(teapot["id"], small[:2])
+    page.get_by_role("link", name="Catalogue").click()
+    rows = page.get_by_test_id("catalogue-row")
+    expect(rows).to_have_count(3)
+    expect(rows.filter(has_text="Trail backpack")).to_contain_text("Trained")
+    expect(rows.filter(has_text="Ceramic teapot").get_by_test_id("verdict")).to_have_text(
+        "Not enough"
+    )
+    expect(rows.filter(has_text="Canvas tote")).to_contain_text("Not trained")
+    expect(page.get_by_test_id("shot-row")).to_have_count(3)
+    page.get_by_text("eBay", exact=True).click()
+    expect(page.get_by_label("eBay")).to_be_checked()
+    page.locator("form details.advanced summary").click()
+    page.get_by_label("Base model").fill("tiny")
+    page.get_by_label("Training steps").fill(str(TRAIN_STEPS))
+    page.get_by_label("Sampling steps").fill("2")
+    camera.shoot("catalogue")
+    page.get_by_test_id("start-catalogue").click()
+    job = page.get_by_test_id("catalogue-job")
+    expect(job).to_have_attribute("data-status", "succeeded", timeout=240_000)
+    outcomes = job.get_by_test_id("catalogue-product")
+    expect(outcomes).to_have_count(3)
+    failed = outcomes.filter(has_text="Ceramic teapot")
+    expect(failed).to_have_attribute("data-status", "failed")
+    expect(failed).to_contain_text("not enough to train on")
+    for name in ("Trail backpack", "Canvas tote"):
+        done = outcomes.filter(has_text=name)
+        expect(done).to_have_attribute("data-status", "done")
+        expect(done.get_by_test_id("catalogue-shot")).to_have_count(3)
+        expect(rows.filter(has_text=name).get_by_test_id("compliance")).to_contain_text("eBay")
+    expect(rows.filter(has_text="Canvas tote")).to_contain_text("Trained in the catalogue")
+    expect(job.get_by_test_id("catalogue-cost")).to_contain_text("against £10.00")
+    camera.shoot("catalogue-done")
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in to your studio")).to_be_visible()

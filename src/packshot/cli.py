@@ -969,6 +969,12 @@ def catalogue_shoot(
     gpu_price: float | None = typer.Option(
         None, "--gpu-price", help="Your GPU's price per hour in GBP, for the cost per image."
     ),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="Then deliver every image to these marketplace profiles, comma-separated: "
+        "amazon-main, amazon-additional, shopify, google, ebay, etsy (see `packshot deliver`).",
+    ),
     runner: str = typer.Option(
         "local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP, callback=_check_runner
     ),
@@ -980,14 +986,19 @@ def catalogue_shoot(
     shot of the list is shot and judged. One product's failure (photos not enough, a refused
     training) is reported for that product and never stops the others. Run the same command
     again after a crash or a kill: finished products are kept, a training continues from its
-    last checkpoint, a shoot from its last shot. Exits 1 when some product failed.
+    last checkpoint, a shoot from its last shot. With --profile, every image is then made
+    marketplace-ready as `packshot deliver` does, into DIR/catalogue/delivery/. Exits 1 when
+    some product failed.
     """
+    from packshot.deliver import get_profiles
+
     if preset not in ("quick", "standard", "best"):
         raise typer.BadParameter(
             f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
         )
     shot_list = load_shot_list(shots)
     products = read_catalogue(catalogue_dir)
+    profiles = [p.name for p in get_profiles(profile)] if profile is not None else []
     values: dict[str, Any] = {}
     if gpu_price is not None:
         values["gpu_price_per_hour"] = gpu_price
@@ -1002,6 +1013,7 @@ def catalogue_shoot(
         judge=judge,
         dino_model=dino_model,
         clip_model=clip_model,
+        profiles=profiles,
         **values,
     )
     for product in products:  # every training checked here, before any work
@@ -1044,6 +1056,13 @@ def print_catalogue(summary: Any, out_dir: Path) -> None:
     out.print(table)
     for product in summary.failed:
         out.print(f"[red]{product.name} failed:[/] {product.error}")
+    delivery = summary.delivery
+    if delivery:
+        for handle, profiles in delivery["products"].items():
+            for name, counts in profiles.items():
+                said = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+                out.print(f"{handle} · {name}: {said}")
+        out.print(f"Delivery: {out_dir / summary.out_dir / delivery['html']}")
     cost = summary.cost
     if cost.get("images"):
         out.print(

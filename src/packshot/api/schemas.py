@@ -451,6 +451,12 @@ class CatalogueShootCreate(WebhookField):
     )
     seed: int | None = Field(None, ge=0, le=MAX_FIRST_SEED)
     judge: bool = Field(True, description="Score the shots and flag those without the product.")
+    profiles: list[str] = Field(
+        [],
+        max_length=10,
+        description="Then deliver every image to these marketplace profiles: amazon-main, "
+        "amazon-additional, shopify, google, ebay, etsy.",
+    )
 
     @field_validator("model")
     @classmethod
@@ -470,12 +476,18 @@ class CatalogueProductPublic(BaseModel):
     trained: bool | None = Field(None, description="Trained by this catalogue shoot.")
     images: int = 0
     product_missing: int = 0
+    compliance: dict[str, dict[str, int]] = Field(
+        {}, description="Per marketplace profile, its images by verdict: pass, fixed, warn, fail."
+    )
 
 
 class CatalogueShotPublic(ShotPublic):
     product: str | None = Field(None, description="The product's handle.")
     slot: str | None = None
     shot: str | None = Field(None, description="The shot list entry's name.")
+    badges: list[dict[str, str]] | None = Field(
+        None, description="Each profile's verdict on it: profile, label, status, title (why)."
+    )
 
 
 class CatalogueShootPublic(BaseModel):

@@ -44,7 +44,9 @@ class CatalogueProduct:
 
 
 def handle_for(name: str) -> str:
-    """A shop handle from a name: lower case, dashes, "Trail Backpack!" → "trail-backpack"."""
+    """A product's handle from its name: lower case, words joined by dashes (Shopify's rule),
+    "Trail Backpack!" → "trail-backpack"; the folder of its images in a catalogue shoot and a
+    delivery."""
     handle = re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-")[:80].strip("-")
     return handle or "product"
 
@@ -154,6 +156,8 @@ class CatalogueShot:
     height: int | None = None
     scores: dict[str, Any] | None = None
     device_s: float = 0.0
+    # Each marketplace profile's verdict when delivered: [{profile, label, status, title}]
+    badges: list[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,9 @@ class CatalogueSummary:
     images: list[CatalogueShot]
     cost: dict[str, Any]
     contact_sheet: str | None = None  # every image, captioned with its product and slot
-    delivery: dict[str, Any] | None = None  # the marketplace delivery's report, when asked
+    # The marketplace delivery, when profiles were asked for: its folder and report (relative
+    # to the summary's folder), the profiles, and {product handle: {profile: {status: count}}}
+    delivery: dict[str, Any] | None = None
 
     @property
     def failed(self) -> list[ProductOutcome]:

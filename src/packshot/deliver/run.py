@@ -21,7 +21,6 @@ model drew is not a photograph of the product (Amazon's main image refuses it, E
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from packshot import __version__
+from packshot.artifacts.catalogue import handle_for
 from packshot.artifacts.provenance import COMPOSITE, GENERATED, read_source_type, xmp_packet
 from packshot.artifacts.shots import read_sidecar, write_json
 from packshot.deliver.measure import (
@@ -276,12 +276,6 @@ def _unique_stem(product: str, stem: str, taken: set[tuple[str, str]]) -> str:
         candidate = f"{stem}-{n}"
     taken.add((product, candidate))
     return candidate
-
-
-def handle_for(name: str) -> str:
-    """A product's handle: its name in lower case, words joined by hyphens (Shopify's rule)."""
-    handle = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return handle or "product"
 
 
 def _describe(item: DeliveryShot) -> ImageDelivery:

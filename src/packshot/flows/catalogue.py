@@ -12,6 +12,7 @@ The output folder holds one folder per product (its handle):
     <out>/<handle>/outcome.json        written when the product is finished (done or failed)
     <out>/catalogue.json               the summary: outcomes, images, cost per image vs a studio
     <out>/contact-sheet.png            every image, captioned with its product and slot
+    <out>/delivery/                    with marketplace profiles: `packshot deliver`'s folder
 
 A product with an `outcome.json` (done, or failed: its reason) is finished and never touched
 again (delete the file to try a failed product again, once its photos are fixed); a product cut
@@ -42,6 +43,7 @@ from packshot.artifacts.catalogue import (
     write_record,
 )
 from packshot.artifacts.product_model import ProductModel, work_dir_for
+from packshot.deliver import DeliveryShot, deliver, get_profiles
 from packshot.errors import PackshotError, PhotoSetError, UsageError
 from packshot.flows.judged import shoot_and_judge
 from packshot.intake import PhotoSetReport, check_files, prepare_training_set
@@ -64,6 +66,7 @@ TRAINING_SET = "training-set"
 MODEL = "model"
 SHOTS = "shots"
 CONTACT_SHEET = "contact-sheet.png"
+DELIVERY = "delivery"  # the marketplace delivery (`packshot deliver`'s folder)
 
 
 def shoot_catalogue(
@@ -79,18 +82,21 @@ def shoot_catalogue(
     clip_model: str | None = None,
     gpu_price_per_hour: float = GPU_PRICE_PER_HOUR,
     studio_price_per_photo: float = STUDIO_PRICE_PER_PHOTO,
+    profiles: list[str] | None = None,
     request: dict[str, Any] | None = None,
     progress: ProgressCallback = no_progress,
     cache_dir: Path | None = None,
 ) -> CatalogueSummary:
     """Shoot `shot_list` of every product into `out_dir` (trained first when it has no model),
-    then write the summary. `train_config(product)` is the training of a product without a
-    model; `request` (plain values) is what a run continuing in `out_dir` must match."""
+    deliver every image to the marketplace `profiles` ("amazon-main", "shopify", …), then write
+    the summary. `train_config(product)` is the training of a product without a model;
+    `request` (plain values) is what a run continuing in `out_dir` must match."""
 
     out = Path(out_dir)
     total = len(products)
 
-    # 1. A run that continues in `out` must be the same catalogue shoot.
+    # 1. The profiles known, and a run that continues in `out` the same catalogue shoot.
+    chosen = [p.name for p in get_profiles(profiles)] if profiles else []
     _claim(out, request or {})
 
     # 2. Each product on its own: a failure is its outcome, never the others'.
@@ -160,6 +166,11 @@ def shoot_catalogue(
             [(out / i.file, f"{i.product} · {SLOTS[i.slot].lower()}") for i in summary.images],
         )
         summary = replace(summary, contact_sheet=CONTACT_SHEET)
+
+    # 4. Marketplace-ready: every image against every profile, fixed where that is honest
+    #    (done again on a resumed run: it is cheap, and its folder is written whole).
+    if chosen and summary.images:
+        summary = _deliver(summary, outcomes, out, chosen, progress)
     write_record(out / SUMMARY_FILE, summary)
     progress(ProgressEvent("catalogue", total, total, "done", {"event": "done", "path": str(out)}))
     return summary
@@ -311,6 +322,43 @@ def _train(
     )
     shutil.rmtree(training_set)  # the model carries its own copy (judging reads it there)
     return model
+
+
+def _deliver(
+    summary: CatalogueSummary,
+    outcomes: list[ProductOutcome],
+    out: Path,
+    profiles: list[str],
+    progress: ProgressCallback,
+) -> CatalogueSummary:
+    """The summary with its delivery: each image's badges, each product's counts per profile."""
+    names = {o.handle: o.name for o in outcomes}
+    shots = [
+        DeliveryShot(
+            out / image.file,
+            product=image.product,
+            title=names[image.product],
+            slot=image.slot,
+            description=(image.description or "").replace("{product}", names[image.product]),
+        )
+        for image in summary.images
+    ]
+    report = deliver(shots, profiles, out / DELIVERY, progress=progress)
+    badges = report.badges()
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for delivered in report.images:
+        for name, result in delivered.results.items():
+            row = counts.setdefault(delivered.product, {}).setdefault(name, {})
+            row[result.status] = row.get(result.status, 0) + 1
+    images = [replace(i, badges=badges.get(str(out / i.file))) for i in summary.images]
+    delivery = {
+        "dir": DELIVERY,
+        "report": f"{DELIVERY}/{report.report_path.name}",
+        "html": f"{DELIVERY}/{report.html_path.name}",
+        "profiles": profiles,
+        "products": counts,
+    }
+    return replace(summary, images=images, delivery=delivery)
 
 
 def _failed(product: CatalogueProduct, folder: Path, error: str) -> ProductOutcome:

@@ -259,6 +259,7 @@ def run_catalogue(
         clip_model=params.clip_model,
         gpu_price_per_hour=params.gpu_price_per_hour,
         studio_price_per_photo=params.studio_price_per_photo,
+        profiles=params.profiles,
         request={**to_json(params), "seed": seed},
         progress=progress,
         cache_dir=cache_dir,

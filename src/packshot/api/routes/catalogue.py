@@ -36,6 +36,7 @@ from packshot.api.schemas import (
 )
 from packshot.api.settings import ApiSettings
 from packshot.artifacts.catalogue import CatalogueProduct, handle_for
+from packshot.deliver.profiles import get_profiles
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, CatalogueParams
 from packshot.jobs.models import Job, JobEvent, Photo
@@ -52,6 +53,7 @@ def catalogue_public(session: SessionDep, job: Job) -> CatalogueShootPublic:
     product_ids = (job.request or {}).get("product_ids", [])
     result = store.job_result(job)
     outcomes = {o.handle: o for o in result.products} if result else {}
+    compliance = (result.delivery or {}).get("products", {}) if result else {}
     latest: dict[str, dict[str, Any]] = {}
     if result is None:
         events = session.scalars(
@@ -72,6 +74,7 @@ def catalogue_public(session: SessionDep, job: Job) -> CatalogueShootPublic:
                 "trained": outcome.trained,
                 "images": len(outcome.images or []),
                 "product_missing": len(outcome.product_missing or []),
+                "compliance": compliance.get(handle, {}),
             }
         else:
             seen = latest.get(handle, {})
@@ -111,6 +114,8 @@ def create_catalogue_shoot(
     trained first (on their photos), the others shot with their latest model. One product's
     failure (photos not enough, a refused training) is reported for that product only."""
     check_webhook(settings, body.webhook)
+    if body.profiles:
+        get_profiles(body.profiles)  # unknown names refused, naming the known ones
     shots = [entry.model_dump(exclude_none=True) for entry in body.shots]
     shot_list = ShotList.from_dict({"shots": shots}, where="`shots`")
     if settings.models and body.model not in settings.models:

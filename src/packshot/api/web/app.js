@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import { brandMark, busy, field, h, rich, icon, mount, plural, spinner, timeAgo, toast } from "./dom.js";
+import { cataloguePage } from "./catalogue.js";
 import { productPage } from "./product.js";
 
 const root = document.getElementById("app");
@@ -37,6 +38,8 @@ function route() {
   const match = hash.match(/^\/products\/([\w-]+)$/);
   if (match) {
     leaveView = productPage(main, match[1]);
+  } else if (hash === "/catalogue") {
+    leaveView = cataloguePage(main);
   } else {
     document.title = "Products · packshot studio";
     productsPage(main);
@@ -74,6 +77,7 @@ function shell() {
     h(
       "div.topbar-inner",
       h("a.brand", { href: "#/" }, brandMark(), "packshot", h("span.brand-tag", "studio")),
+      h("nav.topnav", { "aria-label": "Studio" }, h("a", { href: "#/" }, "Products"), h("a", { href: "#/catalogue" }, "Catalogue")),
       h("div.spacer"),
       h(
         "div.account",
