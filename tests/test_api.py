@@ -8,6 +8,7 @@ one; see the README).
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -831,6 +832,13 @@ def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
     names = archive.namelist()
     assert "catalogue.json" in names
     assert sum(n.startswith("canvas-tote/shots/") and n.endswith(".png") for n in names) == 3
+    exported = studio.a.get(
+        f"/v1/catalogue-shoots/{job['id']}/exports/shopify",
+        params={"image_base_url": "https://cdn.example.com/x/", "profile": "ebay"},
+    )
+    assert exported.status_code == 200, exported.text
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert {r["Handle"] for r in rows} == {"red-backpack", "canvas-tote"}
     listed = studio.a.get("/v1/catalogue-shoots").json()
     assert [j["id"] for j in listed["data"]][:1] == [job["id"]]
     assert studio.b.get(f"/v1/catalogue-shoots/{job['id']}").status_code == 404

@@ -44,6 +44,7 @@ from packshot.artifacts.catalogue import (
 )
 from packshot.artifacts.product_model import ProductModel, work_dir_for
 from packshot.deliver import DeliveryShot, deliver, get_profiles
+from packshot.deliver.report import DELIVERY_DIR
 from packshot.errors import PackshotError, PhotoSetError, UsageError
 from packshot.flows.judged import shoot_and_judge
 from packshot.intake import PhotoSetReport, check_files, prepare_training_set
@@ -66,7 +67,6 @@ TRAINING_SET = "training-set"
 MODEL = "model"
 SHOTS = "shots"
 CONTACT_SHEET = "contact-sheet.png"
-DELIVERY = "delivery"  # the marketplace delivery (`packshot deliver`'s folder)
 
 
 def shoot_catalogue(
@@ -343,7 +343,7 @@ def _deliver(
         )
         for image in summary.images
     ]
-    report = deliver(shots, profiles, out / DELIVERY, progress=progress)
+    report = deliver(shots, profiles, out / DELIVERY_DIR, progress=progress)
     badges = report.badges()
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for delivered in report.images:
@@ -352,9 +352,9 @@ def _deliver(
             row[result.status] = row.get(result.status, 0) + 1
     images = [replace(i, badges=badges.get(str(out / i.file))) for i in summary.images]
     delivery = {
-        "dir": DELIVERY,
-        "report": f"{DELIVERY}/{report.report_path.name}",
-        "html": f"{DELIVERY}/{report.html_path.name}",
+        "dir": DELIVERY_DIR,
+        "report": f"{DELIVERY_DIR}/{report.report_path.name}",
+        "html": f"{DELIVERY_DIR}/{report.html_path.name}",
         "profiles": profiles,
         "products": counts,
     }
