@@ -990,7 +990,6 @@ def catalogue_shoot(
     marketplace-ready as `packshot deliver` does, into DIR/catalogue/delivery/. Exits 1 when
     some product failed.
     """
-    from packshot.deliver import get_profiles
 
     if preset not in ("quick", "standard", "best"):
         raise typer.BadParameter(
