@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import logging
 import os
 import signal
@@ -159,6 +160,20 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(int(os.environ["PACKSHOT_WORKER_THREADS"]))
     settings = ServiceSettings.from_env(args.data)
     worker = Worker(settings)
+
+    # The model stack every job kind runs on, imported before the queue is read: the first job
+    # starts at once (the import takes seconds, done while the web server takes the uploads).
+    # Stopped meanwhile, the worker has nothing to finish and leaves at once. What the imports
+    # made lives as long as the worker, so it is moved out of the garbage collector's reach:
+    # its full passes (after each job frees a model) no longer walk it.
+    def leave(_signum: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+    import packshot.models.load  # noqa: F401
+
+    gc.freeze()
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stopping.set()
