@@ -107,8 +107,9 @@ def _train(model: str, training_set: Path, out: Path, cache_dir: Path, **extra: 
     return train(config, training_set, out, cache_dir=cache_dir).model_dir
 
 
-def make_outputs(work: Path) -> dict[str, str]:
-    """Train, shoot and place on the tiny stand-ins in `work`; {what: sha256}."""
+def make_outputs(work: Path, models_from: Path | None = None) -> dict[str, str]:
+    """Train, shoot and place on the tiny stand-ins in `work`; {what: sha256}. The stand-ins
+    are taken from the cache `models_from` when given (they are built the same anywhere)."""
     import torch
 
     from packshot.intake import check_photos, prepare_training_set
@@ -118,9 +119,13 @@ def make_outputs(work: Path) -> dict[str, str]:
     sys.path.insert(0, str(HERE))
     from placing_support import write_photo
 
-    # A private cache: the class images made here must not meet other tests' (and the tiny
-    # models are built the same wherever they are built).
+    # A private cache: the class images made here must not meet other tests'. The tiny models
+    # are built the same wherever they are built: the suite's own are shared.
     cache_dir = work / "cache"
+    if models_from is not None:
+        (models_from / "models").mkdir(parents=True, exist_ok=True)
+        cache_dir.mkdir(parents=True)
+        (cache_dir / "models").symlink_to(models_from / "models", target_is_directory=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the suite runs: float sums may depend on the thread count
     try:
@@ -191,7 +196,7 @@ def make_outputs(work: Path) -> dict[str, str]:
     return hashes
 
 
-def test_outputs_match_the_recording(tmp_path: Path) -> None:
+def test_outputs_match_the_recording(tmp_path: Path, cache_dir: Path) -> None:
     recorded = json.loads(FIXTURE.read_text(encoding="utf-8"))
     here = environment()
     if here != recorded["environment"]:
@@ -200,7 +205,7 @@ def test_outputs_match_the_recording(tmp_path: Path) -> None:
             "other kernels give other floats"
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    made = make_outputs(tmp_path)
+    made = make_outputs(tmp_path, models_from=cache_dir)
     assert made == recorded["outputs"]
 
 

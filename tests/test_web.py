@@ -43,6 +43,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Resolves once the page has been laid out and painted after a change (two frames: the
+# first may have started before it).
+NEXT_FRAME = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 TRAIN_STEPS = 4
@@ -221,13 +224,14 @@ class Camera:
         stem = f"{self.n:02d}-{name}"
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(size)
-            self.page.wait_for_timeout(120)  # layout and image decode after the resize
+            self.page.evaluate(NEXT_FRAME)  # laid out at the new width
             # Nothing may stick out sideways at phone width.
             overflow = self.page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert overflow <= 0, f"{stem}: {overflow} px wider than the {label} screen"
             if self.folder:
+                self.page.wait_for_timeout(120)  # images decoded at the new size
                 self.page.evaluate("window.scrollTo(0, 0)")  # the sticky bar at the top
                 path = self.folder / f"{stem}-{label}.png"
                 self.page.screenshot(path=str(path), full_page=full_page)
