@@ -398,3 +398,18 @@ def test_cli_upscales_drawn_shots_with_the_model_and_rechecks_them(
             assert "changed the product (DINO" in ebay["warnings"][0]["reason"]
         else:
             assert ebay["method"] == "tiny-upscaler" and ebay["status"] == "fixed"
+
+
+def test_a_placed_shot_without_its_cut_out_is_not_whitened(
+    shots: dict[str, Path], tmp_path: Path
+) -> None:
+    """Only the cut-out says which pixels are the product's: a placed shot copied away from
+    its folder keeps its scene, and Amazon's main image is refused with what is missing."""
+    (studio,) = sorted(shots["placed"].glob("000-*.png"))
+    copy = tmp_path / studio.name
+    copy.write_bytes(studio.read_bytes())
+    copy.with_suffix(".json").write_bytes(studio.with_suffix(".json").read_bytes())
+    (image,) = deliver([copy], ["amazon-main"], tmp_path / "out").images
+    result = image.results["amazon-main"]
+    assert image.origin == "pixel-true" and result.status == "fail"
+    assert "product/cutout.png" in result.problems[0]["reason"]

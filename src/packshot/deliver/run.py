@@ -368,15 +368,16 @@ def _deliver_one(
             pixels, whitened = on_white, True
             result.fixes.append("background made pure white from the cut-out mask")
         else:
-            result.problems.append(
-                _rule(
-                    profile,
-                    "white_background",
-                    "the background is not pure white, and packshot whitens only pixel-true "
-                    "shots, where the cut-out says which pixels are the product's: shoot it "
-                    "with `packshot place` or on white",
-                )
+            why = (
+                "the background is not pure white, and the placement's cut-out "
+                "(product/cutout.png beside the shot) that would whiten it is missing: deliver "
+                "the folder `packshot place` wrote"
+                if image.origin == "pixel-true"
+                else "the background is not pure white, and packshot whitens only pixel-true "
+                "shots, where the cut-out says which pixels are the product's: shoot it with "
+                "`packshot place` or on white"
             )
+            result.problems.append(_rule(profile, "white_background", why))
 
     # 3. The frame: aspect and fill ratio around the product's box.
     pixels, mask = _frame(pixels, mask, profile, result)

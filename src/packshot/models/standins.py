@@ -399,20 +399,9 @@ TINY_UPSCALER = "tiny-upscaler"  # diffusers' x4 upscaler (no model family: it t
 def _x4_upscaler() -> StableDiffusionUpscalePipeline:
     """The shape of stabilityai/stable-diffusion-x4-upscaler: a UNet on 4 latents + the 3
     low-resolution image channels, class-embedded noise level, a VAE that halves twice (x4)."""
-    unet = UNet2DConditionModel(
-        sample_size=_LATENT_SIZE,
-        in_channels=7,
-        out_channels=4,
-        block_out_channels=_UNET_CHANNELS,
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=_TEXT_HIDDEN,
-        attention_head_dim=2,
-        norm_num_groups=4,
-        num_class_embeds=100,  # the noise level added to the low-resolution image
-        only_cross_attention=True,  # as the real one's high-resolution blocks: no self-attention
-    )
+    # 4 latents + the 3 channels of the low-resolution image; its noise level, class-embedded;
+    # cross-attention only, as the real one's high-resolution blocks (no self-attention).
+    unet = _unet(7, _TEXT_HIDDEN, num_class_embeds=100, only_cross_attention=True)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
