@@ -1,6 +1,7 @@
 """The Ray driver on a local Ray: what only Ray shows. A worker killed with SIGKILL mid-job,
 and the job finishing from what had reached the driver; cancel killing the task and giving its
-GPU back. (The driver's own logic is tested without Ray in test_ray_driver.py.)
+GPU back; a catalogue's products fanned out over the workers. (The driver's own logic is tested
+without Ray in test_ray_driver.py.)
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from packshot.jobs.kinds import TrainingParams
+from packshot.artifacts.catalogue import CatalogueProduct
+from packshot.jobs.kinds import CatalogueParams, TrainingParams
 from packshot.progress import ProgressEvent
+from packshot.shoot.shotlist import ShotList
+from photo_corpus import bad_files, write_files
 
 pytest.importorskip("ray")
 
@@ -115,3 +119,42 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")  # a zombie has exited; only its parent hasn't reaped it
+
+
+@pytest.mark.budget(25)  # two products at once: each task's worker process imports torch
+def test_catalogue_products_fan_out_over_the_workers(
+    ray_local: object, product_model: Path, tmp_path: Path
+) -> None:
+    """Each product a job of its own on a worker; their folders merged into the job's, the
+    paths they recorded the driver's; the summary written here."""
+    lamp = write_files(tmp_path / "lamp", bad_files()[:4])
+    params = CatalogueParams(
+        products=[
+            CatalogueProduct("backpack", "Backpack", "backpack", model_dir=str(product_model)),
+            CatalogueProduct("lamp", "Lamp", "lamp", photos_dir=str(lamp)),
+        ],
+        shots=list(ShotList.from_dict({"shots": [{"slot": "main", "preset": "studio"}]}).shots),
+        model="tiny",
+        num_inference_steps=2,
+    )
+    tasks: list[int] = []
+    workdir = tmp_path / "job"
+
+    def watch(event: ProgressEvent) -> None:
+        if event.data.get("event") == "ray_task":
+            tasks.append(event.data["pid"])
+
+    summary = run_on_ray("catalogue", params, workdir, watch, lambda: False, settings=CPU_ONLY)
+    assert len(tasks) == 2  # one task per product
+    assert [(p.handle, p.status) for p in summary.products] == [
+        ("backpack", "done"),
+        ("lamp", "failed"),
+    ]
+    assert summary.images[0].file.startswith("catalogue/backpack/shots/01-main/")
+    assert (workdir / summary.images[0].file).is_file()
+    assert not (workdir / "parts").exists()  # merged
+    sidecars = list((workdir / "catalogue" / "backpack").rglob("*.json"))
+    text = "".join(p.read_text() for p in sidecars)
+    assert "packshot-ray-" not in text and "/parts/" not in text  # the driver's paths, merged
+    again = run_on_ray("catalogue", params, workdir, watch, lambda: False, settings=CPU_ONLY)
+    assert again == summary and len(tasks) == 2  # finished: no task again
