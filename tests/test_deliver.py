@@ -333,14 +333,18 @@ def test_a_real_photo_to_every_size_with_lanczos(tmp_path: Path) -> None:
         assert np.abs(np.diff(sharp, axis=1)).mean() > 1.0  # not a blur
 
 
-def test_a_scene_is_never_padded_but_a_flat_background_is(tmp_path: Path) -> None:
+def test_a_scene_is_never_padded_but_a_flat_background_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The product fills 91% of the frame: Google wants at most 90%. On a scene (a
     # gradient) more of it would have to be drawn; on one flat colour, padding is honest.
     scene, mask = product_photo(size=(200, 200), box=(9, 9, 191, 191))
     flat = np.where(mask[..., None] > 0, np.asarray(scene), np.uint8([90, 120, 200]))
     for name, pixels in (("scene", np.asarray(scene)), ("flat", flat.astype(np.uint8))):
         Image.fromarray(pixels).save(tmp_path / f"{name}.png")
-    report = deliver([tmp_path / "scene.png", tmp_path / "flat.png"], ["google"], tmp_path / "out")
+    monkeypatch.chdir(tmp_path)  # paths as a caller passes them: relative ones too
+    report = deliver([Path("scene.png"), Path("flat.png")], ["google"], Path("out"))
+    assert set(report.badges()) == {"scene.png", "flat.png"}  # keyed as passed in
     scene_result, flat_result = (image.results["google"] for image in report.images)
     assert scene_result.status == "fail" and scene_result.problems[0]["rule"] == "fill"
     assert "would have to be drawn" in scene_result.problems[0]["reason"]

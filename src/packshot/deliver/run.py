@@ -96,7 +96,7 @@ class ProfileResult:
 class ImageDelivery:
     """One shot and what each profile made of it."""
 
-    source: Path
+    source: Path  # the shot's path as passed in (a folder's shots: the folder / their name)
     product: str
     title: str
     slot: str | None
@@ -139,8 +139,8 @@ class DeliveryReport:
         return counts
 
     def badges(self) -> dict[str, list[dict[str, str]]]:
-        """For a gallery: {shot's path: [{profile, label, status, title}]}, the title being
-        the first reason a shot fails or warns (or what was fixed)."""
+        """For a gallery: {shot's path, as passed in: [{profile, label, status, title}]}, the
+        title being the first reason a shot fails or warns (or what was fixed)."""
         labels = {p.name: p.label for p in self.profiles}
         return {
             str(image.source): [_badge(labels[name], r) for name, r in image.results.items()]
@@ -287,7 +287,7 @@ def _describe(item: DeliveryShot) -> ImageDelivery:
     origin = {GENERATED: "generated", COMPOSITE: "pixel-true"}.get(str(label), "photo")
     description = item.description or sidecar.get("description") or ""
     return ImageDelivery(
-        source=item.path.resolve(),
+        source=item.path,
         product=item.product or handle_for(str(name)),
         title=str(name),
         slot=item.slot,
