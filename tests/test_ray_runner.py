@@ -136,6 +136,7 @@ def test_catalogue_products_fan_out_over_the_workers(
         shots=list(ShotList.from_dict({"shots": [{"slot": "main", "preset": "studio"}]}).shots),
         model="tiny",
         num_inference_steps=2,
+        profiles=["ebay"],  # the whole job's: delivered here, once, over every product
     )
     tasks: list[int] = []
     workdir = tmp_path / "job"
@@ -153,6 +154,9 @@ def test_catalogue_products_fan_out_over_the_workers(
     assert summary.images[0].file.startswith("catalogue/backpack/shots/01-main/")
     assert (workdir / summary.images[0].file).is_file()
     assert not (workdir / "parts").exists()  # merged
+    assert set(summary.delivery["products"]) == {"backpack"}
+    assert summary.images[0].badges[0]["profile"] == "ebay"
+    assert (workdir / "catalogue" / "delivery" / "delivery.json").is_file()
     sidecars = list((workdir / "catalogue" / "backpack").rglob("*.json"))
     text = "".join(p.read_text() for p in sidecars)
     assert "packshot-ray-" not in text and "/parts/" not in text  # the driver's paths, merged

@@ -192,6 +192,9 @@ class JobKind:
     # Its params' list whose items fan out over Ray's workers, each a job of this kind on its
     # own (a catalogue's products); the folders they write are merged into one job's folder.
     fans_out: str | None = None
+    # Its params that the items leave to the whole job, emptied in each item's own (a
+    # catalogue's delivery: done once over every product's images, when the items are merged)
+    whole_job: tuple[str, ...] = ()
 
     @cached_property
     def params_type(self) -> type:
@@ -272,6 +275,7 @@ KINDS: dict[str, JobKind] = {
             product_models=("model_dir",),
             shots=("images", "file"),
             fans_out="products",
+            whole_job=("profiles",),
         ),
     )
 }

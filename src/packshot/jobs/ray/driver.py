@@ -664,7 +664,8 @@ def fan_out(
 
     def run_part(number: int, item: Any) -> None:
         folder = parts / f"{number:04d}"
-        one = replace(params, **{job_kind.fans_out or "": [item]})
+        whole = {name: type(getattr(params, name))() for name in job_kind.whole_job}
+        one = replace(params, **{job_kind.fans_out or "": [item]}, **whole)
         run_on_ray(kind, one, folder, relay, should_cancel, settings=settings)
         with lock:
             out.mkdir(parents=True, exist_ok=True)
