@@ -199,3 +199,34 @@ def _children_of(pid: int, marker: bytes) -> list[int]:
         if int(stat[1]) == pid and marker in cmd:
             found.append(int(entry.name))
     return found
+
+
+def test_the_kubernetes_manifests_run_the_studio_on_the_ray_cluster() -> None:
+    """deploy/kuberay.yaml (shape only: no Kubernetes here): every pod runs the one image,
+    the studio's command is one `packshot serve` takes, and it joins the RayCluster through
+    the head service KubeRay names after it; deploy/Containerfile installs packshot[ray]."""
+    import typer.main
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    documents = list(yaml.safe_load_all((root / "deploy" / "kuberay.yaml").read_text()))
+    by_kind = {doc["kind"]: doc for doc in documents}
+    assert set(by_kind) == {"RayCluster", "Deployment", "Service"}
+    cluster, studio = by_kind["RayCluster"], by_kind["Deployment"]
+    pods = [cluster["spec"]["headGroupSpec"]["template"]]
+    pods += [group["template"] for group in cluster["spec"]["workerGroupSpecs"]]
+    pods += [studio["spec"]["template"]]
+    images = {c["image"] for pod in pods for c in pod["spec"]["containers"]}
+    assert len(images) == 1  # Ray needs the same packshot on every node
+    assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (container,) = studio["spec"]["template"]["spec"]["containers"]
+    program, command, *arguments = container["command"]
+    assert (program, command) == ("packshot", "serve")
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    context = serve.make_context("serve", list(arguments))  # raises on an unknown option
+    assert context.params["web_workers"] == 2 and context.params["host"] == "0.0.0.0"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PACKSHOT_RUNNER"] == "ray"
+    assert env["RAY_ADDRESS"] == f"ray://{cluster['metadata']['name']}-head-svc:10001"
+    containerfile = (root / "deploy" / "Containerfile").read_text()
+    assert "'.[ray]'" in containerfile and "COPY --chown=ray:users src ./src" in containerfile
