@@ -93,7 +93,8 @@ class EventHub:
         try:
             while True:
                 try:
-                    chunk = await asyncio.wait_for(follower.queue.get(), KEEPALIVE_S)
+                    async with asyncio.timeout(KEEPALIVE_S):  # no task per wait, as wait_for
+                        chunk = await follower.queue.get()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
