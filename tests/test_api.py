@@ -223,6 +223,7 @@ def test_report(studio, product) -> None:
 # -- trainings --------------------------------------------------------------------------------
 
 
+@pytest.mark.budget(15)  # its setup: the module's training, the worker's first job
 def test_training_runs_in_the_worker(studio, training) -> None:
     assert training["status"] == "succeeded", training
     assert training["final_step"] == 4
@@ -286,6 +287,7 @@ def test_webhooks_are_signed_and_cover_the_job(studio, training) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
+@pytest.mark.budget(25)  # two workers import the model stack; PostgreSQL's studio starts too
 def test_killed_worker_resumes_the_training(database: str, request: pytest.FixtureRequest) -> None:
     """Kill the worker process (SIGKILL) after the first checkpoint: the runner starts a new
     one, which resumes the run from that checkpoint and finishes it with nothing lost. The one

@@ -165,6 +165,7 @@ def test_models_info_missing_folder(tmp_path: Path) -> None:
     assert "no-model" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.budget(15)  # the demo's whole flow: intake, training, judged shoot
 def test_demo_end_to_end(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The flow, not the noise the tiny stand-in learns: fewer steps than `make demo` takes.
     monkeypatch.setattr(demo, "TINY_TRAIN_STEPS", 4)

@@ -49,6 +49,7 @@ def two_subjects(dreambench: Path, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.budget(20)  # two subjects trained, shot, placed and judged; then resumed
 def test_dreambench_end_to_end_and_resume(
     two_subjects: Path, cache_dir: Path, tmp_path: Path
 ) -> None:

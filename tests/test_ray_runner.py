@@ -43,6 +43,7 @@ def _training(training_set: Path, steps: int, **values: object) -> TrainingParam
     )
 
 
+@pytest.mark.budget(25)  # its setup starts the session's Ray; the retry imports the stack again
 def test_killed_worker_resumes_training_from_the_last_delivered_checkpoint(
     ray_local: object, training_set: Path, tmp_path: Path
 ) -> None:

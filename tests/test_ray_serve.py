@@ -27,6 +27,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.budget(30)  # Serve's controller, then a replica from zero (the model stack)
 def test_products_of_one_base_share_a_replica_scaled_from_zero(
     ray_local: object, cache_dir: Path, training_set: Path, tmp_path: Path
 ) -> None:

@@ -94,6 +94,7 @@ def _events(studio: dict[str, Any], job_id: str) -> list[str]:
         return [e.type for e in store.events_after(session, job_id, 0, limit=10_000)]
 
 
+@pytest.mark.budget(20)  # a training and a shoot on Ray, and the same two here to compare
 def test_training_and_shoot_jobs_on_ray_match_the_local_runner(
     studio: dict[str, Any], training_set: Path, tmp_path: Path
 ) -> None:

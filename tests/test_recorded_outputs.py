@@ -196,6 +196,7 @@ def make_outputs(work: Path, models_from: Path | None = None) -> dict[str, str]:
     return hashes
 
 
+@pytest.mark.budget(20)  # SD 1.5 and SDXL trained, shot with, and a placement
 def test_outputs_match_the_recording(tmp_path: Path, cache_dir: Path) -> None:
     recorded = json.loads(FIXTURE.read_text(encoding="utf-8"))
     here = environment()

@@ -37,6 +37,7 @@ def _config(**overrides: object) -> TrainConfig:
     return TrainConfig(**values)
 
 
+@pytest.mark.budget(15)  # a training process (its imports) killed, then resumed here
 def test_resume_after_kill_9_reaches_the_final_step(
     training_set: Path, cache_dir: Path, tmp_path: Path
 ) -> None:

@@ -273,6 +273,7 @@ def _drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> Non
     )
 
 
+@pytest.mark.budget(40)  # the real server, worker and Chromium: a training, a shoot, a placement
 def test_whole_flow_in_chromium(
     studio: StudioServer, browser, dreambench: Path, tmp_path: Path
 ) -> None:
