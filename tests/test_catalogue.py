@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from packshot.artifacts.catalogue import (
@@ -25,6 +26,7 @@ from packshot.artifacts.catalogue import (
 )
 from packshot.cli import app
 from packshot.errors import UsageError
+from packshot.flows.catalogue import shoot_catalogue
 from packshot.jobs.kinds import KINDS, CatalogueParams, to_json
 from packshot.jobs.ray.driver import _path_params, pack_inputs, unpack_inputs
 from packshot.shoot.shotlist import ShotList, load_shot_list
@@ -260,3 +262,30 @@ def test_catalogue_product_record_is_plain(tmp_path: Path) -> None:
     assert KINDS["catalogue"].load_params(data) == params
     with pytest.raises(UsageError, match="Unknown catalogue parameter"):
         KINDS["catalogue"].load_params({**data, "colour": "red"})
+
+
+def test_a_product_out_of_memory_fails_alone(tmp_path: Path) -> None:
+    """A product whose training runs out of device memory is that product's failure; the next
+    product is still judged, and the summary written."""
+    tote = tmp_path / "tote"
+    tote.mkdir()
+    for number, image in enumerate(varied_set(5, size=(256, 256))):
+        image.save(tote / f"{number:02d}.jpg", quality=90)
+    lamp = write_files(tmp_path / "lamp", bad_files()[:3])
+    products = [
+        CatalogueProduct("tote", "Canvas tote", "bag", photos_dir=str(tote)),
+        CatalogueProduct("lamp", "Desk lamp", "lamp", photos_dir=str(lamp)),
+    ]
+
+    def too_big(product: CatalogueProduct) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    summary = shoot_catalogue(
+        products, ShotList.from_dict(SHOTS), tmp_path / "out", train_config=too_big, seed=0
+    )
+    tote_outcome, lamp_outcome = summary.products
+    assert tote_outcome.status == "failed" and "ran out of device memory" in tote_outcome.error
+    assert tote_outcome.verdict in ("ready", "usable")  # judged before it failed
+    assert lamp_outcome.status == "failed" and "not enough" in lamp_outcome.error
+    assert summary.cost["products_failed"] == 2 and summary.images == []
+    assert (tmp_path / "out" / "catalogue.json").is_file()

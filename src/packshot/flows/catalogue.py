@@ -30,6 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from packshot.artifacts.catalogue import (
     OUTCOME_FILE,
     REQUEST_FILE,
@@ -136,6 +138,10 @@ def shoot_catalogue(
             )
         except PackshotError as error:
             outcome = _failed(product, out / product.handle, str(error))
+        except torch.OutOfMemoryError as error:  # this product's photos or shots were too big
+            torch.cuda.empty_cache()
+            reason = f"It ran out of device memory ({str(error).splitlines()[0][:200]})."
+            outcome = _failed(product, out / product.handle, reason)
         write_record(out / product.handle / OUTCOME_FILE, outcome)
         outcomes.append(outcome)
         if outcome.status == "done":
