@@ -1,4 +1,5 @@
-"""The CUDA paths: bf16 training, SDPA attention, out-of-memory advice, shooting on the GPU.
+"""The CUDA paths: bf16 training, SDPA attention, out-of-memory advice, shooting on the GPU,
+and the fast paths (torch.compile's kernels, fp8) against eager.
 
 Marked `gpu`: skipped where torch sees no CUDA device. They run the tiny models, so they need
 no download; what they check is that the GPU code paths (autocast, fp32 adapters on a bf16
@@ -10,8 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from packshot.errors import PackshotError
@@ -97,3 +100,67 @@ def test_shoots_on_cuda(cache_dir: Path, training_set: Path, tmp_path: Path) -> 
     assert sidecar["device"].startswith("cuda")
     settings = json.loads(result.summary_path.read_text())["settings"]
     assert settings["device"].startswith("cuda") and settings["dtype"] == "bfloat16"
+
+
+def _pixels(paths: list[Path]) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in paths])
+
+
+def test_compiled_and_fp8_shoots_match_eager(
+    cache_dir: Path, product_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast paths on the GPU (inductor kernels, fp8 matrix products through torchao), same
+    seeds as eager: the images stay within a small tolerance, nothing is switched off."""
+    from packshot.models import speed
+    from packshot.shoot import ShootRequest, shoot
+
+    # The tiny model's layers are 16-128 wide: let fp8 take them (real models: 320-5120).
+    monkeypatch.setattr(speed, "FP8_MIN_FEATURES", 16)
+    monkeypatch.delenv("PACKSHOT_COMPILE_BACKEND", raising=False)
+
+    def run(name: str, **levers: bool) -> tuple[np.ndarray, list[str], list[str]]:
+        request = ShootRequest(
+            product_model,
+            ["{product} on a desk"],
+            count=4,
+            num_inference_steps=3,
+            seed=3,
+            device="cuda",
+            **levers,
+        )
+        result = shoot(request, tmp_path / name, cache_dir=cache_dir)
+        sidecar = json.loads(result.shots[0].sidecar.read_text())
+        return _pixels([s.path for s in result.shots]), result.warnings, sidecar["speed"]
+
+    eager, _, eager_levers = run("eager")
+    compiled, notes, levers = run("compiled", compile=True)
+    assert eager_levers == ["eager"]
+    assert "compiled" in levers and not notes, notes
+    hopper = torch.cuda.get_device_capability() >= speed.CUDNN_ATTENTION_MIN_CAPABILITY
+    assert ("cudnn-attention" in levers) == hopper
+    compiled_error = float(np.abs(compiled - eager).mean())
+    print(f"mean |compiled - eager| {compiled_error:.2f} (0-255)")
+    assert compiled_error <= 4.0
+    if speed.fp8_unavailable("cuda"):
+        pytest.skip(f"fp8 not checked: {speed.fp8_unavailable('cuda')}")
+    fp8, notes, levers = run("fp8", compile=True, fp8=True)
+    assert "fp8" in levers and "compiled" in levers and not notes, notes
+    fp8_error = float(np.abs(fp8 - eager).mean())
+    print(f"mean |fp8 - eager| {fp8_error:.2f} (0-255)")
+    assert fp8_error <= 20.0
+
+
+def test_compiled_training_on_cuda(cache_dir: Path, training_set: Path, tmp_path: Path) -> None:
+    events: list[object] = []
+    result = train(
+        _config(compile=True),
+        training_set,
+        tmp_path / "model",
+        cache_dir=cache_dir,
+        progress=events.append,
+    )
+    warnings = [e for e in events if getattr(e, "data", {}).get("event") == "warning"]
+    assert not warnings, warnings  # compile held: no fallback to eager
+    weights = load_file(result.model_dir / "pytorch_lora_weights.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert any(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)

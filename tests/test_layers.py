@@ -175,7 +175,7 @@ WEIGHTS = {
     **dict.fromkeys(("safetensors", "huggingface_hub"), 1),
 }
 # Optional extras, which may not be installed: imported where used, with a clear error if not.
-OPTIONAL = {"bitsandbytes", "ray", "matplotlib", "pillow_heif", "onnx"}
+OPTIONAL = {"bitsandbytes", "ray", "matplotlib", "pillow_heif", "onnx", "torchao"}
 
 
 def _is_type_checking(node: ast.AST) -> bool:

@@ -412,6 +412,9 @@ def train_command(
         None, help="Loss weight outside the product mask (1: no masking)."
     ),
     precision: str | None = typer.Option(None, help="auto, no, fp16 or bf16."),
+    compile_: bool = typer.Option(
+        False, "--compile", help="GPU: torch.compile the denoiser's blocks (faster steps)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
     force: bool = typer.Option(
         False, "--force", help="Replace an existing model folder; train on a thin photo set."
@@ -456,6 +459,7 @@ def train_command(
         train_text_encoder=train_text_encoder,
         background_weight=background_weight,
         mixed_precision=precision,
+        compile=compile_ or None,
     )
     config = build_train_config(params)  # checked here, before anything travels
     with progress_bar("Training", enabled=not as_json) as progress:
@@ -638,6 +642,10 @@ def shoot_command(
     scheduler: str | None = typer.Option(None, help="Sampler (default DPM++ 2M Karras)."),
     fast: bool = typer.Option(False, "--fast", help="Few-step previews (LCM-LoRA or turbo)."),
     fast_lora: str | None = typer.Option(None, "--fast-lora", help="The LCM-LoRA to use."),
+    compile_: bool = typer.Option(
+        False, "--compile", help="GPU: merged LoRA, fused attention and torch.compile."
+    ),
+    fp8: bool = typer.Option(False, "--fp8", help="GPU: fp8 weights (torchao; Ada/Hopper)."),
     base: str | None = typer.Option(
         None, "--base", help="Shoot with this base model alone, for comparison."
     ),
@@ -694,6 +702,8 @@ def shoot_command(
         "scheduler": scheduler,
         "fast": fast,
         "fast_lora": fast_lora,
+        "compile": compile_,
+        "fp8": fp8,
         "base": base,
         "product": product,
         "judge": judge,
@@ -802,6 +812,10 @@ def place_command(
     ),
     dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
     clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    compile_: bool = typer.Option(
+        False, "--compile", help="GPU: merged LoRA, fused attention and torch.compile."
+    ),
+    fp8: bool = typer.Option(False, "--fp8", help="GPU: fp8 weights (torchao; Ada/Hopper)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Pixel-true shots: the real product cut out of PHOTO, a scene generated around it.
@@ -836,6 +850,8 @@ def place_command(
         reference=str(reference) if reference else None,
         dino_model=dino_model,
         clip_model=clip_model,
+        compile=compile_,
+        fp8=fp8,
     )
     with progress_bar("Placing", enabled=not as_json) as progress:
         result = place(request, out_dir, progress=progress)

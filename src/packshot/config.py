@@ -14,6 +14,8 @@ ENV_CACHE = "PACKSHOT_CACHE"  # where built tiny models and other caches live
 ENV_DATA = "PACKSHOT_DATA"  # the studio's data dir (products, photos, jobs)
 ENV_DATABASE_URL = "PACKSHOT_DATABASE_URL"  # the studio's database (default: SQLite in data)
 ENV_RUNNER = "PACKSHOT_RUNNER"  # what runs the studio's jobs: local (default) or ray
+# torch.compile's backend for --compile: inductor (default), or e.g. cudagraphs / aot_eager
+ENV_COMPILE_BACKEND = "PACKSHOT_COMPILE_BACKEND"
 
 
 def default_cache_dir() -> Path:

@@ -55,6 +55,7 @@ class TrainingParams:
     train_text_encoder: bool | None = None
     background_weight: float | None = None
     mixed_precision: str | None = None
+    compile: bool | None = None
 
     def config_overrides(self) -> dict[str, Any]:
         """The `TrainConfig` fields this job sets (those not None)."""

@@ -29,6 +29,7 @@ from packshot.errors import ModelLoadError, ModelNotFoundError, PackshotError, U
 from packshot.models.device import pick_device, pick_dtype
 from packshot.models.families import ModelFamily, PipelineKind, detect_family, stand_in_aliases
 from packshot.models.hub import EXAMPLE_HUB_ID, HUB_ID, download_from_hub, select_hub_files
+from packshot.models.speed import EAGER, Speedups, make_fast
 from packshot.models.standins import read_stand_in_note, stand_in_folder
 
 # packshot reports progress through its own events (bars in the CLI, job events in the
@@ -135,9 +136,10 @@ _DTYPE_KWARG = (
     "dtype" if hasattr(diffusers.utils.deprecation_utils, "_resolve_dtype") else "torch_dtype"
 )
 
-# The last pipeline loaded: ((path, kind, device, dtype), pipeline). One at a time, since a
-# second SDXL rarely fits beside the first on a GPU.
-_cached: tuple[tuple[str, str, str, torch.dtype], DiffusionPipeline] | None = None
+# The last pipeline loaded: ((path, kind, device, dtype, speedups), pipeline). One at a time,
+# since a second SDXL rarely fits beside the first on a GPU. A fast pipeline (merged LoRAs,
+# compiled) is never handed to a caller that asked for an eager one, nor the other way round.
+_cached: tuple[tuple[str, str, str, torch.dtype, Speedups], DiffusionPipeline] | None = None
 
 
 def clear_pipeline_cache() -> None:
@@ -215,6 +217,7 @@ def load_pipeline(
     device: str | None = None,
     dtype: torch.dtype | str | None = None,
     cache_dir: Path | None = None,
+    speedups: Speedups = EAGER,
 ) -> DiffusionPipeline:
     """Load the diffusers pipeline of model `ref` for `kind` ("text2img" or "inpaint").
 
@@ -222,6 +225,9 @@ def load_pipeline(
     checker is off, attention is PyTorch's SDPA (diffusers' default), progress bars are off.
     The last pipeline loaded is kept and returned again for the same (folder, kind, device,
     dtype): callers that change it (a LoRA, a scheduler) must undo that when done.
+    `speedups` makes it fast (`packshot.models.speed`: its LoRAs are then set through
+    `speed.use_loras`, its calls made through `speed.call`); `speed.speed_notes` says what
+    had to stay off.
     """
     global _cached
 
@@ -233,7 +239,7 @@ def load_pipeline(
         dtype = pick_dtype(device, dtype)
 
     # 2. The cached pipeline, if it is this one.
-    key = (str(resolved.path), kind, device, dtype)
+    key = (str(resolved.path), kind, device, dtype, speedups)
     if _cached is not None and _cached[0] == key:
         return _cached[1]
     clear_pipeline_cache()  # free the old one before loading the next
@@ -263,5 +269,13 @@ def load_pipeline(
             f"{resolved.path} ({dtype}). Close other programs using it, or use a smaller model."
         ) from error
     pipe.set_progress_bar_config(disable=True)
+    if speedups.active:
+        make_fast(
+            pipe,
+            resolved.family.denoiser,
+            speedups,
+            device=device,
+            cache_dir=cache_dir or default_cache_dir(),
+        )
     _cached = (key, pipe)
     return pipe

@@ -38,6 +38,8 @@ class PlaceRequest:
     reference: str | None = None  # photos to judge against (default: see reference_for)
     device: str | None = None
     precision: str | None = None
+    compile: bool = False  # the fast pipeline: merged LoRA, fused attention, torch.compile
+    fp8: bool = False  # fp8 weights and activations where the GPU has them (torchao)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -38,6 +38,7 @@ from packshot.errors import UsageError
 from packshot.intake.config import IntakeConfig
 from packshot.intake.decode import load_photo
 from packshot.judge import JudgeConfig, score_shots, write_report
+from packshot.models import speed
 from packshot.models.describe import describe_model
 from packshot.models.device import pick_device
 from packshot.models.families import get_family
@@ -428,8 +429,15 @@ def _render(
     emit(done_before, total, f"loading {model_ref}", event="loading")
     device = pick_device(request.device)
     pipe = load_pipeline(
-        model_ref, kind="inpaint", device=device, dtype=request.precision, cache_dir=cache_dir
+        model_ref,
+        kind="inpaint",
+        device=device,
+        dtype=request.precision,
+        cache_dir=cache_dir,
+        speedups=speed.Speedups(compile=request.compile, fp8=request.fp8),
     )
+    for message in speed.speed_notes(pipe):
+        warn(message)
     model_family = get_family(family)
     scheduler = render.get_scheduler(request.scheduler or model_family.default_scheduler)
     defaults = model_family.sampling_defaults(model_path) or (
@@ -508,6 +516,7 @@ def _render(
                     "cutout": {"source": cutout.source, "model": cutout.model},
                     "guarantee_band_px": compose.GUARANTEE_BAND_PX,
                     "device": device,
+                    "speed": speed.applied(pipe),
                     "timings": {"device_s": round(seconds, 3)},
                 },
                 source_type=COMPOSITE,

@@ -25,6 +25,7 @@ from PIL import Image
 from packshot.artifacts.product_model import ProductModel
 from packshot.artifacts.shots import RecipeSettings, lora_hash
 from packshot.errors import ModelLoadError, UsageError
+from packshot.models import speed
 from packshot.models.families import ModelFamily
 from packshot.models.hub import offline_requested
 from packshot.shoot.plan import PlannedShot
@@ -204,7 +205,9 @@ def configured(
     """`pipe` with `scheduler` and `loras` set for the duration, put back as it was after; yields
     the recipe every shot it makes shares (`model`: the pipeline's reference, as given).
 
-    The runtime caches pipelines between shoots, so nothing set here may outlive the shoot.
+    The runtime caches pipelines between shoots, so nothing set here may outlive the shoot,
+    except on a fast pipeline (`packshot.models.speed`), which keeps its LoRAs merged for the
+    next shoot of the same product and swaps them when another product's come.
     """
     original_scheduler = pipe.scheduler
     try:
@@ -213,26 +216,13 @@ def configured(
             cls = getattr(diffusers, scheduler.class_name)
             pipe.scheduler = cls.from_config(pipe.scheduler.config, **scheduler.options)
 
-        # 2. The LoRAs, as named adapters at their scales.
-        for lora in loras:
-            try:
-                with _quiet_diffusers():
-                    pipe.load_lora_weights(
-                        str(lora.path.parent),
-                        weight_name=lora.path.name,
-                        adapter_name=lora.adapter_name,
-                    )
-            except Exception as error:
-                raise ModelLoadError(
-                    f"The LoRA {lora.path} doesn't fit this base model ({type(error).__name__}: "
-                    f"{error}). Was it trained on another base model? Shoot with the base model "
-                    "its packshot.json names."
-                ) from error
-        if loras:
-            pipe.set_adapters(
-                [lora.adapter_name for lora in loras],
-                adapter_weights=[lora.scale for lora in loras],
-            )
+        # 2. The LoRAs, as named adapters at their scales; a fast pipeline merges them into its
+        #    weights and keeps them there for the next shoot of the same product.
+        if speed.is_fast(pipe):
+            key = tuple((lora.adapter_name, lora_hash(lora.path), lora.scale) for lora in loras)
+            speed.use_loras(pipe, key, lambda: _load_loras(pipe, loras))
+        else:
+            _load_loras(pipe, loras)
         product = [lora.scale for lora in loras if lora.adapter_name == PRODUCT_ADAPTER]
         yield RecipeSettings(
             num_inference_steps=num_inference_steps,
@@ -243,10 +233,34 @@ def configured(
             lora_scale=product[0] if product else None,
         )
     finally:
-        # 3. Undo: the LoRA layers out, the model's scheduler back.
-        if loras:
+        # 3. Undo: the LoRA layers out (a fast pipeline keeps them merged), the model's
+        #    scheduler back.
+        if loras and not speed.is_fast(pipe):
             pipe.unload_lora_weights()
         pipe.scheduler = original_scheduler
+
+
+def _load_loras(pipe: DiffusionPipeline, loras: list[LoraWeights]) -> None:
+    """`loras` on `pipe` as named adapters at their scales."""
+    for lora in loras:
+        try:
+            with _quiet_diffusers():
+                pipe.load_lora_weights(
+                    str(lora.path.parent),
+                    weight_name=lora.path.name,
+                    adapter_name=lora.adapter_name,
+                )
+        except Exception as error:
+            raise ModelLoadError(
+                f"The LoRA {lora.path} doesn't fit this base model ({type(error).__name__}: "
+                f"{error}). Was it trained on another base model? Shoot with the base model "
+                "its packshot.json names."
+            ) from error
+    if loras:
+        pipe.set_adapters(
+            [lora.adapter_name for lora in loras],
+            adapter_weights=[lora.scale for lora in loras],
+        )
 
 
 def auto_batch_size(device: str, width: int, height: int, family: ModelFamily) -> int:
@@ -293,12 +307,19 @@ def render_batch(
 
 
 def timed_call(pipe: DiffusionPipeline, **inputs: Any) -> tuple[list[Image.Image], float]:
-    """`pipe(**inputs)`'s images and the device seconds the call took (CUDA synchronised)."""
+    """`pipe(**inputs)`'s images and the device seconds the call took (CUDA synchronised).
+
+    A fast pipeline is called through `speed.call` (its attention kernel; eager again if
+    compiling fails, with the same seeds).
+    """
     device = str(pipe.device)
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     started = time.perf_counter()
-    output = pipe(**inputs)
+    generators = inputs.get("generator") or []
+    if isinstance(generators, torch.Generator):
+        generators = [generators]
+    output = speed.call(pipe, lambda: pipe(**inputs), generators)
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     return list(output.images), time.perf_counter() - started

@@ -39,5 +39,7 @@ class ShootRequest:
     batch_size: int | None = None  # images per pipeline call (default: sized to the device)
     device: str | None = None  # "cuda", "mps", "cpu" (default: the best one here)
     precision: str | None = None  # "fp32", "fp16", "bf16" (default: the device's best)
+    compile: bool = False  # the fast pipeline: merged LoRA, fused attention, torch.compile
+    fp8: bool = False  # fp8 weights and activations where the GPU has them (torchao)
     gpu_price_per_hour: float = GPU_PRICE_PER_HOUR  # GBP, for the cost per image
     studio_price_per_photo: float = STUDIO_PRICE_PER_PHOTO  # GBP, what it is set against

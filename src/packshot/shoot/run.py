@@ -26,6 +26,7 @@ from packshot.artifacts.shots import (
 )
 from packshot.errors import UsageError
 from packshot.intake.decode import load_photo
+from packshot.models import speed
 from packshot.models.describe import describe_model
 from packshot.models.device import pick_device
 from packshot.models.families import ModelFamily, get_family, reference_families
@@ -328,9 +329,15 @@ def shoot(
     emit(0, f"loading {plan.base_model}", event="loading")
     device = pick_device(request.device)
     pipe = load_pipeline(
-        plan.base_model, device=device, dtype=request.precision, cache_dir=cache_dir
+        plan.base_model,
+        device=device,
+        dtype=request.precision,
+        cache_dir=cache_dir,
+        speedups=speed.Speedups(compile=request.compile, fp8=request.fp8),
     )
     timings["load_s"] = round(time.perf_counter() - started, 3)
+    for message in speed.speed_notes(pipe):
+        warn(message)
 
     # 4. Warn about prompts longer than the text encoder reads.
     for message in render.prompt_warnings(pipe, family, plan.shots):
@@ -395,6 +402,7 @@ def shoot(
                         "model_dir": str(request.model_dir) if request.model_dir else None,
                         "fast": request.fast,
                         "device": device,
+                        "speed": speed.applied(pipe),
                         "timings": {"device_s": round(per_image, 3), "batch_size": len(batch)},
                     },
                     source_type=GENERATED,
@@ -439,6 +447,7 @@ def shoot(
             "batch_size": batch_size,
             "device": device,
             "dtype": str(pipe.dtype).removeprefix("torch."),
+            "speed": speed.applied(pipe),
         },
         "images": [
             {

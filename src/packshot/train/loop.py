@@ -548,6 +548,8 @@ def _run(
             continue
         run["step"] += 1
         run["loss"] = loss
+        while trainer.notes:  # a lever that had to be switched off (torch.compile failed)
+            emit(run["step"], trainer.notes.pop(0), event="warning")
         step = run["step"]
         loss_ema = loss if loss_ema is None else 0.9 * loss_ema + 0.1 * loss
         took = time.perf_counter() - step_started

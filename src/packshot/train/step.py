@@ -19,8 +19,10 @@ from diffusers.models.activations import GEGLU
 from diffusers.models.attention import FeedForward
 from diffusers.optimization import get_scheduler
 
+from packshot.config import default_cache_dir
 from packshot.errors import PackshotError
 from packshot.models.families import ModelFamily
+from packshot.models.speed import compile_blocks, decompile, is_compile_error, use_compile_cache
 from packshot.train.config import TrainConfig
 from packshot.train.data import EncodedSet
 from packshot.train.lora_io import add_lora, load_lora_state_dict, lora_config, lora_state_dict
@@ -314,9 +316,12 @@ class LoraTrainer:
         #    `_FrozenConv2d`), feed-forward gates recompute their GELU (`_GegluGate`); gradient
         #    checkpointing recomputes activations in the backward pass instead of keeping them
         #    (~30% slower, a fraction of the activation memory).
+        #    Compiled blocks leave what to keep and what to recompute to the compiler (its
+        #    min-cut partitioner), so the hand-written savers inside them are left out.
         save_memory_on_frozen_convs(unet)
-        save_memory_on_geglu(unet)
-        save_memory_on_feed_forward(unet)
+        if not config.compile:
+            save_memory_on_geglu(unet)
+            save_memory_on_feed_forward(unet)
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
             for encoder in self.text_encoders:
@@ -365,6 +370,16 @@ class LoraTrainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             unet.to(memory_format=torch.channels_last)
+        # 6. Regional compilation of the denoiser's repeated blocks, kept on disk for next time;
+        #    a compile that fails puts them back to eager at the first step (see `train_step`).
+        self.compiled: list[torch.nn.Module] = []
+        self.notes: list[str] = []
+        if config.compile:
+            use_compile_cache(default_cache_dir())
+            try:
+                self.compiled = compile_blocks(unet, fullgraph=False)
+            except Exception as error:  # an unknown backend, a torch without compile: eager
+                self.notes.append(f"torch.compile is off ({type(error).__name__}: {error})")
         self.autocast_dtype = weight_dtype if weight_dtype != torch.float32 else None
         self.grad_scaler = None
         if self.device.type == "cuda" and weight_dtype == torch.float16:
@@ -446,6 +461,32 @@ class LoraTrainer:
     ) -> float:
         """One optimisation step; raises NonFiniteLoss (and changes nothing) on a NaN/inf loss."""
         noise, timesteps = self.draw_noise(batch, generator)
+        try:
+            loss = self._loss_and_gradients(batch, noise, timesteps, inject_nan)
+        except Exception as error:
+            if not (self.compiled and is_compile_error(error)):
+                raise
+            # torch.compile failed (an unsupported op, a kernel that won't build): eager from
+            # now on, and this step again with the same noise.
+            decompile(self.compiled)
+            self.compiled = []
+            self.notes.append(f"torch.compile failed ({type(error).__name__}); training eager")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self._loss_and_gradients(batch, noise, timesteps, inject_nan)
+        torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def _loss_and_gradients(
+        self, batch: Batch, noise: torch.Tensor, timesteps: torch.Tensor, inject_nan: bool
+    ) -> torch.Tensor:
+        """The loss at `noise` and `timesteps`, its gradients in the adapters (unless NaN/inf)."""
         loss = self.compute_loss(batch, noise, timesteps)
         if inject_nan:
             loss = loss * float("nan")  # the debug hook: a real NaN through the real check
@@ -457,15 +498,7 @@ class LoraTrainer:
             self.grad_scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
-        if self.grad_scaler is not None:
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return loss
 
     @torch.no_grad()
     def probe_loss(self, batch: Batch, seed: int = 1234) -> float:
