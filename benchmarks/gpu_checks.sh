@@ -2,12 +2,12 @@
 # Every GPU check in one go, for a machine with an NVIDIA GPU (and a time limit): the
 # throughput benchmark (benchmarks/gpu_throughput.py, its JSON), the GPU tests (`-m gpu`)
 # and, where it exists, the transformer family's benchmark. Each step gets a share of
-# BUDGET seconds (default 540); what doesn't fit is reported as not run.
+# BUDGET seconds (default 480); what doesn't fit is reported as not run.
 #
 #   bash benchmarks/gpu_checks.sh OUT_DIR [BUDGET]
 set -u
 out=${1:-gpu-checks}
-budget=${2:-540}
+budget=${2:-480}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 start=$(date +%s)
@@ -20,14 +20,14 @@ python3 -c "import torchao; print('torchao', torchao.__version__)" 2>&1 | tail -
 cd "$root/benchmarks" || exit 1
 # 1. The figures the targets need: SDXL shooting and training.
 python3 gpu_throughput.py --sections sdxl_shoot,sdxl_train --json "$out/gpu_throughput.json" \
-    --deadline $(( $(left) - 150 )) 2>&1 | tee "$out/bench.log"
+    --deadline $(( $(left) - 120 )) 2>&1 | tee "$out/bench.log"
 # 2. The GPU tests: the compiled and fp8 paths against eager.
 cd "$root" || exit 1
-timeout $(( $(left) > 150 ? 150 : $(left) )) python3 -m pytest -q -p no:cacheprovider -m gpu \
+timeout $(( $(left) > 120 ? 120 : $(left) )) python3 -m pytest -q -p no:cacheprovider -m gpu \
     -s tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log"
 # 3. fp8, a warm start from the compile cache, SD 1.5 (time kept for step 4 if it runs).
-reserve=0; [ -f flux2_klein.py ] && reserve=100
 cd "$root/benchmarks" || exit 1
+reserve=0; [ -f flux2_klein.py ] && reserve=100
 python3 gpu_throughput.py --append --sections sdxl_fp8,warm_start,sd15_shoot \
     --json "$out/gpu_throughput.json" --deadline $(( $(left) - reserve )) 2>&1 | tee -a "$out/bench.log"
 # 4. The transformer family, when it has its benchmark.

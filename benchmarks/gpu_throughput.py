@@ -50,7 +50,7 @@ from sd15 import CLIP_L, SD15_SCHEDULER, SD15_UNET, SD15_VAE, SDXL_SCHEDULER, SD
 HERE = Path(__file__).resolve().parent
 # In the order they run: what the targets need first.
 SECTIONS = ("sdxl_shoot", "sdxl_train", "sdxl_fp8", "warm_start", "sd15_shoot")
-TIMEOUTS = {"sdxl_shoot": 200, "sdxl_train": 170, "sdxl_fp8": 120, "warm_start": 60}
+TIMEOUTS = {"sdxl_shoot": 180, "sdxl_train": 150, "sdxl_fp8": 100, "warm_start": 60}
 # The bf16 fast path's batch-4 images, for the fp8 section's comparison (same seeds).
 BF16_IMAGES = Path(tempfile.gettempdir()) / "packshot-gpu-bench-bf16-bs4.npy"
 _partial: list[Path] = []  # a child's JSON file, rewritten as it measures
