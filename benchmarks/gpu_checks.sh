@@ -14,7 +14,9 @@ start=$(date +%s)
 left() { echo $((budget - ($(date +%s) - start))); }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-python3 -c "import torch, diffusers, peft, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'peft', peft.__version__, 'transformers', transformers.__version__)" | tee -a "$out/gpu.txt"
+# Stop at once when the packages don't import (nothing below could run).
+python3 -c "import torch, diffusers, peft, transformers, huggingface_hub; from diffusers import StableDiffusionXLPipeline; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'peft', peft.__version__, 'transformers', transformers.__version__, 'huggingface_hub', huggingface_hub.__version__)" 2>&1 | tail -3 | tee -a "$out/gpu.txt"
+PYTHONPATH="$root/src:${PYTHONPATH:-}" python3 -c "import packshot.shoot.render, packshot.train.loop" || exit 1
 python3 -c "import torchao; print('torchao', torchao.__version__)" 2>&1 | tail -1 | tee -a "$out/gpu.txt"
 
 cd "$root/benchmarks" || exit 1
