@@ -5,6 +5,10 @@
 # BUDGET seconds (default 480); what doesn't fit is reported as not run.
 #
 #   bash benchmarks/gpu_checks.sh OUT_DIR [BUDGET]
+#   FIRST=sdxl_train THEN=sdxl_fp8,sd15_shoot bash benchmarks/gpu_checks.sh OUT_DIR 540
+#
+# FIRST: the sections run before the tests (default sdxl_shoot,sdxl_train), THEN: after them
+# (default sdxl_fp8,warm_start,sd15_shoot).
 set -u
 out=${1:-gpu-checks}
 budget=${2:-480}
@@ -21,16 +25,16 @@ python3 -c "import torchao; print('torchao', torchao.__version__)" 2>&1 | tail -
 
 cd "$root/benchmarks" || exit 1
 # 1. The figures the targets need: SDXL shooting and training.
-python3 gpu_throughput.py --sections sdxl_shoot,sdxl_train --json "$out/gpu_throughput.json" \
-    --deadline $(( $(left) - 120 )) 2>&1 | tee "$out/bench.log"
+python3 gpu_throughput.py --sections "${FIRST:-sdxl_shoot,sdxl_train}" \
+    --json "$out/gpu_throughput.json" --deadline $(( $(left) - 180 )) 2>&1 | tee "$out/bench.log"
 # 2. The GPU tests: the compiled and fp8 paths against eager.
 cd "$root" || exit 1
-timeout $(( $(left) > 120 ? 120 : $(left) )) python3 -m pytest -q -p no:cacheprovider -m gpu \
+timeout $(( $(left) > 180 ? 180 : $(left) )) python3 -m pytest -q -p no:cacheprovider -m gpu \
     -s tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log"
 # 3. fp8, a warm start from the compile cache, SD 1.5 (time kept for step 4 if it runs).
 cd "$root/benchmarks" || exit 1
 reserve=0; [ -f flux2_klein.py ] && reserve=100
-python3 gpu_throughput.py --append --sections sdxl_fp8,warm_start,sd15_shoot \
+python3 gpu_throughput.py --append --sections "${THEN:-sdxl_fp8,warm_start,sd15_shoot}" \
     --json "$out/gpu_throughput.json" --deadline $(( $(left) - reserve )) 2>&1 | tee -a "$out/bench.log"
 # 4. The transformer family, when it has its benchmark.
 if [ -f flux2_klein.py ] && [ "$(left)" -gt 60 ]; then

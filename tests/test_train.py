@@ -345,6 +345,32 @@ def test_feed_forwards_recompute_their_projection_with_the_same_outputs_and_grad
     assert save_memory_on_feed_forward(dropping) == 0
 
 
+def test_feed_forward_recompute_under_autocast_with_half_precision_weights() -> None:
+    """As a CUDA bf16 step runs it (bf16 weights, fp32 activations, autocast): the backward
+    pass recomputes the projection in the forward's autocast. Found on an H200, where a 1024 px
+    SDXL step failed with "mat1 and mat2 must have the same dtype"; CPU autocast shows it too."""
+    from diffusers.models.attention import FeedForward
+
+    from packshot.train.step import save_memory_on_feed_forward
+
+    torch.manual_seed(0)
+    model = FeedForward(16, activation_fn="geglu").to(torch.bfloat16).requires_grad_(False)
+    x = torch.randn(2, 8, 16, requires_grad=True)  # fp32, as the blocks' normalised input
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        (grad,) = torch.autograd.grad(out.float().square().sum(), x)
+        return out, grad
+
+    expected, grad_expected = run()
+    assert save_memory_on_feed_forward(model, min_tokens=8) == 1
+    got, grad_got = run()
+    torch.testing.assert_close(got, expected)
+    assert grad_got.dtype == x.dtype
+    torch.testing.assert_close(grad_got, grad_expected, rtol=2e-2, atol=2e-2)
+
+
 def test_mask_becomes_latent_loss_weights() -> None:
     from packshot.train.data import mask_to_loss_weights
 

@@ -1,6 +1,10 @@
 """How a pipeline runs as fast as its device allows: LoRAs merged into the weights, fused
-attention projections, channels-last convolutions, the fastest attention backend, regional
-`torch.compile` (cached on disk across runs) and, as an option, fp8 weights (torchao).
+attention projections, channels-last convolutions, regional `torch.compile` (cached on disk
+across runs) and, as an option, fp8 weights (torchao).
+
+Attention stays on PyTorch's own SDPA backend order: on an H200, putting cuDNN's fused
+attention first gained 1% on SDXL at 1024 px and lost 8% on SD 1.5 at 512 px (eager, batch
+1, `benchmarks/gpu_throughput.py`), so there is no attention lever here.
 
 Every lever is optional and falls back cleanly, with a note that says why: fp8 off on a card
 without fp8 tensor cores or without torchao, compile undone when it fails. `load_pipeline` makes
@@ -27,7 +31,6 @@ from diffusers import DiffusionPipeline
 from diffusers.models.attention_processor import Attention
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_inductor_default
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from packshot.config import ENV_COMPILE_BACKEND
 
@@ -47,8 +50,6 @@ DEFAULT_COMPILE_BACKEND = "inductor"
 FP8_MIN_FEATURES = 512
 # fp8 matrix products need tensor cores of compute capability 8.9 (Ada) or 9.0 (Hopper) and up.
 FP8_MIN_CAPABILITY = (8, 9)
-# On Hopper, cuDNN's fused attention is the fastest SDPA kernel; PyTorch tries flash first.
-CUDNN_ATTENTION_MIN_CAPABILITY = (9, 0)
 _STATE = "_packshot_speed"
 
 
@@ -57,8 +58,7 @@ class Speedups:
     """The levers a merchant or operator asks for (`--compile`, `--fp8`).
 
     Both imply the fused form: LoRAs merged into the weights, fused QKV projections,
-    channels-last, the fastest attention backend. Without either, a pipeline is exactly the
-    one diffusers loads (eager).
+    channels-last. Without either, a pipeline is exactly the one diffusers loads (eager).
     """
 
     compile: bool = False  # regional torch.compile of the denoiser's repeated blocks
@@ -93,7 +93,6 @@ class _State:
     applied: list[str] = field(default_factory=list)  # the levers in effect
     compiled: list[torch.nn.Module] = field(default_factory=list)
     fp8: bool = False
-    attention: list[Any] | None = None  # SDPA backends in priority order, or None: torch's
     # The base weights of every layer a merge or fp8 changed, on the host: (module, tensor).
     base_weights: dict[int, tuple[torch.nn.Module, torch.Tensor]] = field(default_factory=dict)
     loras: Hashable = ()  # the LoRAs merged now (their key); () for none
@@ -179,20 +178,6 @@ def _brief(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 
 
-def _attention_priority(device: str) -> list[Any] | None:
-    """SDPA backends fastest-first for this card, or None to leave torch's order."""
-    if not device.startswith("cuda"):
-        return None
-    if torch.cuda.get_device_capability(torch.device(device)) < CUDNN_ATTENTION_MIN_CAPABILITY:
-        return None
-    return [
-        SDPBackend.CUDNN_ATTENTION,
-        SDPBackend.FLASH_ATTENTION,
-        SDPBackend.EFFICIENT_ATTENTION,
-        SDPBackend.MATH,
-    ]
-
-
 def _has_convs(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
@@ -232,12 +217,7 @@ def make_fast(
         state.applied.append("fused-qkv")
     state.applied.append("merged-loras")
 
-    # 3. The attention kernel.
-    state.attention = _attention_priority(device)
-    if state.attention is not None:
-        state.applied.append("cudnn-attention")
-
-    # 4. fp8: where the card and torchao allow it; the base weights are kept to quantise
+    # 3. fp8: where the card and torchao allow it; the base weights are kept to quantise
     #    again after each merge (a quantised weight can't take a LoRA merge).
     if speedups.fp8:
         reason = fp8_unavailable(device)
@@ -251,7 +231,7 @@ def make_fast(
             _quantize_fp8(model)
             state.applied.append("fp8")
 
-    # 5. Regional compilation, cached on disk.
+    # 4. Regional compilation, cached on disk.
     if speedups.compile:
         use_compile_cache(cache_dir)
         try:
@@ -383,14 +363,14 @@ def use_loras(pipe: DiffusionPipeline, key: Hashable, load: Callable[[], None]) 
 
 
 def call(pipe: DiffusionPipeline, run: Callable[[], T], generators: Sequence[Any] = ()) -> T:
-    """`run()` (a call of fast `pipe`) with the fastest attention kernel; if compiling fails,
-    once, the blocks go back to eager with a note and `run` is tried again with `generators`
-    re-seeded, so the images are the ones the seeds promise."""
+    """`run()`, a call of `pipe`; if compiling fails (once, on a fast pipeline), the blocks go
+    back to eager with a note and `run` is tried again with `generators` re-seeded, so the
+    images are the ones the seeds promise."""
     state = _state(pipe)
     if state is None:
         return run()
     try:
-        return _with_attention(state, run)
+        return run()
     except Exception as error:
         if not (state.compiled and is_compile_error(error)):
             raise
@@ -400,11 +380,4 @@ def call(pipe: DiffusionPipeline, run: Callable[[], T], generators: Sequence[Any
         state.notes.append(f"torch.compile failed ({_brief(error)}): rendering without it")
         for generator in generators:
             generator.manual_seed(generator.initial_seed())
-        return _with_attention(state, run)
-
-
-def _with_attention(state: _State, run: Callable[[], T]) -> T:
-    if state.attention is None:
-        return run()
-    with sdpa_kernel(state.attention, set_priority=True):
         return run()

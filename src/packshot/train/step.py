@@ -200,18 +200,37 @@ class _FrozenGegluFeedForward(torch.autograd.Function):
         out_bias: torch.Tensor | None,
     ) -> torch.Tensor:
         ctx.save_for_backward(x, proj_weight, proj_bias, out_weight)
+        ctx.autocast = _autocast_state(x)
         a, g = F.linear(x, proj_weight, proj_bias).chunk(2, dim=-1)
         return F.linear(a * F.gelu(g), out_weight, out_bias)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        # The forward ran under the step's autocast (bf16 matrix products on an fp32 input);
+        # the backward pass runs outside it, so it enters the same autocast again: without it
+        # the recomputed projection would multiply the fp32 input by the bf16 weight.
         x, proj_weight, proj_bias, out_weight = ctx.saved_tensors
-        a, g = F.linear(x, proj_weight, proj_bias).chunk(2, dim=-1)
-        grad_gated = grad_output @ out_weight
-        grad_h = torch.cat(
-            [grad_gated * F.gelu(g), torch.ops.aten.gelu_backward(grad_gated * a, g)], dim=-1
-        )
-        return grad_h @ proj_weight, None, None, None, None
+        with _autocast_like(ctx.autocast):
+            a, g = F.linear(x, proj_weight, proj_bias).chunk(2, dim=-1)
+            grad_gated = grad_output @ out_weight
+            grad_h = torch.cat(
+                [grad_gated * F.gelu(g), torch.ops.aten.gelu_backward(grad_gated * a, g)], dim=-1
+            )
+            grad_x = grad_h @ proj_weight
+        return grad_x.to(x.dtype), None, None, None, None
+
+
+def _autocast_state(x: torch.Tensor) -> tuple[str, torch.dtype] | None:
+    """The autocast in effect for `x`'s device now: (device type, dtype), or None."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return device, torch.get_autocast_dtype(device)
+    return None
+
+
+def _autocast_like(state: tuple[str, torch.dtype] | None) -> Any:
+    """Enter the autocast `_autocast_state` recorded (nothing for None)."""
+    return nullcontext() if state is None else torch.autocast(state[0], dtype=state[1])
 
 
 def _is_plain_geglu_feed_forward(module: torch.nn.Module) -> bool:
