@@ -30,7 +30,7 @@ from packshot.models.families import detect_family, get_family
 from packshot.models.load import load_pipeline, resolve_model
 from packshot.place import GUARANTEE_BAND_PX, compose
 from packshot.progress import ProgressEvent
-from packshot.shoot import ShootRequest
+from packshot.shoot import ShootRequest, shoot
 from packshot.shoot.run import plan_shoot
 from packshot.shoot.sizes import size_for
 from packshot.train import TrainConfig, train
@@ -282,6 +282,33 @@ def test_shoot_place_and_score_on_the_trained_model(
     )
     assert run.exit_code == 0, run.output
     assert (shots / "scores.json").is_file()
+
+
+def test_merged_lora_and_fused_projections_shoot_like_eager(
+    flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]],
+    cache_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """The fast pipeline on a transformer (models.speed): the product's LoRA merged into the
+    weights and diffusers' fused QKV projections (the joint attention's text side too) draw
+    what the eager pipeline draws; --fp8 on a CPU says why it is off."""
+    result, _, _ = flux2_run
+
+    def run(name: str, **levers: bool) -> tuple[np.ndarray, list[str], list[str]]:
+        request = ShootRequest(
+            result.model_dir, ["{product} on a desk"], count=2, num_inference_steps=2, seed=4
+        )
+        for key, value in levers.items():
+            setattr(request, key, value)
+        shot = shoot(request, tmp_path / name, cache_dir=cache_dir)
+        pixels = np.stack([np.asarray(Image.open(s.path), dtype=np.int16) for s in shot.shots])
+        return pixels, shot.warnings, json.loads(shot.shots[0].sidecar.read_text())["speed"]
+
+    eager, _, _ = run("eager")
+    fused, warnings, levers = run("fused", fp8=True)
+    assert "fused-qkv" in levers and "merged-loras" in levers and "fp8" not in levers
+    assert any("fp8 needs an NVIDIA GPU" in w for w in warnings)
+    assert np.abs(fused - eager).max() <= 2
 
 
 def test_fast_is_the_distilled_recipe(

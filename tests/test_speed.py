@@ -24,9 +24,11 @@ from packshot.artifacts.product_model import ProductModel
 from packshot.config import ENV_COMPILE_BACKEND
 from packshot.models import speed
 from packshot.models.load import clear_pipeline_cache, load_pipeline
+from packshot.progress import ProgressEvent
 from packshot.shoot import ShootRequest, render, shoot
 from packshot.train import TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SEEDS = [11, 12]
 
 
@@ -181,30 +183,37 @@ def test_an_unknown_compile_backend_is_a_note_not_a_failure(
     assert len(_render(fast, [])) == len(SEEDS)
 
 
+@pytest.mark.budget(20)  # a 4-step training whose blocks dynamo and AOT autograd trace
 def test_compiled_training_reaches_the_same_lora(
-    cache_dir: Path, training_set: Path, tmp_path: Path, aot_eager: None
+    cache_dir: Path, training_set: Path, product_model: Path, tmp_path: Path, aot_eager: None
 ) -> None:
-    def run(compile_: bool, out: Path) -> dict[str, torch.Tensor]:
-        config = TrainConfig(
-            model="tiny",
-            class_word="backpack",
-            resolution=64,
-            max_train_steps=3,
-            learning_rate=1e-3,
-            checkpointing_steps=0,
-            validation_steps=0,
-            sample_at_end=False,
-            compile=compile_,
-        )
-        model = train(config, training_set, out, cache_dir=cache_dir)
-        return load_file(model.lora_path)
+    # The session's product model, trained again with --compile: the same LoRA.
+    config = TrainConfig(
+        model="tiny",
+        class_word="backpack",
+        product="red backpack",
+        resolution=64,
+        max_train_steps=4,
+        learning_rate=1e-2,
+        checkpointing_steps=0,
+        sample_at_end=False,
+        compile=True,
+    )
+    warnings: list[str] = []
 
-    eager = run(False, tmp_path / "eager")
-    compiled = run(True, tmp_path / "compiled")
+    def progress(event: ProgressEvent) -> None:
+        if event.data.get("event") == "warning":
+            warnings.append(event.message)
+
+    model = train(
+        config, training_set, tmp_path / "compiled", cache_dir=cache_dir, progress=progress
+    )
+    assert not warnings  # compiled to the end: no fall-back to eager
+    compiled = load_file(model.lora_path)
+    eager = load_file(ProductModel.load(product_model).lora_path)
     assert eager.keys() == compiled.keys()
     for key in eager:
-        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-3, atol=1e-5)
-    assert any(t.abs().sum() > 0 for k, t in compiled.items() if "lora_B" in k or "lora.up" in k)
+        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-2, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.models.attention_processor import Attention
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_inductor_default
 
@@ -290,26 +289,33 @@ def _restore_base_weights(state: _State) -> None:
             module.weight = torch.nn.Parameter(base.to(state.device), requires_grad=False)
 
 
+# The fused projections diffusers builds (`fuse_projections`) and the layers each concatenates.
+_FUSED = (
+    ("to_qkv", ("to_q", "to_k", "to_v")),
+    ("to_kv", ("to_k", "to_v")),  # cross-attention: key and value only
+    ("to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj")),  # joint attention's text side
+)
+
+
 def _refresh_fused_projections(model: torch.nn.Module) -> None:
-    """Copy the (merged or restored) query, key and value weights into the fused projections."""
+    """Copy the (merged or restored) query, key and value weights into the fused projections
+    of every attention module of `model` that diffusers fused (UNets' and transformers')."""
     with torch.no_grad():
         for module in model.modules():
-            if not (isinstance(module, Attention) and getattr(module, "fused_projections", False)):
+            if not getattr(module, "fused_projections", False):
                 continue
-            if hasattr(module, "to_qkv"):
-                parts, fused = (module.to_q, module.to_k, module.to_v), module.to_qkv
-            elif hasattr(module, "to_kv"):
-                parts, fused = (module.to_k, module.to_v), module.to_kv
-            else:
-                continue
-            if type(fused.weight.data) is not torch.Tensor:  # fp8: quantised again after this
-                fused.weight = torch.nn.Parameter(
-                    torch.cat([p.weight for p in parts]), requires_grad=False
-                )
-            else:
-                fused.weight.data.copy_(torch.cat([p.weight for p in parts]))
-            if fused.bias is not None:
-                fused.bias.data.copy_(torch.cat([p.bias for p in parts]))
+            for fused_name, part_names in _FUSED:
+                fused = getattr(module, fused_name, None)
+                parts = [getattr(module, name, None) for name in part_names]
+                if fused is None or any(part is None for part in parts):
+                    continue
+                weight = torch.cat([part.weight for part in parts])
+                if type(fused.weight.data) is not torch.Tensor:  # fp8: quantised again after
+                    fused.weight = torch.nn.Parameter(weight, requires_grad=False)
+                else:
+                    fused.weight.data.copy_(weight)
+                if fused.bias is not None:
+                    fused.bias.data.copy_(torch.cat([part.bias for part in parts]))
 
 
 def is_fast(pipe: DiffusionPipeline) -> bool:
