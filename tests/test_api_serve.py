@@ -51,10 +51,36 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _running_elsewhere(data: Path, merchant_id: str) -> str:
+    """A training running on another runner (its stream stays open; no worker takes it)."""
+    from packshot.jobs import store
+    from packshot.jobs.models import Job, Product, new_id
+    from packshot.jobs.settings import ServiceSettings
+
+    db = store.Database(ServiceSettings.from_env(data).database_url)
+    with db.session() as session:
+        session.add(Product(id="prd_1", merchant_id=merchant_id, name="mug", class_name="mug"))
+        session.flush()
+        job = Job(
+            id=new_id("trn"),
+            merchant_id=merchant_id,
+            product_id="prd_1",
+            kind="training",
+            status="running",
+            runner="elsewhere",
+        )
+        session.add(job)
+        session.commit()
+    db.dispose()
+    return job.id
+
+
 def test_serve_runs_the_api_and_the_worker(tmp_path: Path) -> None:
+    """…and stops on SIGINT with a progress stream open (its job still running elsewhere)."""
     data = tmp_path / "data"
     created = runner.invoke(app, ["merchants", "create", "Acme", "--data", str(data), "--json"])
     key = json.loads(created.output)["api_key"]
+    job_id = _running_elsewhere(data, json.loads(created.output)["id"])
     port = _free_port()
     env = {**os.environ, "PACKSHOT_WORKER_THREADS": "1"}
     env.pop("PACKSHOT_DATA", None)
@@ -64,6 +90,7 @@ def test_serve_runs_the_api_and_the_worker(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    stream = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=60)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -81,9 +108,12 @@ def test_serve_runs_the_api_and_the_worker(tmp_path: Path) -> None:
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "packshot studio"
         workers = _workers_of(process.pid)
         assert workers, "no worker process"
+        events = stream.stream("GET", f"{base}/v1/trainings/{job_id}/events").__enter__()
+        assert events.status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0].decode()
+        output = process.communicate(timeout=30)[0].decode()  # the stream still open
+        stream.close()
     assert process.returncode == 0, output
     assert key not in output  # no key in the logs
     for pid in workers:
@@ -118,29 +148,10 @@ def test_serve_runs_several_web_processes_over_one_database(tmp_path: Path) -> N
     limit and the stream caps hold across them (their state is in the database). Slow (~45 s:
     three processes start and stop); the shared state itself is tested in the default suite
     (test_api_limits: two limiters over one database; test_api_streams: the caps' leases)."""
-    from packshot.jobs import store
-    from packshot.jobs.models import Job, Product, new_id
-    from packshot.jobs.settings import ServiceSettings
-
     data = tmp_path / "data"
     created = runner.invoke(app, ["merchants", "create", "Acme", "--data", str(data), "--json"])
-    body = json.loads(created.output)
-    key, merchant_id = body["api_key"], body["id"]
-    db = store.Database(ServiceSettings.from_env(data).database_url)
-    with db.session() as session:  # a job running elsewhere: its stream stays open
-        session.add(Product(id="prd_1", merchant_id=merchant_id, name="mug", class_name="mug"))
-        session.flush()
-        job = Job(
-            id=new_id("trn"),
-            merchant_id=merchant_id,
-            product_id="prd_1",
-            kind="training",
-            status="running",
-            runner="elsewhere",
-        )
-        session.add(job)
-        session.commit()
-    db.dispose()
+    key = json.loads(created.output)["api_key"]
+    job_id = _running_elsewhere(data, json.loads(created.output)["id"])
     port = _free_port()
     env = {
         **os.environ,
@@ -167,7 +178,7 @@ def test_serve_runs_several_web_processes_over_one_database(tmp_path: Path) -> N
         assert len(_children_of(process.pid, b"spawn_main")) == 2  # the web processes
         assert _workers_of(process.pid), "no worker process"
         headers = {"Authorization": f"Bearer {key}"}
-        events = f"{base}/v1/trainings/{job.id}/events"
+        events = f"{base}/v1/trainings/{job_id}/events"
         with (
             httpx.Client(headers=headers) as one,
             httpx.Client(headers=headers) as two,
