@@ -568,6 +568,10 @@ def test_every_route_hides_other_merchants_objects(
     photo = studio.a.get(f"/v1/products/{product['id']}/photos").json()["data"][0]
     shot = shoot["shots"][0]
     p, t, s, pl = product["id"], training["id"], shoot["id"], placement["id"]
+    # A catalogue shoot of merchant A's, canceled at once: its routes must hide it from B too.
+    catalogue = {"product_ids": [p], "shots": CATALOGUE_SHOTS, "model": "tiny"}
+    c = studio.a.post("/v1/catalogue-shoots", json=catalogue).json()["id"]
+    assert studio.a.post(f"/v1/catalogue-shoots/{c}/cancel").status_code == 200
     routes = [
         ("GET", f"/v1/products/{p}", None),
         ("DELETE", f"/v1/products/{p}", None),
@@ -599,6 +603,14 @@ def test_every_route_hides_other_merchants_objects(
         ("GET", f"/v1/placements/{pl}/download", None),
         ("GET", f"/v1/placements/{pl}/contact-sheet", None),
         ("GET", f"/v1/placements/{pl}/cutout", None),
+        ("GET", f"/v1/shoots/{s}/exports/shopify", None),
+        ("GET", f"/v1/placements/{pl}/exports/shopify", None),
+        ("GET", f"/v1/catalogue-shoots/{c}", None),
+        ("POST", f"/v1/catalogue-shoots/{c}/cancel", None),
+        ("GET", f"/v1/catalogue-shoots/{c}/events", None),
+        ("GET", f"/v1/catalogue-shoots/{c}/download", None),
+        ("GET", f"/v1/catalogue-shoots/{c}/contact-sheet", None),
+        ("GET", f"/v1/catalogue-shoots/{c}/exports/shopify", None),
     ]
     # Every /v1 route with an id is in the list (a new route must be added here).
     schema = studio.client.get("/openapi.json").json()
@@ -610,9 +622,18 @@ def test_every_route_hides_other_merchants_objects(
     }
     import re
 
-    listed = {(m, re.sub(r"/(prd|pho|trn|sht|plc|shot)_[\w-]+", "/{id}", u)) for m, u, _ in routes}
+    ids = r"/(prd|pho|trn|sht|plc|shot|cat)_[\w-]+"
+    listed = {(m, re.sub(ids, "/{id}", u)) for m, u, _ in routes}
     templated = {(m, re.sub(r"\{[a-z_]+(:path)?\}", "{id}", u)) for m, u in with_ids}
-    templated = {(m, u.replace("/files/{id}", "/files/packshot.json")) for m, u in templated}
+    templated = {
+        (
+            m,
+            u.replace("/files/{id}", "/files/packshot.json").replace(
+                "/exports/{id}", "/exports/shopify"
+            ),
+        )
+        for m, u in templated
+    }
     assert templated <= listed, templated - listed
     for method, url, body in routes:
         headers = {"Authorization": f"Bearer {studio.b.key}"}
