@@ -377,6 +377,28 @@ def test_shoot_delivers_scored_shots(studio, shoot) -> None:
     assert studio.a.get(shoot["contact_sheet_url"]).status_code == 200
 
 
+@pytest.mark.budget(30)  # intake's pick, one 2-step tiny-flux2 shot and its judges, in the worker
+def test_instant_shoot_needs_photos_not_training(studio) -> None:
+    merchant = studio.a
+    product = merchant.post("/v1/products", json={"name": "red backpack", "class_name": "bag"})
+    url = f"/v1/products/{product.json()['id']}/shoots"
+    instant = {"mode": "instant", "descriptions": ["{product} on a table"], "count": 1}
+    early = merchant.post(url, json={**instant, "model": "tiny-flux2"})
+    assert early.status_code == 409 and "photos" in early.text  # nothing to refer to yet
+    assert upload(merchant, product.json()["id"], example_photos()).status_code == 201
+    refused = merchant.post(url, json={**instant, "model": "tiny"})
+    assert refused.status_code == 422 and "FLUX.2 [klein]" in refused.text
+    body = {**instant, "model": "tiny-flux2", "num_inference_steps": 2, "seed": 4}
+    created = merchant.post(url, json=body)
+    assert created.status_code == 201, created.text
+    done = studio.wait(merchant, f"/v1/shoots/{created.json()['id']}", ("succeeded", "failed"))
+    assert done["status"] == "succeeded", done
+    assert done["request"]["mode"] == "instant" and done["request"]["model"] == "tiny-flux2"
+    (shot,) = done["shots"]
+    assert shot["scores"]["dino"] is not None  # judged against the product's photos
+    assert merchant.post(url, json={"descriptions": ["x"]}).status_code == 409  # trained: none
+
+
 def test_shoot_checks_its_request(studio, product) -> None:
     url = f"/v1/products/{product['id']}/shoots"
     assert studio.a.post(url, json={"descriptions": []}).status_code == 422

@@ -342,6 +342,21 @@ def test_whole_flow_in_chromium(
     expect(page.get_by_test_id("photo-count")).to_have_text(f"{len(photos)} photos")
     camera.shoot("photos-uploaded")
 
+    # 3b. Instant shots, before any training: the best photos as references of tiny-flux2.
+    expect(page.get_by_test_id("shoot-modes")).to_be_visible()
+    page.get_by_label("Describe your instant shots").fill("the backpack on a wooden bench")
+    page.locator("#shoot details.advanced summary").click()
+    page.get_by_label("Sampling steps").fill("2")
+    page.get_by_label("Reference model").fill("tiny-flux2")
+    camera.shoot("instant-form")
+    page.get_by_test_id("start-instant").click()
+    instant = page.get_by_test_id("shoot").first
+    expect(instant.get_by_test_id("job-mode")).to_have_text("Instant")
+    expect(instant.get_by_test_id("download-zip")).to_be_visible(timeout=120_000)
+    expect(instant.get_by_test_id("shot")).to_have_count(1)
+    assert re.search(r"DINO\s+-?\d\.\d\d", instant.locator(".scores").inner_text())
+    camera.shoot("instant-gallery")
+
     # 4. Train tiny for a few steps: the bar moves to done, samples appear, LoRA files listed.
     page.locator("#training details.advanced summary").click()
     page.get_by_label("Steps", exact=True).fill(str(TRAIN_STEPS))
@@ -479,7 +494,7 @@ def test_whole_flow_in_chromium(
     assert all(shot["placement"]["width"] > 0 for shot in from_api["shots"])
     flagged = sum(shot["product_missing"] for shot in from_api["shots"])
     expect(placement.get_by_test_id("product-missing")).to_have_count(flagged)
-    expect(page.get_by_test_id("shoot")).to_have_count(1)  # both modes in one gallery
+    expect(page.get_by_test_id("shoot")).to_have_count(2)  # every mode in one gallery
     camera.shoot("placement-gallery")
 
     placed.first.get_by_role("button", name="View this shot larger").click()

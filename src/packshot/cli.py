@@ -384,7 +384,7 @@ def train_command(
     out_dir: Path = typer.Option(..., "--out", help="Where to write the model folder."),
     model: str = typer.Option(
         "stabilityai/stable-diffusion-xl-base-1.0",
-        help="Base model: Hub id, local diffusers folder, or tiny / tiny-sdxl.",
+        help="Base model: Hub id, local diffusers folder, or tiny / tiny-sdxl / tiny-flux2.",
     ),
     product: str | None = typer.Option(None, help='The product\'s name, e.g. "bose headphones".'),
     preset: str = typer.Option("standard", help="quick, standard or best."),

@@ -268,9 +268,28 @@ class SceneFields(WebhookField):
 
 
 class ShootCreate(SceneFields):
+    mode: Literal["trained", "instant"] = Field(
+        "trained",
+        description="trained: the product's trained model draws it; instant: no training, the "
+        "best 1-4 of the product's photos go as reference images to `model` (FLUX.2 [klein]).",
+    )
     training_id: str | None = Field(
         None, max_length=60, description="Which model; default: the product's latest training."
     )
+    model: str | None = Field(
+        None,
+        max_length=200,
+        description="instant: a base model that takes reference images (a Hugging Face Hub id, "
+        "or tiny-flux2, the test stand-in). Default: black-forest-labs/FLUX.2-klein-4B.",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is not None and (not MODEL_PATTERN.match(value) or ".." in value):
+            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny-flux2")
+        return value
+
     best: int | None = Field(
         None, ge=1, le=JOB_MAX_BEST, description="Render 2K candidates, keep K best."
     )

@@ -18,13 +18,10 @@ from packshot.intake import check_photos
 from packshot.intake.references import MAX_REFERENCES, Reference, pick_references
 from packshot.judge import JudgeConfig
 from packshot.models.families import reference_families
-from packshot.models.families.flux2 import FLUX2_KLEIN
 from packshot.models.load import resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
-from packshot.shoot.request import ShootRequest
+from packshot.shoot.request import INSTANT_MODEL, ShootRequest
 
-# The step-distilled klein 4B: 4 steps, a first result in about a second on a GPU.
-INSTANT_MODEL = str(FLUX2_KLEIN.fast_model)
 DEFAULT_PRODUCT = "product"  # what {product} says when the merchant names it not
 
 

@@ -59,6 +59,7 @@ from packshot.jobs.kinds import (
     to_json,
 )
 from packshot.judge import JudgeConfig
+from packshot.models.families import stand_in_aliases
 from packshot.progress import ProgressCallback, ProgressEvent
 from packshot.shoot.plan import draw_seed
 from packshot.train import PRESET_NAMES, TrainConfig
@@ -153,6 +154,7 @@ def _training_result(model: ProductModel, workdir: Path) -> TrainingResult:
 def run_shoot(
     params: ShootParams, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
 ) -> ShootResult:
+    from packshot.flows.instant import instant
     from packshot.flows.judged import shoot_and_judge
     from packshot.shoot import shoot
 
@@ -162,7 +164,22 @@ def run_shoot(
     folder = KINDS["shoot"].out_dir
     out = workdir / folder
     resume = out.exists()  # an interrupted shoot of this job: keep what it rendered
-    if not params.judge:
+    if params.photos_dir is not None:
+        # instant shots: intake picks the references, every shot judged against the photos
+        tiny = (request.base or "").strip() in stand_in_aliases()
+        judge = JudgeConfig.for_models(params.dino_model, params.clip_model, stand_in=tiny)
+        done = instant(
+            params.photos_dir,
+            request,
+            out,
+            judge=judge,
+            best=params.best,
+            progress=progress,
+            cache_dir=cache_dir,
+            resume=resume,
+        )
+        result, flagged = done.judged.result, done.judged.flagged
+    elif not params.judge:
         result = shoot(request, out, progress=progress, cache_dir=cache_dir, resume=resume)
         flagged: list[str] = []
     else:

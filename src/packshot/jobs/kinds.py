@@ -76,6 +76,9 @@ class ShootParams(ShootRequest):
     reference_dir: str | None = None  # photos to judge against (default: the model's crops)
     dino_model: str | None = None  # the judges (default: tiny ones for a tiny model)
     clip_model: str | None = None
+    # instant shots (no training): the product's photos, the best 1-4 of which are picked as
+    # `references` (flows.instant); `reference_dir` judges against them all
+    photos_dir: str | None = None
 
     def request(self) -> ShootRequest:
         """The shoot itself, without the judging."""

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
 
+# Instant shots' model when none is named: the step-distilled FLUX.2 [klein] 4B (Apache-2.0),
+# which takes reference images and draws in 4 steps.
+INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B"
+
 
 @dataclass
 class ShootRequest:

@@ -61,7 +61,9 @@ from packshot.deliver.shop import export_delivery
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, JobEvent, Photo, Product, ShotRow
+from packshot.models.families import reference_families, stand_in_aliases
 from packshot.shoot import load_presets
+from packshot.shoot.request import INSTANT_MODEL
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
@@ -432,14 +434,19 @@ def create_shoot(
     merchant: CurrentMerchant,
     settings: SettingsDep,
 ):
-    """Shoot product photos from descriptions with the product's trained model."""
+    """Shoot product photos from descriptions: with the product's trained model, or (`mode`
+    instant) with no training, its best photos as reference images of a FLUX.2 [klein] model."""
     product = get_product(session, merchant.id, product_id)
     check_webhook(settings, body.webhook)
     _check_presets(body.presets)
+    if body.mode == "instant":
+        return _create_instant_shoot(session, merchant, settings, product, body)
+    if body.model is not None:
+        raise ApiError(422, "`model` is for instant shoots: a trained shoot uses its training's.")
     training = succeeded_training(session, merchant.id, product, body.training_id)
     if training is None:
         raise ApiError(409, "The product has no trained model yet: train it first.")
-    request = body.model_dump(exclude_none=True, exclude={"webhook"})
+    request = body.model_dump(exclude_none=True, exclude={"webhook", "mode", "model"})
     request["training_id"] = training.id
     scene = {k: v for k, v in request.items() if k != "training_id"}
     params = ShootParams(model_dir=_model_dir(settings, training), **scene)
@@ -450,6 +457,51 @@ def create_shoot(
         kind="shoot",
         params=params,
         request=request,
+        webhook=body.webhook,
+        prefix="sht",
+    )
+    return shoot_public(session, job)
+
+
+def _create_instant_shoot(
+    session: SessionDep,
+    merchant: CurrentMerchant,
+    settings: SettingsDep,
+    product: Product,
+    body: ShootCreate,
+) -> ShootPublic:
+    """An instant shoot: no training, as soon as the product has photos."""
+    has_photos = session.scalars(select(Photo.id).where(Photo.product_id == product.id)).first()
+    if has_photos is None:
+        raise ApiError(409, "The product has no photos yet: upload some, then shoot instantly.")
+    if body.training_id is not None:
+        raise ApiError(422, "An instant shoot uses no training: drop `training_id`.")
+    model = body.model or INSTANT_MODEL
+    family = stand_in_aliases().get(model)
+    if family is not None and not family.reference_images:
+        raise ApiError(
+            422,
+            f"`{model}` takes no reference images: instant shots need "
+            f"{', '.join(reference_families())}.",
+        )
+    request = body.model_dump(exclude_none=True, exclude={"webhook"})
+    scene = {k: v for k, v in request.items() if k not in ("mode", "model")}
+    photos = str(photos_dir(settings, product.id).resolve())
+    params = ShootParams(
+        model_dir=None,
+        base=model,
+        product=product.name or product.class_name,
+        photos_dir=photos,
+        reference_dir=photos,
+        **scene,
+    )
+    job = store.enqueue(
+        session,
+        merchant_id=merchant.id,
+        product_id=product.id,
+        kind="shoot",
+        params=params,
+        request={**request, "model": model},
         webhook=body.webhook,
         prefix="sht",
     )

@@ -26,9 +26,18 @@ const STAGES = {
 const ACTIVE = new Set(["queued", "running"]);
 const ASPECTS = ["1:1", "4:5", "3:4", "16:9", "9:16"];
 const MODES = [
+  ["instant", "Instant shots", "From your photos, no training: first shots in seconds"],
   ["generate", "Generate with my model", "Your trained model draws the product in any scene"],
   ["place", "Keep my product's pixels", "Cut out of your photo; only the scene is new"],
 ];
+// Base models a merchant may pick, with what each needs (the API takes any Hub id too).
+const BASE_MODELS = [
+  ["stabilityai/stable-diffusion-xl-base-1.0", "Stable Diffusion XL: trains on a 16 GB GPU"],
+  ["black-forest-labs/FLUX.2-klein-base-4B", "FLUX.2 [klein] 4B: sharper labels and text; trains in ~10 GB of GPU memory (a 24 GB card)"],
+  ["black-forest-labs/FLUX.2-klein-4B", "FLUX.2 [klein] 4B distilled: 4-step shots; trains in ~10 GB of GPU memory"],
+  ["stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5: the lightest, 8 GB"],
+];
+const INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B";
 // What each kind of job is called on the page, and where the API keeps it.
 const JOB_KINDS = {
   shoot: { path: "shoots", badge: "Generated", title: "Shoot", noun: "shoot", failed: "Shoot failed", retry: "shoot again with more training or a plainer description" },
@@ -270,7 +279,7 @@ class ProductPage {
     this.renderPhotos(results);
     this.renderTraining();
     if (!this.modeBody || this.shootSection.classList.contains("locked")) this.renderShoot();
-    else if (this.mode === "place") mount(this.modeBody, this.modeForm()); // the new photos
+    else if (this.mode === "place" || this.mode === "instant") mount(this.modeBody, this.modeForm()); // the new photos
   }
 
   // ---------------------------------------------------------------- 2. training
@@ -324,7 +333,8 @@ class ProductPage {
       ),
     );
     const steps = h("input.input", { id: "train-steps", name: "max_train_steps", type: "number", min: 1, max: 20000, placeholder: "from the preset", inputmode: "numeric" });
-    const model = h("input.input", { id: "train-model", name: "model", placeholder: "stabilityai/stable-diffusion-xl-base-1.0", spellcheck: "false", autocomplete: "off" });
+    const model = h("input.input", { id: "train-model", name: "model", list: "base-models", placeholder: "stabilityai/stable-diffusion-xl-base-1.0", spellcheck: "false", autocomplete: "off" });
+    const models = h("datalist", { id: "base-models" }, BASE_MODELS.map(([id, note]) => h("option", { value: id, label: note })));
     const error = h("div.notice.bad", { role: "alert", hidden: true });
     const start = h("button.btn.accent", { type: "submit", "data-testid": "start-training" }, icon("spark"), again ? "Train again" : "Start training");
     const warn =
@@ -377,7 +387,8 @@ class ProductPage {
         h(
           "div.grid-2",
           field(steps, "Steps", "Overrides the preset's step count."),
-          field(model, "Base model", "A Hugging Face Hub id. Empty: Stable Diffusion XL."),
+          field(model, "Base model", "A Hugging Face Hub id. Empty: Stable Diffusion XL. FLUX.2 [klein] 4B draws labels and text sharper and trains in ~10 GB of GPU memory (a 24 GB card)."),
+          models,
         ),
       ),
       error,
@@ -587,7 +598,7 @@ class ProductPage {
       mount(this.shootSection, head, h("p.muted", "Add photos first: then place your product in new scenes, or train a model and shoot."));
       return;
     }
-    if (!this.mode) this.mode = canGenerate ? "generate" : "place";
+    if (!this.mode) this.mode = canGenerate ? "generate" : "instant";
     const modes = h(
       "div.seg.modes",
       { role: "radiogroup", "aria-label": "Shooting mode", "data-testid": "shoot-modes" },
@@ -616,6 +627,11 @@ class ProductPage {
   }
 
   modeForm() {
+    if (this.mode === "instant") {
+      return this.photos.length
+        ? this.instantForm()
+        : h("p.muted", { "data-testid": "instant-locked" }, "Add photos first: the best of them show the model your product.");
+    }
     if (this.mode === "place") {
       return this.photos.length
         ? this.placeForm()
@@ -739,6 +755,62 @@ class ProductPage {
     return form;
   }
 
+  /** Instant shots: no training, the best of the product's photos as reference images. */
+  instantForm() {
+    const { descriptions, n, aspect, steps } = sceneFields(
+      "instant",
+      [],
+      `the ${this.product.class_name} on a marble kitchen counter\nthe ${this.product.class_name} on a wooden table by a window`,
+    );
+    n.value = 1;
+    const model = h("input.input", { id: "instant-model", name: "model", placeholder: INSTANT_MODEL, spellcheck: "false", autocomplete: "off" });
+    const { error, fail } = formError();
+    const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-instant" }, icon("spark"), "Shoot now");
+    const form = h(
+      "form.stack",
+      {
+        novalidate: true,
+        onsubmit: async (e) => {
+          e.preventDefault();
+          error.hidden = true;
+          const lines = descriptions.value.split("\n").map((s) => s.trim()).filter(Boolean);
+          if (!lines.length) return fail("Describe at least one shot, one per line.", descriptions);
+          const count = Number(n.value);
+          if (!Number.isInteger(count) || count < 1) return fail("Shots per description must be a whole number from 1.", n);
+          const body = { mode: "instant", descriptions: lines, count };
+          if (aspect.value) body.aspect = aspect.value;
+          if (steps.value) body.num_inference_steps = Number(steps.value);
+          if (model.value.trim()) body.model = model.value.trim();
+          let shoot;
+          try {
+            shoot = await busy(submit, () => api.post(`${this.base()}/shoots`, body));
+          } catch (exc) {
+            fail(exc.message);
+            return markInvalid(form, exc.message);
+          }
+          this.shoots.unshift(shoot);
+          this.gallery.prepend(this.jobBlock(shoot, "shoot"));
+        },
+        oninput: () => (error.hidden = true),
+      },
+      field(descriptions, "Describe your instant shots", "One shot idea per line. The studio picks your best photos to show the model your product; every shot is checked against them."),
+      h(
+        "details.advanced",
+        h("summary", "Options"),
+        h(
+          "div.grid-2",
+          field(n, "Shots per description"),
+          field(aspect, "Aspect ratio"),
+          field(steps, "Sampling steps", "Empty: the model's own (4 for FLUX.2 [klein] 4B)."),
+          field(model, "Reference model", "A model that takes reference images: FLUX.2 [klein]. Empty: FLUX.2 [klein] 4B."),
+        ),
+      ),
+      error,
+      h("div.row", submit),
+    );
+    return form;
+  }
+
   shootForm() {
     const presets = this.presets;
     const { descriptions, chips, n, aspect, steps } = sceneFields(
@@ -825,7 +897,7 @@ class ProductPage {
         "div.job-head",
         h(
           "div.job-title",
-          h(`span.badge.plain.mode${kind === "placement" ? ".pixels" : ""}`, { "data-testid": "job-mode" }, spec.badge),
+          h(`span.badge.plain.mode${kind === "placement" ? ".pixels" : ""}`, { "data-testid": "job-mode" }, s.request?.mode === "instant" ? "Instant" : spec.badge),
           h("strong", (s.request?.descriptions || s.descriptions || []).join(" · ") || spec.title),
           h("div.small.muted", [statusText(s, shots.length, expected), missing ? ` · ${missing} flagged` : ""].join("")),
         ),
