@@ -17,9 +17,10 @@ one single-stream block, 3072 wide, 512 text tokens) at 256 px:
 On a CUDA GPU, `--gpu` builds the whole klein 4B in bf16 and measures, at 1024 px: the
 training step (batch 1, rank 16, cached text embeddings, with and without gradient
 checkpointing: s/step and peak GPU memory) and the time per image of the base model (50 steps,
-guidance 4, classifier-free guidance doubles the batch) and of the step-distilled one (4 steps,
-no guidance). It needs torch, diffusers, transformers, peft and packshot only, and finishes in
-about two minutes on an H200:
+guidance 4, classifier-free guidance doubles the batch), of the step-distilled one (4 steps,
+no guidance), and of the distilled one with four 1024 px reference images (the instant
+mode). It needs torch, diffusers, transformers, peft and packshot only, and finishes in about
+a minute on an H200:
 
     python benchmarks/flux2_klein.py --gpu --json flux2-gpu.json
 """
@@ -42,6 +43,7 @@ from diffusers import (
     Flux2KleinPipeline,
     Flux2Transformer2DModel,
 )
+from PIL import Image
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from packshot.models.families import get_family
@@ -237,9 +239,22 @@ def _pipeline(transformer: torch.nn.Module, device: str, distilled: bool) -> Flu
     return pipe
 
 
-def time_image(pipe: Flux2KleinPipeline, steps: int, guidance: float, size: int) -> dict[str, Any]:
+def time_image(
+    pipe: Flux2KleinPipeline, steps: int, guidance: float, size: int, references: int = 0
+) -> dict[str, Any]:
+    """Seconds for one `size`² image after a warm-up, and the peak GPU memory; `references`
+    random photos of `size`² as reference images (the instant mode)."""
+    generator = torch.Generator().manual_seed(1)
+    images = [
+        Image.fromarray(
+            torch.randint(0, 256, (size, size, 3), generator=generator, dtype=torch.uint8).numpy()
+        )
+        for _ in range(references)
+    ]
+
     def call(n: int) -> None:
         pipe(
+            **({"image": images} if images else {}),
             prompt="a photo of sks backpack on a wooden table, soft light",
             height=size,
             width=size,
@@ -258,6 +273,7 @@ def time_image(pipe: Flux2KleinPipeline, steps: int, guidance: float, size: int)
     return {
         "steps": steps,
         "guidance_scale": guidance,
+        "references": references,
         "seconds_per_image": round(time.perf_counter() - started, 3),
         "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
     }
@@ -306,6 +322,8 @@ def run_gpu(resolution: int, steps: int, warmup: int, rank: int) -> dict[str, An
     pipe.register_to_config(is_distilled=True)  # same weights: the cost of the 4-step recipe
     result["distilled"] = time_image(pipe, DISTILLED_STEPS, 1.0, resolution)
     print(json.dumps({"distilled": result["distilled"]}), flush=True)
+    result["instant_4_references"] = time_image(pipe, DISTILLED_STEPS, 1.0, resolution, 4)
+    print(json.dumps({"instant_4_references": result["instant_4_references"]}), flush=True)
     result["total_s"] = round(time.perf_counter() - started, 1)
     return result
 

@@ -530,7 +530,7 @@ def test_whole_flow_in_chromium(
     card.click()
     page.reload()
     expect(page.get_by_test_id("training-done")).to_be_visible()
-    expect(page.get_by_test_id("shot")).to_have_count(4)  # the shoot's and the placement's
+    expect(page.get_by_test_id("shot")).to_have_count(5)  # the instant, shoot and placement shots
     camera.shoot("product-reloaded")
 
     # 8. The catalogue: a tote with good photos and no model, the teapot with two photos (not
