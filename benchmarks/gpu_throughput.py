@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 from sd15 import CLIP_L, SD15_SCHEDULER, SD15_UNET, SD15_VAE, SDXL_SCHEDULER, SDXL_UNET
+from train_step import measured_matmul_flops, peak_bf16_flops
 
 HERE = Path(__file__).resolve().parent
 # In the order they run: what the issue's targets need first.
@@ -66,8 +67,6 @@ def record(out: dict[str, Any]) -> None:
 
 PROMPT = "a photo of sks backpack on a marble kitchen counter, soft morning light"
 NEGATIVE = "blurry, low quality"
-# Dense bf16 tensor-core peaks from NVIDIA's data sheets (FLOP/s, without sparsity).
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
 TARGET_SDXL_S_PER_IMAGE_BS4 = 1.0  # the issue's, on an H100/H200-class card
 TARGET_TRAIN_PEAK_SHARE_BS4 = 0.30
 
@@ -442,9 +441,7 @@ def train_section(smoke: bool) -> dict[str, Any]:
             achieved = row["flops_per_step"] / seconds
             row["achieved_tflops"] = round(achieved / 1e12, 1)
             if device.startswith("cuda"):
-                spec = next(
-                    (v for k, v in PEAK_BF16.items() if k in torch.cuda.get_device_name()), None
-                )
+                spec = peak_bf16_flops(torch.cuda.get_device_name())
                 if spec:
                     row["share_of_spec_peak"] = round(achieved / spec, 3)
             out[label] = row
@@ -459,27 +456,13 @@ def train_section(smoke: bool) -> dict[str, Any]:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     if torch.cuda.is_available():
-        out["matmul_bf16_tflops_measured"] = round(measured_matmul_flops() / 1e12, 1)
+        out["matmul_bf16_tflops_measured"] = round(measured_matmul_flops("cuda") / 1e12, 1)
         for row in out.values():
             if isinstance(row, dict) and "achieved_tflops" in row:
                 row["share_of_measured_matmul"] = round(
                     row["achieved_tflops"] / out["matmul_bf16_tflops_measured"], 3
                 )
     return out
-
-
-def measured_matmul_flops() -> float:
-    """What this GPU does on an 8192³ bf16 matrix product: the practical ceiling."""
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    torch.cuda.synchronize()
-    return 10 * 2 * 8192**3 / (time.perf_counter() - start)
 
 
 def warm_start_section(smoke: bool, started: float) -> dict[str, Any]:

@@ -94,20 +94,11 @@ def product_model(
     """A product model for the tests that shoot or place with one (not those of training
     itself): a real `packshot train` run on the bundled backpack, tiny, 64 px, 4 steps. Shared
     by the session: read it, never write into it."""
-    from packshot.train import TrainConfig, train
+    from packshot.train import train
+    from training_support import product_model_config
 
-    config = TrainConfig(
-        model="tiny",
-        class_word="backpack",
-        product="red backpack",
-        resolution=64,
-        max_train_steps=4,
-        learning_rate=1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
-        checkpointing_steps=0,
-        sample_at_end=False,
-    )
     out = tmp_path_factory.mktemp("product-model") / "model"
-    return train(config, training_set, out, cache_dir=cache_dir).model_dir
+    return train(product_model_config(), training_set, out, cache_dir=cache_dir).model_dir
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ from packshot.models import speed
 from packshot.models.load import clear_pipeline_cache, load_pipeline
 from packshot.progress import ProgressEvent
 from packshot.shoot import ShootRequest, render, shoot
-from packshot.train import TrainConfig, train
+from packshot.train import train
+from training_support import product_model_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SEEDS = [11, 12]
@@ -188,17 +189,7 @@ def test_compiled_training_reaches_the_same_lora(
     cache_dir: Path, training_set: Path, product_model: Path, tmp_path: Path, aot_eager: None
 ) -> None:
     # The session's product model, trained again with --compile: the same LoRA.
-    config = TrainConfig(
-        model="tiny",
-        class_word="backpack",
-        product="red backpack",
-        resolution=64,
-        max_train_steps=4,
-        learning_rate=1e-2,
-        checkpointing_steps=0,
-        sample_at_end=False,
-        compile=True,
-    )
+    config = product_model_config(compile=True)
     warnings: list[str] = []
 
     def progress(event: ProgressEvent) -> None:

@@ -16,6 +16,23 @@ from packshot.artifacts.product_model import work_dir_for
 from packshot.train import TrainConfig
 from packshot.train.checkpoints import Checkpoint, latest_checkpoint
 
+
+def product_model_config(**overrides: object) -> TrainConfig:
+    """The training of the session's product model (conftest's `product_model`): the tiny
+    model on the bundled backpack, 64 px, 4 steps; `overrides` change fields."""
+    values: dict[str, object] = {
+        "model": "tiny",
+        "class_word": "backpack",
+        "product": "red backpack",
+        "resolution": 64,
+        "max_train_steps": 4,
+        "learning_rate": 1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
+        "checkpointing_steps": 0,
+        "sample_at_end": False,
+    }
+    return TrainConfig(**{**values, **overrides})
+
+
 _TRAIN_SCRIPT = """
 import sys
 from pathlib import Path
