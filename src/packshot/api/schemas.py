@@ -156,8 +156,8 @@ class JobError(BaseModel):
     message: str
 
 
-class TrainingCreate(WebhookField):
-    """A training: a preset, and the `TrainConfig` fields to set over it (its names)."""
+class TrainsFields(WebhookField):
+    """What every request that trains gives: the base model and a training preset."""
 
     model: str = Field(
         "stabilityai/stable-diffusion-xl-base-1.0",
@@ -165,6 +165,18 @@ class TrainingCreate(WebhookField):
         description="Base model: a Hugging Face Hub id, or tiny / tiny-sdxl (test stand-ins).",
     )
     preset: Literal["quick", "standard", "best"] = "standard"
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not MODEL_PATTERN.match(value) or ".." in value:
+            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny / tiny-sdxl")
+        return value
+
+
+class TrainingCreate(TrainsFields):
+    """A training: a preset, and the `TrainConfig` fields to set over it (its names)."""
+
     max_train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps.")
     resolution: int | None = Field(None, ge=64, le=2048, multiple_of=8)
     rank: int | None = Field(None, ge=1, le=256)
@@ -182,13 +194,6 @@ class TrainingCreate(WebhookField):
     background_weight: float | None = Field(None, ge=0, le=1)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] | None = None
     force: bool = Field(False, description='Train on a photo set judged "not enough".')
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        if not MODEL_PATTERN.match(value) or ".." in value:
-            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny / tiny-sdxl")
-        return value
 
 
 class FilePublic(BaseModel):
@@ -450,17 +455,12 @@ class ShotListEntryCreate(Strict):
     name: str | None = Field(None, max_length=40, description="Its folder (default 01-main, …).")
 
 
-class CatalogueShootCreate(WebhookField):
-    """Many products, one shot list: each product without a model is trained first."""
+class CatalogueShootCreate(TrainsFields):
+    """Many products, one shot list: each product without a model is trained first (`model`,
+    `preset`, `max_train_steps`)."""
 
     product_ids: list[str] = Field(..., min_length=1, max_length=200)
     shots: list[ShotListEntryCreate] = Field(..., min_length=1, max_length=20)
-    model: str = Field(
-        "stabilityai/stable-diffusion-xl-base-1.0",
-        max_length=200,
-        description="Base model of the trainings: a Hugging Face Hub id, or tiny (test stand-in).",
-    )
-    preset: Literal["quick", "standard", "best"] = "standard"
     max_train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps.")
     num_inference_steps: int | None = Field(
         None,
@@ -476,13 +476,6 @@ class CatalogueShootCreate(WebhookField):
         description="Then deliver every image to these marketplace profiles: amazon-main, "
         "amazon-additional, shopify, google, ebay, etsy.",
     )
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        if not MODEL_PATTERN.match(value) or ".." in value:
-            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny / tiny-sdxl")
-        return value
 
 
 class CatalogueProductPublic(BaseModel):

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from packshot.artifacts.product_model import METADATA_FILE
+from packshot.artifacts.shots import ShotRecord
 from packshot.errors import UsageError
 
 PRODUCT_FILE = "product.json"
@@ -140,21 +141,13 @@ SUMMARY_FILE = "catalogue.json"  # in the catalogue's output folder, written at 
 REQUEST_FILE = "request.json"  # what a resumed catalogue shoot must match
 
 
-@dataclass(frozen=True)
-class CatalogueShot:
+@dataclass(frozen=True, kw_only=True)
+class CatalogueShot(ShotRecord):
     """One delivered image of a catalogue shoot; `file` relative to the summary's folder."""
 
-    file: str
     product: str  # the product's handle
     shot: str  # the shot list entry's name
     slot: str  # its marketplace slot
-    preset: str | None = None
-    description: str | None = None
-    prompt: str | None = None
-    seed: int | None = None
-    width: int | None = None
-    height: int | None = None
-    scores: dict[str, Any] | None = None
     device_s: float = 0.0
     # Each marketplace profile's verdict when delivered: [{profile, label, status, title}]
     badges: list[dict[str, str]] | None = None

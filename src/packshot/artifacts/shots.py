@@ -23,9 +23,9 @@ import json
 import os
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from PIL import Image, PngImagePlugin
 
@@ -299,3 +299,24 @@ def add_scores(png: Path, scores: dict[str, Any]) -> Path:
     data = json.loads(path.read_text(encoding="utf-8"))
     data["scores"] = scores
     return write_json(path, data)
+
+
+@dataclass(frozen=True)
+class ShotRecord:
+    """One delivered image of a shoot, as `shoot.json` lists it: a shoot job's result and a
+    catalogue shoot's summary are lists of them (`file` relative to their folder)."""
+
+    file: str
+    preset: str | None = None
+    description: str | None = None
+    prompt: str | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    scores: dict[str, Any] | None = None
+
+    @classmethod
+    def listed(cls, image: dict[str, Any], file: str, **more: Any) -> Self:
+        """The record of `image`, an entry of `shoot.json`'s images, its file named `file`."""
+        listed = {f.name: image.get(f.name) for f in fields(ShotRecord) if f.name != "file"}
+        return cls(file=file, **listed, **more)

@@ -261,18 +261,12 @@ def shoot_product(
         listed = json.loads((shots_dir / SHOOT_SUMMARY).read_text(encoding="utf-8"))
         for image in listed["images"]:
             images.append(
-                CatalogueShot(
-                    file=f"{product.handle}/{SHOTS}/{entry.name}/{image['file']}",
+                CatalogueShot.listed(
+                    image,
+                    f"{product.handle}/{SHOTS}/{entry.name}/{image['file']}",
                     product=product.handle,
                     shot=entry.name,
                     slot=entry.slot,
-                    preset=image.get("preset"),
-                    description=image.get("description"),
-                    prompt=image.get("prompt"),
-                    seed=image.get("seed"),
-                    width=image.get("width"),
-                    height=image.get("height"),
-                    scores=image.get("scores"),
                     device_s=float(image.get("device_s") or 0.0),
                 )
             )

@@ -46,13 +46,13 @@ from packshot.artifacts.product_model import (
     ProductModel,
     work_dir_for,
 )
+from packshot.artifacts.shots import ShotRecord
 from packshot.errors import PackshotError, UsageError
 from packshot.jobs.kinds import (
     KINDS,
     CatalogueParams,
     ShootParams,
     ShootResult,
-    ShotRecord,
     TrainingParams,
     TrainingResult,
     kind_of,
@@ -203,17 +203,7 @@ def run_shoot(
     return ShootResult(
         out_dir=folder,
         images=[
-            ShotRecord(
-                file=f"{folder}/{image['file']}",
-                preset=image.get("preset"),
-                description=image.get("description"),
-                prompt=image.get("prompt"),
-                seed=image.get("seed"),
-                width=image.get("width"),
-                height=image.get("height"),
-                scores=image.get("scores"),
-            )
-            for image in summary["images"]
+            ShotRecord.listed(image, f"{folder}/{image['file']}") for image in summary["images"]
         ],
         contact_sheet=f"{folder}/{result.contact_sheet.name}",
         product_missing=[f"{folder}/{name}" for name in flagged],

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from packshot.artifacts.catalogue import CatalogueProduct
+from packshot.artifacts.shots import ShotRecord
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback
 from packshot.shoot.request import ShootRequest
@@ -141,20 +142,6 @@ class TrainingResult:
     timings: dict[str, float] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # the model folder's, but its training set
-
-
-@dataclass(frozen=True)
-class ShotRecord:
-    """One delivered image of a shoot (as `shoot.json` lists it); `file` relative to the job."""
-
-    file: str
-    preset: str | None = None
-    description: str | None = None
-    prompt: str | None = None
-    seed: int | None = None
-    width: int | None = None
-    height: int | None = None
-    scores: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
