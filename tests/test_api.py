@@ -905,3 +905,29 @@ def test_catalogue_shoot_checks_its_request(studio, product) -> None:
     refused({"profiles": ["amazon-main", "walmart"]}, 422, "Unknown marketplace profile walmart")
     other = studio.b.post("/v1/products", json={"name": "Mug", "class_name": "mug"}).json()
     refused({"product_ids": [other["id"]]}, 404, "product")
+
+
+def test_a_product_in_a_catalogue_shoot_to_come_is_not_deleted(studio) -> None:
+    """A running catalogue shoot (its row made here, so that no worker finishes it first) keeps
+    the products it names from being deleted."""
+    from packshot.jobs.models import Job, new_id
+
+    made = studio.a.post("/v1/products", json={"name": "Vase", "class_name": "vase"}).json()
+    with studio.db.session() as session:
+        job = Job(
+            id=new_id("cat"),
+            merchant_id=studio.a.id,
+            product_id=None,
+            kind="catalogue",
+            status="running",
+            request={"product_ids": [made["id"]]},
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    refused = studio.a.delete(f"/v1/products/{made['id']}")
+    assert refused.status_code == 409 and job_id in refused.json()["error"]["message"]
+    with studio.db.session() as session:
+        session.get(Job, job_id).status = "canceled"
+        session.commit()
+    assert studio.a.delete(f"/v1/products/{made['id']}").status_code == 204

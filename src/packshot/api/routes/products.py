@@ -144,6 +144,15 @@ def delete_product(
     product = get_product(session, merchant.id, product_id)
     jobs = session.scalars(select(Job).where(Job.product_id == product.id)).all()
     active = [job.id for job in jobs if job.status not in TERMINAL]
+    # A catalogue shoot belongs to no one product: those still to run name it in their request.
+    catalogues = session.scalars(
+        select(Job).where(
+            Job.merchant_id == merchant.id,
+            Job.kind == "catalogue",
+            Job.status.not_in(TERMINAL),
+        )
+    )
+    active += [j.id for j in catalogues if product.id in (j.request or {}).get("product_ids", [])]
     if active:
         raise ApiError(
             409,
