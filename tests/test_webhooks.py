@@ -154,6 +154,10 @@ CREATE_BODIES = {
     "/v1/products/{product_id}/trainings": {"model": "tiny"},
     "/v1/products/{product_id}/shoots": {"descriptions": ["{product} on a table"]},
     "/v1/products/{product_id}/placements": {"photo_id": "pho_x", "descriptions": ["on a table"]},
+    "/v1/catalogue-shoots": {
+        "product_ids": ["prd_x"],
+        "shots": [{"slot": "main", "preset": "studio"}],
+    },
 }
 
 
