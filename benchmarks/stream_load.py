@@ -8,7 +8,9 @@ to the job every 0.5 s (as a training would) and runs `--clients` clients, each 
 merchant, calling `GET /v1/health` and `GET /v1/products` in turn every `--interval` seconds.
 Then the job ends: every stream must have received every step and the `end` event.
 
-Prints, per configuration: streams held to the end, p50/p99 of both routes, errors (HTTP
+First the same clients run `--seconds` without any stream (`--no-baseline` skips it): on a
+shared machine, what they measure is the machine's share, against which the streams' own cost
+shows. Prints, per configuration: streams held to the end, p50/p99 of both routes, errors (HTTP
 errors, transport errors, streams refused, cut or short of events), the peak memory (RSS) of
 the web processes and of the whole server; writes benchmarks/stream_load.json. Target
 (issue 18): p99 under 200 ms on both routes and 0 errors, on both databases.
@@ -364,6 +366,7 @@ async def _measure(
     base = f"http://127.0.0.1:{port}"
     errors: list[str] = []
     samples: dict[str, list[float]] = {route: [] for route in ROUTES}
+    baseline: dict[str, list[float]] = {route: [] for route in ROUTES}
     try:
         async with httpx.AsyncClient(base_url=base) as http:
             for _ in range(240):
@@ -373,6 +376,15 @@ async def _measure(
                 await asyncio.sleep(0.25)
         await asyncio.sleep(2)  # the web processes' intake pools warm up
         with MemoryWatch(server.pid, web_workers) as memory:
+            if args.baseline:  # the same clients first, without streams: the machine's own share
+                stop = asyncio.Event()
+                clients = [
+                    asyncio.create_task(client_loop(base, k, args.interval, stop, baseline, errors))
+                    for k in keys
+                ]
+                await asyncio.sleep(args.seconds)
+                stop.set()
+                await asyncio.gather(*clients)
             path = f"/v1/trainings/{job_id}/events"
             gate = asyncio.Semaphore(50)
 
@@ -426,14 +438,7 @@ async def _measure(
         except subprocess.TimeoutExpired:
             server.kill()
             errors.append("server: did not stop within 60 s of SIGINT")
-    routes = {
-        route: {
-            "requests": len(values),
-            "p50_ms": round(statistics.median(values), 1) if values else None,
-            "p99_ms": round(percentile(values, 0.99), 1) if values else None,
-        }
-        for route, values in samples.items()
-    }
+    routes = _figures(samples)
     worst = max((r["p99_ms"] or 0.0) for r in routes.values())
     return {
         "database": database,
@@ -450,11 +455,23 @@ async def _measure(
         "seconds": args.seconds,
         "routes": routes,
         "worst_p99_ms": worst,
+        "routes_without_streams": _figures(baseline) if args.baseline else None,
         "errors": len(errors),
         "error_samples": errors[:10],
         "peak_rss_mb_web_processes": [round(v, 1) for v in memory.peak_web.values()],
         "peak_rss_mb_server_total": round(memory.peak_total, 1),
         "meets_target": not errors and worst < TARGET_P99_MS,
+    }
+
+
+def _figures(samples: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    return {
+        route: {
+            "requests": len(values),
+            "p50_ms": round(statistics.median(values), 1) if values else None,
+            "p99_ms": round(percentile(values, 0.99), 1) if values else None,
+        }
+        for route, values in samples.items()
     }
 
 
@@ -464,6 +481,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--interval", type=float, default=0.2, help="each client's pause, s")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the clients run")
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first the same clients without streams, for comparison on a busy machine",
+    )
     parser.add_argument(
         "--configs",
         default="sqlite:1,postgres:1,postgres:2",
@@ -492,6 +515,15 @@ def main() -> None:
             + ("target met" if result["meets_target"] else "target NOT met"),
             flush=True,
         )
+        if result["routes_without_streams"]:
+            print(
+                "  the same clients without streams: "
+                + ", ".join(
+                    f"{r} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms (n={v['requests']})"
+                    for r, v in result["routes_without_streams"].items()
+                ),
+                flush=True,
+            )
         if result["error_samples"]:
             print("  errors:", result["error_samples"], flush=True)
     out = Path(__file__).with_suffix(".json")
