@@ -29,6 +29,7 @@ from packshot.models.families import (
 )
 from packshot.models.hub import select_hub_files
 from packshot.models.load import ResolvedModel, clear_pipeline_cache, load_pipeline, resolve_model
+from packshot.models.names import hub_models_only, is_model_name
 from packshot.models.standins import (
     BUILDER_VERSION,
     build_clip_tokenizer,
@@ -314,10 +315,31 @@ def test_a_hub_id_named_tiny_is_a_real_model(
     assert resolved.source == "local" and not resolved.stand_in
     assert describe_model(resolved).tiny_stand_in is False
     # The API takes the same names: the stand-ins' aliases, and any Hub id.
-    from packshot.api.schemas import MODEL_PATTERN
+    assert all(is_model_name(ref) for ref in [*stand_in_aliases(), "tiny-org/x"])
+    assert not any(is_model_name(ref) for ref in ("tinyx", "../x", "a/b/c", "org/.x"))
 
-    assert all(MODEL_PATTERN.match(ref) for ref in [*stand_in_aliases(), "tiny-org/x"])
-    assert not any(MODEL_PATTERN.match(ref) for ref in ("tinyx", "../x", "a/b/c", "org/.x"))
+
+def test_a_model_name_is_never_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_cache: Path
+) -> None:
+    # Names a merchant could send that are, or reach, folders: none is a model name.
+    for ref in ("data/.", "tmp/.x", "data/..", "./data", "/etc/x", "a/b/c", "x./y", "a--b/c"):
+        assert not is_model_name(ref), ref
+    assert is_model_name("stabilityai/stable-diffusion-xl-base-1.0")
+    # A Hub-shaped name that is also a folder here: the CLI takes the folder, a studio job
+    # asks the Hub only, and its error shows no path of this machine.
+    monkeypatch.chdir(tmp_path)
+    _write_index(tmp_path / "data" / "models", "StableDiffusionPipeline")
+    assert resolve_model("data/models").source == "local"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with hub_models_only():
+        with pytest.raises(ModelNotFoundError) as error:
+            resolve_model("data/models")
+        assert str(tmp_path) not in str(error.value)
+        with pytest.raises(UsageError, match="not a model name"):
+            resolve_model(str(tmp_path / "data" / "models"))
+        assert resolve_model("tiny").stand_in  # the built-in ones still resolve
+    assert resolve_model("data/models").source == "local"  # outside: as before
 
 
 def test_hub_id_while_offline(monkeypatch: pytest.MonkeyPatch, hub_cache: Path) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from packshot import __version__
+from packshot.api.schemas import TrainingCreate
 from packshot.api.settings import ApiSettings
 from packshot.artifacts.catalogue import read_catalogue
 from packshot.artifacts.folders import claim_work_dir
@@ -1262,6 +1264,23 @@ def _service(data: Path | None) -> Any:
     return settings, store.Database(settings.database_url)
 
 
+def check_studio_models(settings: ApiSettings) -> list[str]:
+    """`packshot serve`'s start-up check: each model merchants get without naming one (or
+    each of PACKSHOT_MODELS) is in the local cache or on a Hub that answers. Returns, and
+    logs as a warning, the operator's fix for each that isn't (a merchant's job with it would
+    fail with "the studio can't run this right now")."""
+    from packshot.models.hub import availability_problem
+    from packshot.place import default_inpaint_model
+
+    defaults = (TrainingCreate.model_fields["model"].default, default_inpaint_model(None))
+    names = [n for n in (settings.models or defaults) if n and n not in stand_in_aliases()]
+    with ThreadPoolExecutor(max(1, len(names))) as pool:  # each waits seconds at most
+        problems = [p for p in pool.map(availability_problem, names) if p is not None]
+    for problem in problems:
+        logging.getLogger("packshot.serve").warning("model check: %s", problem)
+    return problems
+
+
 @app.command("serve")
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every one)."),
@@ -1296,6 +1315,7 @@ def serve_command(
     settings = ApiSettings.from_env(service)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     api = create_app(settings, migrate=False) if web_workers == 1 else None
+    check_studio_models(settings)
     runner = make_runner(service)
     sender = WebhookSender(db, allow_private=service.webhook_allow_private)
     runner.start()

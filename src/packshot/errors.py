@@ -38,3 +38,15 @@ class ModelNotFoundError(PackshotError):
 
 class ModelLoadError(PackshotError):
     """A model was found but is not something packshot can load (wrong format, broken files)."""
+
+
+class SetupError(PackshotError):
+    """A failure of the machine's setup, for its operator to fix, not its user (the Hub
+    unreachable and the model not downloaded, a gated model's licence not accepted).
+
+    The CLI's user is the machine's operator and reads the message as it is. The studio tells
+    the merchant it can't do this right now and gives the message to its operator's log."""
+
+
+class ModelUnavailableError(ModelNotFoundError, SetupError):
+    """A model that exists, but that this machine can't get now (offline, no access)."""

@@ -7,13 +7,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from packshot import __version__
 from packshot.api import errors, judging
 from packshot.api.deps import RateLimiter, close_intake_pool, intake_pool
+from packshot.api.headers import SecurityHeaders, docs_page
+from packshot.api.limits import BodyLimit, RouteLimits
 from packshot.api.routes import catalogue, jobs, products, session
 from packshot.api.settings import ApiSettings
 from packshot.api.streams import EventHub
@@ -21,44 +22,6 @@ from packshot.jobs import store
 from packshot.jobs.settings import ServiceSettings
 
 WEB_DIR = Path(__file__).parent / "web"
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-        "script-src 'self'; font-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'; form-action 'self'"
-    ),
-}
-
-
-class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response, and `Cache-Control: no-store` under /v1/.
-
-    A plain ASGI middleware: Starlette's `@app.middleware("http")` runs each request in a
-    task of its own with a stream in between, a cost every request pays under load.
-    """
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        no_store = scope["path"].startswith("/v1/")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                if no_store:
-                    headers.setdefault("Cache-Control", "no-store")
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
@@ -92,7 +55,7 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
             "(poll, follow /events, or pass a webhook)."
         ),
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # below, with its own content security policy
         redoc_url=None,
     )
     app.state.settings = settings
@@ -101,7 +64,19 @@ def create_app(settings: ApiSettings, *, migrate: bool = True) -> FastAPI:
     app.state.streams = EventHub(db)
     errors.install(app)
 
+    # Outermost last: the headers go on every answer, the body limit's 413s included.
+    app.add_middleware(
+        BodyLimit,
+        limits=RouteLimits(json=settings.max_json_bytes, upload=settings.max_request_bytes),
+    )
     app.add_middleware(SecurityHeaders)
+
+    docs_html, docs_policy = docs_page(app.openapi_url or "/openapi.json", app.title)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """The API docs (Swagger UI): its scripts come from a CDN, which only it may load."""
+        return HTMLResponse(docs_html, headers={"Content-Security-Policy": docs_policy})
 
     @app.get("/v1/health", tags=["health"])
     def health() -> dict[str, str]:

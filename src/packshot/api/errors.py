@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from packshot.api.headers import security_headers
 from packshot.errors import PackshotError, UsageError
 from packshot.jobs.store import JobConflict
 
@@ -96,6 +97,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s %s", request.method, request.url.path)
+        # Sent outside every middleware (Starlette's last resort): the headers come with it.
         return error_response(
-            500, "internal_error", "packshot hit an internal error; the server log has details."
+            500,
+            "internal_error",
+            "packshot hit an internal error; the server log has details.",
+            headers=security_headers(request.scope),
         )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from packshot.models.families import stand_in_aliases
-from packshot.models.hub import HUB_ID
+from packshot.models.names import is_model_name
 from packshot.shoot.plan import (
     JOB_MAX_BEST,
     JOB_MAX_COUNT,
@@ -21,10 +21,9 @@ from packshot.shoot.plan import (
 from packshot.shoot.sizes import ASPECTS
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
-# A Hub id ("owner/name") or a built-in stand-in alias; never a path on the server.
-MODEL_PATTERN = re.compile(
-    "^(?:" + "|".join(map(re.escape, stand_in_aliases())) + "|" + HUB_ID.pattern[1:-1] + ")$"
-)
+# Text direction controls (embeddings, overrides, isolates): in a name they can make the text
+# read otherwise than it is stored ("gpj.exe" shown as "exe.jpg").
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class Strict(BaseModel):
@@ -89,10 +88,15 @@ class ProductCreate(Strict):
     @field_validator("name", "class_name")
     @classmethod
     def _words(cls, value: str) -> str:
+        if any(c in BIDI_CONTROLS for c in value):
+            raise ValueError("must not contain text direction controls (U+202A-202E, 2066-2069)")
+        # Other invisible format characters (zero-width spaces and joiners, BOM, soft hyphen)
+        # are dropped: two names that look the same are the same.
+        value = "".join(c for c in value if unicodedata.category(c) != "Cf")
         value = " ".join(value.split())
         if not value:
             raise ValueError("must not be blank")
-        if any(ord(c) < 32 for c in value):
+        if any(unicodedata.category(c) == "Cc" for c in value):
             raise ValueError("must not contain control characters")
         return value
 
@@ -169,7 +173,7 @@ class TrainsFields(WebhookField):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
-        if not MODEL_PATTERN.match(value) or ".." in value:
+        if not is_model_name(value):
             raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny / tiny-sdxl")
         return value
 
@@ -291,7 +295,7 @@ class ShootCreate(SceneFields):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str | None) -> str | None:
-        if value is not None and (not MODEL_PATTERN.match(value) or ".." in value):
+        if value is not None and not is_model_name(value):
             raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny-flux2")
         return value
 
@@ -331,7 +335,7 @@ class PlacementCreate(SceneFields):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str | None) -> str | None:
-        if value is not None and (not MODEL_PATTERN.match(value) or ".." in value):
+        if value is not None and not is_model_name(value):
             raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny-inpaint")
         return value
 

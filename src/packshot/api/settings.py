@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from packshot.errors import UsageError
 from packshot.jobs.settings import ServiceSettings
+from packshot.models.names import EXAMPLE_HUB_ID, is_model_name
 
 MIB = 1024 * 1024
 
@@ -24,6 +25,19 @@ def _env_number(name: str, default: float) -> float:
     return value
 
 
+def _env_models() -> tuple[str, ...]:
+    """PACKSHOT_MODELS: Hub ids or built-in aliases, comma-separated (a folder is refused:
+    merchants name models, and a folder is the operator's, never theirs)."""
+    names = tuple(n.strip() for n in os.environ.get("PACKSHOT_MODELS", "").split(",") if n.strip())
+    wrong = [n for n in names if not is_model_name(n)]
+    if wrong:
+        raise UsageError(
+            f"PACKSHOT_MODELS names {', '.join(wrong)}, which is not a Hugging Face Hub id "
+            f"(owner/name) or a built-in alias: list Hub ids such as {EXAMPLE_HUB_ID}."
+        )
+    return names
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     """Limits and switches of the web API. Every one has an environment variable (README)."""
@@ -38,7 +52,17 @@ class ApiSettings:
     # loopback over plain HTTP; turn on behind TLS (PACKSHOT_SECURE_COOKIES=1).
     secure_cookies: bool = False
     session_hours: float = 12.0
-    models: tuple[str, ...] = field(default=())  # allowed base models; empty: any Hub id + tiny
+    # The base and inpainting models merchants may use, Hub ids or built-in aliases
+    # (PACKSHOT_MODELS, comma-separated); empty: any Hub id or alias. Never a folder.
+    models: tuple[str, ...] = field(default=())
+    max_json_kb: float = 256.0  # a JSON request body (PACKSHOT_MAX_JSON_KB); the biggest is ~30 KB
+    # Fair use: a merchant's jobs waiting in the queue (PACKSHOT_MAX_QUEUED_JOBS), and the
+    # images one shoot or placement renders, candidates included (PACKSHOT_MAX_IMAGES_PER_JOB).
+    max_queued_jobs: int = 10
+    max_images_per_job: int = 200
+    # The pixels of one upload request, all files (PACKSHOT_MAX_UPLOAD_MEGAPIXELS): judging
+    # takes ~0.15 s a megapixel of the one intake process every merchant shares.
+    max_upload_megapixels: float = 400.0
     # Open event streams (GET …/events), counted across every web process: per merchant
     # (PACKSHOT_MAX_STREAMS_PER_MERCHANT) and in all (PACKSHOT_MAX_STREAMS).
     max_streams_per_merchant: int = 20
@@ -54,6 +78,15 @@ class ApiSettings:
             max_megapixels=_env_number("PACKSHOT_MAX_MEGAPIXELS", cls.max_megapixels),
             rate_limit=int(_env_number("PACKSHOT_RATE_LIMIT", cls.rate_limit)),
             secure_cookies=os.environ.get("PACKSHOT_SECURE_COOKIES", "") == "1",
+            models=_env_models(),
+            max_json_kb=_env_number("PACKSHOT_MAX_JSON_KB", cls.max_json_kb),
+            max_queued_jobs=int(_env_number("PACKSHOT_MAX_QUEUED_JOBS", cls.max_queued_jobs)),
+            max_images_per_job=int(
+                _env_number("PACKSHOT_MAX_IMAGES_PER_JOB", cls.max_images_per_job)
+            ),
+            max_upload_megapixels=_env_number(
+                "PACKSHOT_MAX_UPLOAD_MEGAPIXELS", cls.max_upload_megapixels
+            ),
             max_streams_per_merchant=int(
                 _env_number("PACKSHOT_MAX_STREAMS_PER_MERCHANT", cls.max_streams_per_merchant)
             ),
@@ -67,3 +100,7 @@ class ApiSettings:
     @property
     def max_request_bytes(self) -> int:
         return int(self.max_request_mb * MIB)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return int(self.max_json_kb * 1024)

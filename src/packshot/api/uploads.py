@@ -7,10 +7,13 @@ over, and file names are kept only as labels (never used as paths).
 
 from __future__ import annotations
 
+import io
 from pathlib import PurePosixPath
 
 from fastapi import Request
+from PIL import Image
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException
 
 from packshot.api.errors import ApiError
 
@@ -115,10 +118,35 @@ async def read_files(request: Request, max_file: int, max_request: int) -> list[
                 )
             parser.write(chunk)
         parser.finalize()
-    except ApiError:
+    except (ApiError, HTTPException):  # ours, and the body limit's 413 (`api.limits`)
         raise
     except Exception as exc:  # python-multipart's parse errors
         raise ApiError(400, f"The multipart body can't be read: {exc}.") from None
     if not files:
         raise ApiError(422, "No files in the upload: send one `files` part per photo.")
     return files
+
+
+def megapixels(data: bytes) -> float:
+    """The pixels of an image file, in millions, from its header (nothing is decoded); 0 when
+    it can't be read as an image (intake rejects it, having decoded nothing either)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # over Pillow's own limit: at least that many
+        return 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+    except Exception:  # not an image, or one Pillow can't read: intake says so, per file
+        return 0.0
+    return width * height / 1e6
+
+
+def check_pixel_budget(files: list[tuple[str, bytes]], budget: float) -> None:
+    """Refuse (413) an upload whose photos have more than `budget` megapixels in all: judging
+    costs time per pixel in the one intake process every merchant shares."""
+    total = sum(megapixels(data) for _name, data in files)
+    if total > budget:
+        raise ApiError(
+            413,
+            f"The photos of this upload have {total:.0f} megapixels in all, over the limit of "
+            f"{budget:g} per upload: send them in several uploads, or as smaller exports.",
+        )

@@ -21,11 +21,11 @@ from packshot.errors import UsageError
 from packshot.judge import Embedders, JudgeConfig, rank_candidates, score_shots, write_report
 from packshot.judge.score import ScoreReport, ShotScore
 from packshot.progress import ProgressCallback, no_progress
+from packshot.shoot.plan import CANDIDATES_PER_KEPT
 from packshot.shoot.request import ShootRequest
 from packshot.shoot.run import SUMMARY_FILE, ShootResult, Shot, shoot
 from packshot.shoot.sheet import save_contact_sheet
 
-CANDIDATES_PER_KEPT = 2  # with --best K: render 2K candidates per description and preset
 CANDIDATES_DIR = "candidates"  # where candidates not kept go (inside the shoot folder)
 
 

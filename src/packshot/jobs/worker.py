@@ -21,11 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from packshot.errors import PackshotError
+from packshot.errors import PackshotError, SetupError
 from packshot.jobs import store
 from packshot.jobs.execute import JobCanceled, relative_event, run_job
+from packshot.jobs.failures import merchant_message
 from packshot.jobs.kinds import kind_of
 from packshot.jobs.settings import ServiceSettings
+from packshot.models.names import hub_models_only
 from packshot.progress import ProgressEvent
 
 log = logging.getLogger("packshot.worker")
@@ -85,23 +87,30 @@ def drive_job(
         if not notable and not final and clock - last["event"] < STEP_EVENT_INTERVAL_S:
             return
         last["event"] = clock
+        stored = relative_event(event, workdir)
+        if stored["data"].get("event") == "failed":
+            stored["data"].pop("error", None)  # the job's `failed` event says it, for merchants
         with db.session() as session:
-            store.add_event(session, job_id, relative_event(event, workdir))
+            store.add_event(session, job_id, stored)
             if clock - last["beat"] >= HEARTBEAT_S:
                 last["beat"] = clock
                 store.heartbeat(session, job_id, worker_id)
 
     try:
         record = kind_of(kind).load_params(params)
-        result = execute(kind, record, workdir, progress, should_cancel)
+        with hub_models_only():  # a merchant named its models: never a folder of this machine
+            result = execute(kind, record, workdir, progress, should_cancel)
     except JobCanceled:
         if stopping.is_set() and not canceled["value"]:
             return  # shutting down: the job stays running and is resumed on the next start
         with db.session() as session:
             store.mark_canceled(session, job_id)
     except PackshotError as exc:
+        if isinstance(exc, SetupError):  # the operator's to fix: the log says how
+            log.error("%s job %s can't run on this machine: %s", kind, job_id, exc)
+        roots = (workdir, workdir.parent.parent, Path.cwd(), Path.home())  # <data>/jobs/<id>
         with db.session() as session:
-            store.fail(session, job_id, "job_failed", " ".join(str(exc).split()))
+            store.fail(session, job_id, "job_failed", merchant_message(kind, exc, roots))
     except Exception as exc:  # a bug: the job fails, the runner goes on
         log.exception("job %s failed with an internal error", job_id)
         with db.session() as session:

@@ -27,7 +27,8 @@ from packshot.judge.config import (
     JudgeConfig,
 )
 from packshot.models.device import pick_device
-from packshot.models.hub import HUB_ID, download_from_hub
+from packshot.models.hub import download_from_hub
+from packshot.models.names import HUB_ID
 from packshot.testing.judges import (
     JudgeKind,
     quiet_transformers,

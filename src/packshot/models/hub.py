@@ -1,4 +1,5 @@
-"""The Hugging Face Hub: what a Hub id looks like, and downloads that fail fast and say why.
+"""The Hugging Face Hub: downloads that fail fast and say why (what a Hub id looks like is
+`packshot.models.names`).
 
 `download_from_hub` is the one Hub path for every model packshot loads (pipelines, judges):
 within seconds when the Hub is unreachable, a complete cached copy when there is one, and one
@@ -8,7 +9,6 @@ ModelNotFoundError that says what to do for every Hub failure. No torch here.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 from collections.abc import Callable
@@ -27,17 +27,14 @@ from huggingface_hub.utils import (
     RevisionNotFoundError,
 )
 
-from packshot.errors import ModelLoadError, ModelNotFoundError
+from packshot.errors import ModelLoadError, ModelNotFoundError, ModelUnavailableError
+from packshot.models.names import EXAMPLE_HUB_ID, folders_allowed
 
 T = TypeVar("T")
 
 # Seconds to wait for the Hub's first answer. An unreachable network must fail in seconds,
 # not hang: huggingface_hub's own default for this call is to wait forever.
 HUB_TIMEOUT_S = 5.0
-
-EXAMPLE_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
-# owner/name, as the Hub spells repository ids.
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def offline_requested() -> bool:
@@ -109,14 +106,14 @@ def _download_elsewhere(repo_id: str) -> str:
 
 
 def _offline_error(repo_id: str) -> ModelNotFoundError:
-    return ModelNotFoundError(
+    return ModelUnavailableError(
         f"`{repo_id}` isn't in the local Hugging Face cache, and Hub downloads are switched off "
         f"(HF_HUB_OFFLINE is set). Unset HF_HUB_OFFLINE, or {_download_elsewhere(repo_id)}."
     )
 
 
 def _unreachable_error(repo_id: str, error: BaseException) -> ModelNotFoundError:
-    return ModelNotFoundError(
+    return ModelUnavailableError(
         f"Can't reach the Hugging Face Hub to download `{repo_id}` ({type(error).__name__}: "
         f"{error}), and it isn't in the local cache. Check this machine's internet connection, "
         f"or {_download_elsewhere(repo_id)}."
@@ -134,25 +131,27 @@ def _hub_answer_error(repo_id: str, error: BaseException) -> ModelNotFoundError 
             f"owner/name, such as {EXAMPLE_HUB_ID}."
         )
     if isinstance(error, GatedRepoError):
-        return ModelNotFoundError(
+        return ModelUnavailableError(
             f"`{repo_id}` is gated on the Hugging Face Hub: accept its licence on "
             f"https://huggingface.co/{repo_id}, then log in on this machine with {_LOGIN}."
         )
     if isinstance(error, RepositoryNotFoundError | RevisionNotFoundError):
+        # A folder was looked for only where folders are allowed (never a studio job's).
+        folder = f", nor as a folder ({Path(repo_id).absolute()})" if folders_allowed() else ""
         return ModelNotFoundError(
-            f"`{repo_id}` was not found on the Hugging Face Hub, nor as a folder "
-            f"({Path(repo_id).absolute()}). Check the spelling (owner/name, such as "
-            f"{EXAMPLE_HUB_ID}). If it is a private model, log in first with {_LOGIN}."
+            f"`{repo_id}` was not found on the Hugging Face Hub{folder}. Check the spelling "
+            f"(owner/name, such as {EXAMPLE_HUB_ID}). If it is a private model, log in first "
+            f"with {_LOGIN}."
         )
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code if error.response is not None else "error"
         if status in (401, 403):
-            return ModelNotFoundError(
+            return ModelUnavailableError(
                 f"The Hugging Face Hub refused access to `{repo_id}` (HTTP {status}). If it is "
                 f"private or gated, accept its terms on https://huggingface.co/{repo_id} and log "
                 f"in with {_LOGIN}."
             )
-        return ModelNotFoundError(
+        return ModelUnavailableError(
             f"The Hugging Face Hub answered HTTP {status} for `{repo_id}`. Try again later, or "
             f"{_download_elsewhere(repo_id)}."
         )
@@ -265,3 +264,22 @@ def download_from_hub(
         raise (answer or _unreachable_error(repo_id, error)) from error
     _hub_folders[key] = Path(folder)
     return Path(folder)
+
+
+def availability_problem(repo_id: str, *, offline: bool | None = None) -> str | None:
+    """None when `repo_id` can be loaded here (a complete copy in the cache, or the Hub answers
+    for it within seconds); else what is wrong and how to fix it, for the operator.
+    `packshot serve` checks the studio's models so at start."""
+    if _cached_snapshot(repo_id, select_hub_files, "model_index.json") is not None:
+        return None
+    if offline_requested() if offline is None else offline:
+        return str(_offline_error(repo_id))
+    try:
+        _within(HUB_TIMEOUT_S, lambda: HfApi().model_info(repo_id, timeout=HUB_TIMEOUT_S))
+    except Exception as error:
+        try:
+            answer = _hub_answer_error(repo_id, error)
+        except Exception:  # neither an answer of the Hub nor the network: say what it was
+            answer = None
+        return str(answer or _unreachable_error(repo_id, error))
+    return None

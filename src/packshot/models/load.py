@@ -28,7 +28,8 @@ from packshot.config import default_cache_dir
 from packshot.errors import ModelLoadError, ModelNotFoundError, PackshotError, UsageError
 from packshot.models.device import pick_device, pick_dtype
 from packshot.models.families import ModelFamily, PipelineKind, detect_family, stand_in_aliases
-from packshot.models.hub import EXAMPLE_HUB_ID, HUB_ID, download_from_hub, select_hub_files
+from packshot.models.hub import download_from_hub, select_hub_files
+from packshot.models.names import EXAMPLE_HUB_ID, HUB_ID, folders_allowed
 from packshot.models.speed import EAGER, Speedups, make_fast
 from packshot.models.standins import read_stand_in_note, stand_in_folder
 
@@ -66,7 +67,8 @@ def resolve_model(
 
     Built-in aliases are built once into `<cache_dir>/models/<alias>/`. Hub models go to the
     Hugging Face cache (`HF_HOME`). `offline` None follows `HF_HUB_OFFLINE`; offline, only
-    models already downloaded resolve.
+    models already downloaded resolve. Within `hub_models_only()` (the studio's jobs) `ref`
+    must be an alias or a Hub id, and no folder is looked for.
     """
     # 1. Check the input.
     aliases = stand_in_aliases()
@@ -82,7 +84,14 @@ def resolve_model(
         path = stand_in_folder(ref, cache_dir or default_cache_dir())
         return _resolved(ref, path, "alias")
 
-    # 3. A local folder.
+    # 3. A local folder (never for a model a merchant named: the Hub id, or nothing).
+    if not folders_allowed():
+        if not HUB_ID.match(ref):
+            raise UsageError(
+                f"`{ref}` is not a model name: name a Hugging Face Hub id (owner/name, such as "
+                f"{EXAMPLE_HUB_ID}) or a built-in model ({', '.join(aliases)})."
+            )
+        return _from_hub(ref, offline)
     path = Path(ref).expanduser()
     if path.is_file():
         raise ModelLoadError(
@@ -97,17 +106,7 @@ def resolve_model(
 
     # 4. A Hub id.
     if HUB_ID.match(ref):
-        path = download_from_hub(
-            ref,
-            select_files=select_hub_files,
-            marker="model_index.json",
-            wrong_kind=(
-                "it is not a diffusers pipeline (no model_index.json). Pick a diffusers version "
-                f"of the model, such as {EXAMPLE_HUB_ID}."
-            ),
-            offline=offline,
-        )
-        return _resolved(ref, path, "hub")
+        return _from_hub(ref, offline)
 
     # 5. Nothing we know.
     if any(c in ref for c in "/\\~") or ref.startswith(".") or path.suffix:
@@ -121,6 +120,20 @@ def resolve_model(
         f"`{ref}` is not a built-in model ({', '.join(aliases)}), a folder here, or a Hub "
         f"id (owner/name, such as {EXAMPLE_HUB_ID}).{hint}"
     )
+
+
+def _from_hub(ref: str, offline: bool | None) -> ResolvedModel:
+    path = download_from_hub(
+        ref,
+        select_files=select_hub_files,
+        marker="model_index.json",
+        wrong_kind=(
+            "it is not a diffusers pipeline (no model_index.json). Pick a diffusers version "
+            f"of the model, such as {EXAMPLE_HUB_ID}."
+        ),
+        offline=offline,
+    )
+    return _resolved(ref, path, "hub")
 
 
 # -- loading pipelines -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from packshot.place.compose import GUARANTEE_BAND_PX, Composition, core, load_compositions
-from packshot.place.records import PlacedShot, PlaceRequest, PlaceResult
+from packshot.place.records import PlacedShot, PlaceRequest, PlaceResult, default_inpaint_model
 
 if TYPE_CHECKING:
     from packshot.place.run import place
@@ -25,6 +25,7 @@ __all__ = [
     "PlaceResult",
     "PlacedShot",
     "core",
+    "default_inpaint_model",
     "load_compositions",
     "place",
 ]

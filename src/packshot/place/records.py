@@ -7,7 +7,27 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from packshot.artifacts.product_model import ProductModel
 from packshot.errors import UsageError
+from packshot.models.families import get_family
+
+# Without a product model a placement uses this family's inpainting model (its LoRAs' family's
+# with one: `ModelFamily.inpaint_model`).
+DEFAULT_FAMILY = "sdxl"
+
+
+def default_inpaint_model(trained: ProductModel | None) -> str | None:
+    """The inpainting model of a placement that names none: that of its product model's
+    family (the stand-in's, for a model trained on a stand-in; its own base, for a family that
+    inpaints with it), else SDXL's; None when there is none."""
+    family = get_family((trained.family if trained is not None else None) or DEFAULT_FAMILY)
+    if trained is not None and trained.trained_on_stand_in:
+        model = family.stand_in_inpaint_model
+    else:
+        model = family.inpaint_model
+    if model is None and trained is not None and family.inpaint_pipeline is not None:
+        return trained.base_model  # a family that inpaints with its own base (FLUX.2)
+    return model
 
 
 @dataclass

@@ -45,7 +45,13 @@ from packshot.models.families import get_family
 from packshot.models.load import load_pipeline, resolve_model
 from packshot.place import compose
 from packshot.place.cutout import cut_out
-from packshot.place.records import PlacedShot, PlaceRequest, PlaceResult
+from packshot.place.records import (
+    DEFAULT_FAMILY,
+    PlacedShot,
+    PlaceRequest,
+    PlaceResult,
+    default_inpaint_model,
+)
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot import render
 from packshot.shoot.plan import PlannedShot, check_limits, draw_seed, plan_shots, presets_named
@@ -62,9 +68,6 @@ CONTACT_SHEET_FILE = "contact-sheet.png"  # the same name shoot uses: the judge 
 SCORES_FILE = "scores.json"
 PRODUCT_DIR = "product"  # the cut-out and its mask
 REFERENCE_DIR = "reference"  # what the shots are judged against without a product model
-# Without a product model a placement uses this family's inpainting model (its LoRAs' family's
-# with one: `ModelFamily.inpaint_model`).
-DEFAULT_FAMILY = "sdxl"
 DEFAULT_PRODUCT_WORD = "product"
 DEFAULT_GUIDANCE = 7.5  # the SD inpainting model cards' default
 # With --keep-framing the product covers the photo's own share of the frame; above these the
@@ -170,13 +173,7 @@ def place(
         product = ProductWords(None, word, word)
     trained_family = trained.family if trained is not None else None
     base_family = get_family(trained_family or DEFAULT_FAMILY)
-    model_ref = request.model or (
-        base_family.stand_in_inpaint_model
-        if trained is not None and trained.trained_on_stand_in
-        else base_family.inpaint_model
-    )
-    if model_ref is None and trained is not None and base_family.inpaint_pipeline is not None:
-        model_ref = trained.base_model  # a family that inpaints with its own base (FLUX.2)
+    model_ref = request.model or default_inpaint_model(trained)
     if model_ref is None:
         raise UsageError(
             f"packshot knows no inpainting model for {base_family.label} product models: pass "

@@ -39,6 +39,7 @@ JOB_MAX_DESCRIPTIONS = 20
 JOB_MAX_PRESETS = 10
 JOB_MAX_COUNT = 16
 JOB_MAX_BEST = 8
+CANDIDATES_PER_KEPT = 2  # with --best K: render 2K candidates per description and preset
 
 
 def draw_seed() -> int:
@@ -79,6 +80,16 @@ def presets_named(
     """The shot presets `names` asks for (the merchant's file merged on top); [None] for none."""
     known = load_presets(presets_file)
     return [get_preset(known, name) for name in names] or [None]
+
+
+def images_planned(
+    descriptions: int, presets: list[ShotPreset | None], count: int | None, best: int | None = None
+) -> int:
+    """How many images a request renders, as `plan_shots` plans them (with `best` K, the 2K
+    candidates of each group), without composing a prompt."""
+    if best is not None:
+        count = best * CANDIDATES_PER_KEPT
+    return descriptions * sum(count or (p.count if p else DEFAULT_COUNT) for p in presets)
 
 
 def preset_label(preset: ShotPreset | None) -> str:

@@ -24,6 +24,8 @@ from packshot.api.routes.jobs import (
     _shots,
     _times,
     add_job_routes,
+    check_fair_use,
+    check_model,
     succeeded_training,
 )
 from packshot.api.routes.products import get_product, photos_dir
@@ -36,6 +38,7 @@ from packshot.api.schemas import (
 )
 from packshot.api.settings import ApiSettings
 from packshot.artifacts.catalogue import CatalogueProduct, handle_for
+from packshot.artifacts.product_model import ProductModel
 from packshot.deliver.profiles import get_profiles
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, CatalogueParams
@@ -118,14 +121,20 @@ def create_catalogue_shoot(
         get_profiles(body.profiles)  # unknown names refused, naming the known ones
     shots = [entry.model_dump(exclude_none=True) for entry in body.shots]
     shot_list = ShotList.from_dict({"shots": shots}, where="`shots`")
-    if settings.models and body.model not in settings.models:
-        raise ApiError(422, f"`model` must be one of {', '.join(settings.models)}.")
+    check_model(settings, body.model, "model")
     if len(set(body.product_ids)) != len(body.product_ids):
         raise ApiError(422, "`product_ids` names a product twice: name each once.")
     products = [
         _catalogue_product(session, settings, merchant.id, product_id)
         for product_id in body.product_ids
     ]
+    if settings.models:  # the models the products were trained on are still offered
+        for product in products:
+            if product.model_dir is not None:
+                base = ProductModel.load(product.model_dir).base_model
+                check_model(settings, base, f"model of {product.name}")
+    images = shot_list.images_per_product() * len(products)
+    check_fair_use(session, settings, merchant.id, "catalogue shoot", images)
     products = _unique_handles(products)
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
     values = {k: v for k, v in request.items() if k not in ("product_ids", "shots")}

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,7 +55,12 @@ from packshot.api.schemas import (
     TrainingsPublic,
 )
 from packshot.api.settings import ApiSettings
-from packshot.artifacts.product_model import SAMPLES_DIR, UNLISTED_PARTS, work_dir_for
+from packshot.artifacts.product_model import (
+    SAMPLES_DIR,
+    UNLISTED_PARTS,
+    ProductModel,
+    work_dir_for,
+)
 from packshot.artifacts.shots import sidecar_path
 from packshot.deliver.report import DELIVERY_DIR, REPORT_FILE
 from packshot.deliver.shop import export_delivery
@@ -63,12 +69,14 @@ from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, JobEvent, Photo, Product, ShotRow
 from packshot.models.families import reference_families, stand_in_aliases
 from packshot.shoot import load_presets
+from packshot.shoot.plan import images_planned, presets_named
 from packshot.shoot.request import INSTANT_MODEL
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
 E409 = {**E, 409: {"model": ErrorPublic}}
 MODEL_DIR = KINDS["training"].out_dir  # a training's model folder, in the job's folder
+LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and within a BIGINT
 SSE_DOC = {**E, 200: {"content": {"text/event-stream": {}}}}
 PNG_DOC = {**E, 200: {"content": {"image/png": {}}}}
 ZIP_DOC = {**E, 200: {"content": {"application/zip": {}}}}
@@ -101,6 +109,47 @@ def _times(job: Job) -> dict[str, Any]:
         "started_at": store.utc(job.started_at),
         "finished_at": store.utc(job.finished_at),
     }
+
+
+# -- fair use and the operator's models ------------------------------------------------------
+
+
+def check_fair_use(
+    session: SessionDep, settings: ApiSettings, merchant_id: str, kind: str, images: int = 0
+) -> None:
+    """Refuse a job one merchant may not queue now: over their queued jobs (429), or one that
+    renders more images than a job may (422). Every create call calls this."""
+    if images > settings.max_images_per_job:
+        raise ApiError(
+            422,
+            f"This {kind} would render {images} images, and one job may render at most "
+            f"{settings.max_images_per_job}: ask for fewer descriptions or presets, or a "
+            "smaller `count` (or `best`), and split the rest into more jobs.",
+            code="too_many_images",
+        )
+    queued = store.queued_count(session, merchant_id)
+    if queued >= settings.max_queued_jobs:
+        raise ApiError(
+            429,
+            f"You have {queued} jobs waiting in the queue, the most one merchant may have: "
+            "send this one when one of them has started (or cancel one).",
+            code="too_many_jobs",
+        )
+
+
+def check_model(settings: ApiSettings, model: str | None, field: str) -> None:
+    """Refuse (422) a model the operator doesn't offer (PACKSHOT_MODELS; empty: any name)."""
+    if model is not None and settings.models and model not in settings.models:
+        raise ApiError(
+            422,
+            f"`{field}` {model} is not offered by this studio: use one of "
+            f"{', '.join(settings.models)}.",
+            code="model_not_offered",
+        )
+
+
+def _product_model(settings: ApiSettings, training: Job) -> ProductModel:
+    return ProductModel.load(Path(_model_dir(settings, training)))
 
 
 # -- trainings --------------------------------------------------------------------------------
@@ -175,8 +224,8 @@ def create_training(
     has_photos = session.scalars(select(Photo.id).where(Photo.product_id == product.id)).first()
     if has_photos is None:
         raise ApiError(409, "The product has no photos yet: upload 5–40 photos, then train.")
-    if settings.models and body.model not in settings.models:
-        raise ApiError(422, f"`model` must be one of {', '.join(settings.models)}.")
+    check_model(settings, body.model, "model")
+    check_fair_use(session, settings, merchant.id, "training")
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
     params = TrainingParams(
         photos_dir=str(photos_dir(settings, product.id).resolve()),
@@ -299,9 +348,18 @@ def _open_stream(session: SessionDep, settings: ApiSettings, merchant_id: str) -
         raise ApiError(429, str(exc), headers={"Retry-After": "30"}) from None
 
 
-def _events_response(request: Request, job: Job, lease: str) -> StreamingResponse:
-    last = request.headers.get("last-event-id", "0")
-    after = int(last) if last.isdigit() else 0
+def last_event_id(request: Request) -> int:
+    """The `Last-Event-ID` a reconnecting client sends (an id this stream gave: 1 to 18
+    digits), 0 without one; 422 for anything else (`²`, a 20-digit number: not ours)."""
+    last = request.headers.get("last-event-id", "").strip()
+    if not last:
+        return 0
+    if not LAST_EVENT_ID.fullmatch(last):
+        raise ApiError(422, "`Last-Event-ID` must be the id of an event of this stream.")
+    return int(last)
+
+
+def _events_response(request: Request, job: Job, after: int, lease: str) -> StreamingResponse:
     hub: streams.EventHub = request.app.state.streams
     return StreamingResponse(
         hub.follow(job.id, after, lease, _render(job)),
@@ -446,6 +504,12 @@ def create_shoot(
     training = succeeded_training(session, merchant.id, product, body.training_id)
     if training is None:
         raise ApiError(409, "The product has no trained model yet: train it first.")
+    if settings.models:  # the training's base model is still offered
+        check_model(settings, _product_model(settings, training).base_model, "training's model")
+    images = images_planned(
+        len(body.descriptions), presets_named(body.presets), body.count, body.best
+    )
+    check_fair_use(session, settings, merchant.id, "shoot", images)
     request = body.model_dump(exclude_none=True, exclude={"webhook", "mode", "model"})
     request["training_id"] = training.id
     scene = {k: v for k, v in request.items() if k != "training_id"}
@@ -484,6 +548,11 @@ def _create_instant_shoot(
             f"`{model}` takes no reference images: instant shots need "
             f"{', '.join(reference_families())}.",
         )
+    check_model(settings, model, "model")
+    images = images_planned(
+        len(body.descriptions), presets_named(body.presets), body.count, body.best
+    )
+    check_fair_use(session, settings, merchant.id, "shoot", images)
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
     scene = {k: v for k, v in request.items() if k not in ("mode", "model")}
     photos = str(photos_dir(settings, product.id).resolve())
@@ -523,7 +592,7 @@ def create_placement(
 ):
     """Pixel-true mode: cut the product out of one of its photos and generate the scene around
     it, so that every pixel of the product is the merchant's own (`packshot place`)."""
-    from packshot.place import PlaceRequest
+    from packshot.place import PlaceRequest, default_inpaint_model
 
     product = get_product(session, merchant.id, product_id)
     check_webhook(settings, body.webhook)
@@ -548,6 +617,13 @@ def create_placement(
         if body.training_id is not None
         else None
     )
+    if settings.models:  # the inpainting model, named or the default, and the training's
+        trained = _product_model(settings, training) if training is not None else None
+        check_model(settings, body.model or default_inpaint_model(trained), "model")
+        if trained is not None:
+            check_model(settings, trained.base_model, "training's model")
+    images = images_planned(len(body.descriptions), presets_named(body.presets), body.count)
+    check_fair_use(session, settings, merchant.id, "placement", images)
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
     scene = {k: v for k, v in request.items() if k not in ("photo_id", "training_id")}
     params = PlaceRequest(
@@ -633,22 +709,56 @@ class JobRoutes:
         return self.kind.capitalize()
 
 
+ZIP_CHUNK = 1 << 20  # bytes read from a file, and at most held, per piece of the zip sent
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only stream that holds what was written until `take()`: the zip's bytes, sent
+    as they are made. Not seekable, so zipfile writes each entry's sizes after its data."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.pieces.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.pieces = b"".join(self.pieces), []
+        return data
+
+
+def _zip_pieces(files: list[tuple[Path, str]]) -> Iterator[bytes]:
+    """The zip of `files` (path, name in the zip; stored), a piece at a time: the whole
+    archive is never in memory, whatever the number and size of the shots."""
+    pipe = _Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED) as archive:
+        for path, name in files:
+            try:
+                info = zipfile.ZipInfo.from_file(path, name)  # its size and time
+                source = path.open("rb")
+            except OSError:  # gone since it was listed
+                continue
+            with source, archive.open(info, "w") as entry:
+                while chunk := source.read(ZIP_CHUNK):
+                    entry.write(chunk)
+                    yield pipe.take()
+    yield pipe.take()  # the central directory
+
+
 def _zip(root: Path, rows: list[ShotRow], extras: list[Path], name: str) -> StreamingResponse:
     """The shots named as in their kind's folder `root` (a shoot's flat, a catalogue's in
-    per-product folders), and `extras` by their own names."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for row in rows:
-            png = root.parent / row.file
-            for path in (png, sidecar_path(png)):
-                if path.is_file():
-                    archive.write(path, path.relative_to(root).as_posix())
-        for path in extras:
-            if path.is_file():
-                archive.write(path, path.name)
-    buffer.seek(0)
+    per-product folders), and `extras` by their own names; streamed (`_zip_pieces`)."""
+    files = []
+    for row in rows:
+        png = root.parent / row.file
+        files += [(path, path.relative_to(root).as_posix()) for path in (png, sidecar_path(png))]
+    files += [(path, path.name) for path in extras]
     return StreamingResponse(
-        buffer,
+        _zip_pieces([(path, name) for path, name in files if path.is_file()]),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{name}.zip"'},
     )
@@ -691,7 +801,9 @@ def add_job_routes(spec: JobRoutes) -> None:
         settings: SettingsDep,
     ):
         job = _job(session, merchant.id, job_id, kind)
-        return _events_response(request, job, _open_stream(session, settings, merchant.id))
+        after = last_event_id(request)  # checked before a stream's lease is taken
+        lease = _open_stream(session, settings, merchant.id)
+        return _events_response(request, job, after, lease)
 
     def add(path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         # This module's annotations are strings (PEP 563), which FastAPI resolves in the

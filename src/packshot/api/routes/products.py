@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from packshot.api import judging
 from packshot.api.deps import (
@@ -34,7 +35,7 @@ from packshot.api.schemas import (
     UploadResult,
 )
 from packshot.api.settings import ApiSettings
-from packshot.api.uploads import read_files
+from packshot.api.uploads import check_pixel_budget, read_files
 from packshot.errors import PhotoSetError
 from packshot.jobs import store
 from packshot.jobs.models import Job, Photo, Product, new_id
@@ -214,6 +215,7 @@ async def upload_photos(
     have = await run_in_threadpool(_room_before_upload, session, merchant.id, product_id, settings)
     files = await read_files(request, settings.max_file_bytes, settings.max_request_bytes)
     _check_room(have, len(files), settings.max_photos)
+    check_pixel_budget(files, settings.max_upload_megapixels)
     folder = photos_dir(settings, product_id)
     try:
         results = await run_intake(request, judging.judge_and_store, files, folder, settings)
@@ -243,29 +245,38 @@ def _record_upload(
     folder: Path,
     settings: ApiSettings,
 ) -> UploadPublic:
-    """The accepted photos' rows (their files are stored already), and the per-file results."""
+    """The accepted photos' rows (their files are stored already), and the per-file results.
+
+    Intake took its time: the product may be gone (deleted meanwhile: 404), or full (another
+    upload landed: 409). Either way the stored files go, and nothing of the upload is kept."""
     stored = [item["id"] for item in results if item["status"] == "accepted"]
-    try:  # another upload may have landed meanwhile
+    photos: dict[str, Photo] = {}
+    try:
+        get_product(session, merchant_id, product_id)
         _check_room(_photo_count(session, product_id), len(stored), settings.max_photos)
-    except ApiError:
+        for item in results:
+            if item["status"] == "accepted":
+                photos[item["id"]] = Photo(
+                    id=item["id"],
+                    merchant_id=merchant_id,
+                    product_id=product_id,
+                    file_name=item["file_name"],
+                    width=item["width"],
+                    height=item["height"],
+                    sha256=item["sha256"],
+                    warnings=item["warnings"],
+                )
+                session.add(photos[item["id"]])
+        session.commit()
+    except (ApiError, IntegrityError) as exc:  # IntegrityError: deleted since the check
+        session.rollback()
         for photo_id in stored:
             (folder / f"{photo_id}.png").unlink(missing_ok=True)
-        raise
-    photos: dict[str, Photo] = {}
-    for item in results:
-        if item["status"] == "accepted":
-            photos[item["id"]] = Photo(
-                id=item["id"],
-                merchant_id=merchant_id,
-                product_id=product_id,
-                file_name=item["file_name"],
-                width=item["width"],
-                height=item["height"],
-                sha256=item["sha256"],
-                warnings=item["warnings"],
-            )
-            session.add(photos[item["id"]])
-    session.commit()
+        if session.get(Product, product_id) is None:  # the delete took its folder before
+            shutil.rmtree(store.product_dir(settings.service.data_dir, product_id), True)
+        if isinstance(exc, ApiError):
+            raise
+        raise not_found("product") from None
     out: list[UploadResult] = []
     for item in results:
         if item["status"] == "accepted":

@@ -42,6 +42,7 @@ from packshot.jobs.execute import (
     run_job,
 )
 from packshot.jobs.kinds import KINDS, kind_of, to_json
+from packshot.models.names import folders_allowed, hub_models_only
 from packshot.progress import ProgressCallback, ProgressEvent
 
 # Environment variables the surfaces read into RaySettings (documented in the README); the
@@ -422,9 +423,11 @@ def _job_task(
     mailbox: Any,
     attempt: int,
     home: str,
+    hub_only: bool = False,
 ) -> dict[str, Any]:
     """`run_job` in a temporary copy of the job's folder (`home` on the driver's machine); its
-    files mailed back as they come."""
+    files mailed back as they come. `hub_only`: the driver ran within `hub_models_only()` (a
+    studio job), and so does the task."""
     ray = _ray()
     import torch  # the worker's own process: Ray set OMP_NUM_THREADS to the task's CPUs
 
@@ -460,7 +463,8 @@ def _job_task(
 
         # 2. The job, exactly as the local worker runs it (it resumes from what it finds).
         record = kind_of(kind).load_params(params)
-        result = run_job(kind, record, workdir, forward, lambda: False)
+        with hub_models_only() if hub_only else contextlib.nullcontext():
+            result = run_job(kind, record, workdir, forward, lambda: False)
         ray.get(mailbox.put.remote(_payload(kind, "", {"event": "ray_flush"})))
         return {"result": to_json(result), "files": rename_paths(pack_folder(workdir), renames)}
 
@@ -595,6 +599,7 @@ def run_on_ray(
     params_json = to_json(params)
     inputs_ref = ray.put(pack_inputs(params_json, workdir, job_kind.product_models))
     mailbox = _mailbox()
+    hub_only = not folders_allowed()  # models named by a merchant: on the worker too
     task = ray.remote(_job_task).options(
         num_gpus=gpus_for(kind, settings),
         num_cpus=settings.task_cpus,
@@ -614,7 +619,9 @@ def run_on_ray(
 
     def attempt_once(attempt: int) -> Any:
         sent = workdir_files(workdir)
-        ref = task.remote(kind, params_json, inputs_ref, sent, mailbox, attempt, str(workdir))
+        ref = task.remote(
+            kind, params_json, inputs_ref, sent, mailbox, attempt, str(workdir), hub_only
+        )
         return _drive(ref, mailbox, on_event, should_cancel, settings.poll_s)
 
     try:
