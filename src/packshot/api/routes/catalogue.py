@@ -133,7 +133,7 @@ def create_catalogue_shoot(
             if product.model_dir is not None:
                 base = ProductModel.load(product.model_dir).base_model
                 check_model(settings, base, f"model of {product.name}")
-    images = shot_list.images_per_product() * len(products)
+    images = shot_list.images_per_product * len(products)
     check_fair_use(session, settings, merchant.id, "catalogue shoot", images)
     products = _unique_handles(products)
     request = body.model_dump(exclude_none=True, exclude={"webhook"})

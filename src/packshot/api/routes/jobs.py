@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -26,6 +27,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
+from starlette.background import BackgroundTask
 
 from packshot.api import streams
 from packshot.api.deps import (
@@ -896,15 +898,21 @@ def add_job_routes(spec: JobRoutes) -> None:
             raise ApiError(
                 409, f"The {kind} has no marketplace delivery: it was run without profiles."
             )
-        with tempfile.TemporaryDirectory(prefix="packshot-export-") as folder:
+        # Written to a folder of its own and sent from there a piece at a time (a zip of a
+        # catalogue's images need not fit in memory); the folder goes once it is sent.
+        folder = Path(tempfile.mkdtemp(prefix="packshot-export-"))
+        try:
             result = export_delivery(
-                delivery, fmt, Path(folder), image_base_url=image_base_url, profile=profile
+                delivery, fmt, folder, image_base_url=image_base_url, profile=profile
             )
-            body, name = result.path.read_bytes(), result.path.name
-        return Response(
-            body,
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return FileResponse(
+            result.path,
             media_type=EXPORT_TYPES[fmt],
-            headers={"Content-Disposition": f'attachment; filename="{job.id}-{name}"'},
+            headers={"Content-Disposition": f'attachment; filename="{job.id}-{result.path.name}"'},
+            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
 
     add(
