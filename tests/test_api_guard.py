@@ -461,6 +461,6 @@ def test_serve_warns_at_start_about_models_it_cant_get(
     service = ServiceSettings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db'}")
     with caplog.at_level(logging.WARNING, logger="packshot.serve"):
         problems = check_studio_models(ApiSettings(service=service))
-    assert len(problems) == 2  # the default base model and inpainting model
+    assert len(problems) == 3  # the default base, inpainting and instant models
     assert "stable-diffusion-xl-base-1.0" in caplog.text and "HF_HUB_OFFLINE" in caplog.text
     assert check_studio_models(ApiSettings(service=service, models=("tiny",))) == []

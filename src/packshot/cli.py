@@ -48,6 +48,7 @@ from packshot.judge import JudgeConfig
 from packshot.models.families import stand_in_aliases
 from packshot.progress import ProgressCallback, ProgressEvent
 from packshot.shoot import load_presets
+from packshot.shoot.request import INSTANT_MODEL
 from packshot.shoot.shotlist import load_shot_list
 from packshot.train.hub import push_to_hub as push
 
@@ -1272,7 +1273,11 @@ def check_studio_models(settings: ApiSettings) -> list[str]:
     from packshot.models.hub import availability_problem
     from packshot.place import default_inpaint_model
 
-    defaults = (TrainingCreate.model_fields["model"].default, default_inpaint_model(None))
+    defaults = (
+        TrainingCreate.model_fields["model"].default,
+        default_inpaint_model(None),
+        INSTANT_MODEL,
+    )
     names = [n for n in (settings.models or defaults) if n and n not in stand_in_aliases()]
     with ThreadPoolExecutor(max(1, len(names))) as pool:  # each waits seconds at most
         problems = [p for p in pool.map(availability_problem, names) if p is not None]
