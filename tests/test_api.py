@@ -383,17 +383,17 @@ def test_instant_shoot_needs_photos_not_training(studio) -> None:
     product = merchant.post("/v1/products", json={"name": "red backpack", "class_name": "bag"})
     url = f"/v1/products/{product.json()['id']}/shoots"
     instant = {"mode": "instant", "descriptions": ["{product} on a table"], "count": 1}
-    early = merchant.post(url, json={**instant, "model": "tiny-flux2"})
+    early = merchant.post(url, json={**instant, "base": "tiny-flux2"})
     assert early.status_code == 409 and "photos" in early.text  # nothing to refer to yet
     assert upload(merchant, product.json()["id"], example_photos()).status_code == 201
-    refused = merchant.post(url, json={**instant, "model": "tiny"})
+    refused = merchant.post(url, json={**instant, "base": "tiny"})
     assert refused.status_code == 422 and "FLUX.2 [klein]" in refused.text
-    body = {**instant, "model": "tiny-flux2", "num_inference_steps": 2, "seed": 4}
+    body = {**instant, "base": "tiny-flux2", "num_inference_steps": 2, "seed": 4}
     created = merchant.post(url, json=body)
     assert created.status_code == 201, created.text
     done = studio.wait(merchant, f"/v1/shoots/{created.json()['id']}", ("succeeded", "failed"))
     assert done["status"] == "succeeded", done
-    assert done["request"]["mode"] == "instant" and done["request"]["model"] == "tiny-flux2"
+    assert done["request"]["mode"] == "instant" and done["request"]["base"] == "tiny-flux2"
     (shot,) = done["shots"]
     assert shot["scores"]["dino"] is not None  # judged against the product's photos
     assert merchant.post(url, json={"descriptions": ["x"]}).status_code == 409  # trained: none

@@ -23,7 +23,7 @@ def test_the_api_and_the_jobs_use_the_cores_names() -> None:
     from packshot.place import PlaceRequest
     from packshot.train import TrainConfig
 
-    server_side = {"webhook", "training_id", "photo_id"}
+    server_side = {"webhook", "training_id", "photo_id", "mode"}  # mode: which route runs it
     assert set(TrainingCreate.model_fields) - server_side <= _names(TrainingParams)
     assert set(ShootCreate.model_fields) - server_side <= _names(ShootParams)
     assert set(PlacementCreate.model_fields) - server_side <= _names(PlaceRequest)

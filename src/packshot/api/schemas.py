@@ -285,16 +285,16 @@ class ShootCreate(SceneFields):
     training_id: str | None = Field(
         None, max_length=60, description="Which model; default: the product's latest training."
     )
-    model: str | None = Field(
+    base: str | None = Field(
         None,
         max_length=200,
         description="instant: a base model that takes reference images (a Hugging Face Hub id, "
         "or tiny-flux2, the test stand-in). Default: black-forest-labs/FLUX.2-klein-4B.",
     )
 
-    @field_validator("model")
+    @field_validator("base")
     @classmethod
-    def _model(cls, value: str | None) -> str | None:
+    def _base(cls, value: str | None) -> str | None:
         if value is not None and not is_model_name(value):
             raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny-flux2")
         return value

@@ -501,8 +501,8 @@ def create_shoot(
     _check_presets(body.presets)
     if body.mode == "instant":
         return _create_instant_shoot(session, merchant, settings, product, body)
-    if body.model is not None:
-        raise ApiError(422, "`model` is for instant shoots: a trained shoot uses its training's.")
+    if body.base is not None:
+        raise ApiError(422, "`base` is for instant shoots: a trained shoot uses its training's.")
     training = succeeded_training(session, merchant.id, product, body.training_id)
     if training is None:
         raise ApiError(409, "The product has no trained model yet: train it first.")
@@ -512,7 +512,7 @@ def create_shoot(
         len(body.descriptions), presets_named(body.presets), body.count, body.best
     )
     check_fair_use(session, settings, merchant.id, "shoot", images)
-    request = body.model_dump(exclude_none=True, exclude={"webhook", "mode", "model"})
+    request = body.model_dump(exclude_none=True, exclude={"webhook", "mode", "base"})
     request["training_id"] = training.id
     scene = {k: v for k, v in request.items() if k != "training_id"}
     params = ShootParams(model_dir=_model_dir(settings, training), **scene)
@@ -542,7 +542,7 @@ def _create_instant_shoot(
         raise ApiError(409, "The product has no photos yet: upload some, then shoot instantly.")
     if body.training_id is not None:
         raise ApiError(422, "An instant shoot uses no training: drop `training_id`.")
-    model = body.model or INSTANT_MODEL
+    model = body.base or INSTANT_MODEL
     family = stand_in_aliases().get(model)
     if family is not None and not family.reference_images:
         raise ApiError(
@@ -556,7 +556,7 @@ def _create_instant_shoot(
     )
     check_fair_use(session, settings, merchant.id, "shoot", images)
     request = body.model_dump(exclude_none=True, exclude={"webhook"})
-    scene = {k: v for k, v in request.items() if k not in ("mode", "model")}
+    scene = {k: v for k, v in request.items() if k not in ("mode", "base")}
     photos = str(photos_dir(settings, product.id).resolve())
     params = ShootParams(
         model_dir=None,
