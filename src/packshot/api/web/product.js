@@ -353,7 +353,7 @@ class ProductPage {
           e.preventDefault();
           error.hidden = true;
           const body = { preset: form.querySelector("input[name=preset]:checked").value };
-          if (model.value.trim()) body.base = model.value.trim();
+          if (model.value.trim()) body.model = model.value.trim();
           if (steps.value) {
             const n = Number(steps.value);
             if (!Number.isInteger(n) || n < 1) {
@@ -697,7 +697,7 @@ class ProductPage {
             body.aspect = aspect.value;
           }
           if (steps.value) body.num_inference_steps = Number(steps.value);
-          if (model.value.trim()) body.base = model.value.trim();
+          if (model.value.trim()) body.model = model.value.trim();
           if (useModel?.checked) {
             const trained = this.training?.status === "succeeded" ? this.training.id : null;
             if (trained) body.training_id = trained;
@@ -763,7 +763,7 @@ class ProductPage {
       `the ${this.product.class_name} on a marble kitchen counter\nthe ${this.product.class_name} on a wooden table by a window`,
     );
     n.value = 1;
-    const model = h("input.input", { id: "instant-model", name: "base", placeholder: INSTANT_MODEL, spellcheck: "false", autocomplete: "off" });
+    const model = h("input.input", { id: "instant-model", name: "model", placeholder: INSTANT_MODEL, spellcheck: "false", autocomplete: "off" });
     const { error, fail } = formError();
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-instant" }, icon("spark"), "Shoot now");
     const form = h(
