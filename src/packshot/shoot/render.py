@@ -218,8 +218,12 @@ def configured(
 
         # 2. The LoRAs, as named adapters at their scales; a fast pipeline merges them into its
         #    weights and keeps them there for the next shoot of the same product.
+        hashes = [lora_hash(lora.path) for lora in loras]  # each LoRA file read once
         if speed.is_fast(pipe):
-            key = tuple((lora.adapter_name, lora_hash(lora.path), lora.scale) for lora in loras)
+            key = tuple(
+                (lora.adapter_name, digest, lora.scale)
+                for lora, digest in zip(loras, hashes, strict=True)
+            )
             speed.use_loras(pipe, key, lambda: _load_loras(pipe, loras))
         else:
             _load_loras(pipe, loras)
@@ -229,7 +233,7 @@ def configured(
             sampler=scheduler_label(scheduler, pipe),
             guidance_scale=guidance_scale,
             model=model,
-            lora_hashes={lora.name: lora_hash(lora.path) for lora in loras},
+            lora_hashes={lora.name: digest for lora, digest in zip(loras, hashes, strict=True)},
             lora_scale=product[0] if product else None,
         )
     finally:
