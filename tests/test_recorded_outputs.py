@@ -11,8 +11,9 @@ by their raw bytes: safetensors writes the metadata's keys in hash-map order, an
 set's order is what they differ in; its items are compared sorted). Images are compared by
 their decoded pixels plus their `parameters` text chunk (the A1111 recipe): the recipe is
 what packshot writes, the rest is PIL's encoder (whose bytes were the same run to run
-anyway). Float results depend on the CPU's kernels, so the comparison only runs where torch's
-version and CPU capability are those of the recording; elsewhere it skips and says why.
+anyway). Float results depend on the CPU's kernels and the libraries' code, so the comparison
+only runs where torch's version, the CPU capability and the versions of `LIBRARIES` are those of
+the recording; elsewhere it skips and says why.
 
 Record again (only when a change of outputs is intended, and say so in the commit):
     PYTHONPATH=src python tests/test_recorded_outputs.py --record
@@ -79,13 +80,23 @@ def _image_hash(path: Path) -> str:
         return _sha256(head + image.tobytes())
 
 
+# The libraries whose code makes the bytes besides torch: the pipelines and schedulers
+# (diffusers), the text encoders (transformers), the LoRA layers and their file metadata
+# (peft, safetensors), the image arrays and PNG encoder (numpy, Pillow).
+LIBRARIES = ("diffusers", "transformers", "peft", "safetensors", "numpy", "pillow")
+
+
 def environment() -> dict[str, str]:
-    """What decides the floats: torch's version and the CPU kernels it picks."""
+    """What decides the bytes: torch's version, the CPU kernels it picks, and the versions of
+    the libraries packshot's requirements leave open (a fresh install takes the newest)."""
+    from importlib.metadata import version
+
     import torch
 
     return {
         "torch": torch.__version__,
         "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        **{name: version(name) for name in LIBRARIES},
     }
 
 
