@@ -851,6 +851,7 @@ def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
     assert (lamp["status"], lamp["verdict"]) == ("failed", "not enough")
     assert "not enough to train on" in lamp["error"]
     assert (tote["status"], tote["trained"], tote["images"]) == ("done", True, 3)
+    assert [p["route"] for p in final["products"]] == ["model", None, "trained"]
     shots = final["shots"]
     assert len(shots) == 6
     assert sorted((s["product"], s["slot"]) for s in shots) == sorted(
@@ -887,6 +888,41 @@ def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
     listed = studio.a.get("/v1/catalogue-shoots").json()
     assert [j["id"] for j in listed["data"]][:1] == [job["id"]]
     assert studio.b.get(f"/v1/catalogue-shoots/{job['id']}").status_code == 404
+
+
+def test_catalogue_shoot_instant_in_the_worker(studio, product, training) -> None:
+    """`instant`: the product without a model is drawn from its photos as references of a
+    tiny-flux2 model, no training; the trained one by its model. A family that takes no
+    references is refused at once (422), before any job."""
+    tote = studio.a.post("/v1/products", json={"name": "Linen tote", "class_name": "bag"}).json()
+    assert upload(studio.a, tote["id"], example_photos()).status_code == 201
+    body = {
+        "product_ids": [product["id"], tote["id"]],
+        "shots": [{"slot": "main", "preset": "studio"}],
+        "instant": True,
+        "num_inference_steps": 2,
+        "seed": 5,
+    }
+    before = len(studio.a.get("/v1/catalogue-shoots").json()["data"])
+    refused = studio.a.post("/v1/catalogue-shoots", json={**body, "model": "tiny"})
+    assert refused.status_code == 422, refused.text
+    message = refused.json()["error"]["message"]
+    assert "`tiny` is a Stable Diffusion 1.5 model" in message and "FLUX.2 [klein]" in message
+    assert len(studio.a.get("/v1/catalogue-shoots").json()["data"]) == before  # no job
+
+    created = studio.a.post("/v1/catalogue-shoots", json={**body, "model": "tiny-flux2"})
+    assert created.status_code == 201, created.text
+    final = studio.wait(
+        studio.a, f"/v1/catalogue-shoots/{created.json()['id']}", ("succeeded", "failed")
+    )
+    assert final["status"] == "succeeded", final
+    backpack, linen = final["products"]
+    assert (backpack["status"], backpack["route"], backpack["images"]) == ("done", "model", 1)
+    assert (linen["status"], linen["route"], linen["trained"]) == ("done", "instant", False)
+    (shot,) = [s for s in final["shots"] if s["product"] == "linen-tote"]
+    assert shot["scores"]["dino"] is not None  # judged against its photos
+    assert final["cost"]["training_device_seconds"] == 0 and final["cost"]["images"] == 2
+    assert final["request"]["instant"] is True
 
 
 def test_catalogue_shoot_checks_its_request(studio, product) -> None:

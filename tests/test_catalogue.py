@@ -227,7 +227,8 @@ def test_catalogue_shoot_cli_resumes_after_kill(
     ]
     assert "not enough to train on" in outcomes["lamp"]["error"]
     assert outcomes["lamp"]["verdict"] == "not enough" and outcomes["lamp"]["photos"]["rejected"]
-    assert not outcomes["backpack"]["trained"] and outcomes["tote"]["trained"]
+    assert [outcomes[h]["route"] for h in ("backpack", "lamp", "tote")] == ["model", None, "trained"]
+    assert outcomes["tote"]["train_s"] > 0 and outcomes["backpack"]["train_s"] == 0
     assert (out / "catalogue" / "tote" / "model" / "packshot.json").is_file()
     for handle in ("backpack", "tote"):
         images = [i for i in summary["images"] if i["product"] == handle]
@@ -249,6 +250,63 @@ def test_catalogue_shoot_cli_resumes_after_kill(
     assert refused.exit_code == 2 and "another catalogue shoot" in refused.stderr
     unknown = CliRunner().invoke(app, [*command[1:], "--profile", "amazon-main,walmart"])
     assert unknown.exit_code == 2 and "Unknown marketplace profile walmart" in unknown.stderr
+
+
+# A given model's 2-step shot and a tiny-flux2 instant shot, both judged (2-4 s); run again:
+# no work.
+def test_catalogue_shoot_instant_draws_from_the_photos_without_training(
+    tmp_path: Path, product_model: Path, cache_dir: Path
+) -> None:
+    catalogue = make_catalogue(tmp_path, product_model)
+    shot_list = tmp_path / "shots.json"
+    shot_list.write_text(json.dumps({"shots": [{"slot": "main", "preset": "studio"}]}))
+    out = tmp_path / "out"
+    command = ["catalogue", "shoot", str(catalogue), "--shots", str(shot_list), "--out", str(out)]
+    command += ["--steps", "2", "--seed", "7", "--json", "--instant"]
+
+    # 1. A model whose family takes no references: refused before any work.
+    refused = CliRunner().invoke(app, [*command, "--model", "tiny"])
+    assert refused.exit_code == 2 and "takes no reference images" in refused.stderr
+    assert "FLUX.2 [klein]" in refused.stderr and not out.exists()
+
+    # 2. The tote (photos, no model) drawn from its best photos; the backpack by its own model;
+    #    the lamp (no usable photo) fails alone.
+    run = CliRunner().invoke(app, [*command, "--model", "tiny-flux2"])
+    assert run.exit_code == 1, run.output
+    summary = json.loads(run.stdout)
+    outcomes = {p["handle"]: p for p in summary["products"]}
+    assert [outcomes[h]["status"] for h in ("backpack", "lamp", "tote")] == [
+        "done",
+        "failed",
+        "done",
+    ]
+    assert "reference" in outcomes["lamp"]["error"]
+    tote = outcomes["tote"]
+    assert (tote["route"], tote["model_dir"], tote["train_s"]) == ("instant", None, 0.0)
+    photos = {p.name for p in (catalogue / "tote" / "photos").iterdir()}
+    assert 1 <= len(tote["references"]) <= 4 and set(tote["references"]) <= photos
+    assert outcomes["backpack"]["route"] == "model"
+    assert not (out / "catalogue" / "tote" / "model").exists()  # nothing trained
+    assert not (out / "catalogue" / "tote" / "training-set").exists()
+    (image,) = [i for i in summary["images"] if i["product"] == "tote"]
+    assert image["scores"] is not None  # judged against all its photos
+    shoot = json.loads((out / image["file"]).parent.joinpath("shoot.json").read_text())
+    assert shoot["base_model"] == "tiny-flux2"
+    assert [Path(r).name for r in shoot["settings"]["references"]] == tote["references"]
+    cost = summary["cost"]
+    assert cost["images"] == 2 and cost["training_device_seconds"] == 0  # no training to share
+    assert cost["cost_per_image"] < cost["studio_price_per_photo"]
+
+    # 3. Run again (its result gone): the finished products are kept, nothing is redone; the
+    #    other route is another catalogue shoot.
+    kept = {p: p.stat().st_mtime_ns for p in (out / "catalogue").rglob("*") if "tote" in p.parts}
+    (out / "result.json").unlink()
+    again = CliRunner().invoke(app, [*command, "--model", "tiny-flux2"])
+    assert json.loads(again.stdout)["products"] == summary["products"]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    (out / "result.json").unlink()
+    trained = CliRunner().invoke(app, [*command[:-1], "--model", "tiny-flux2"])
+    assert trained.exit_code == 2 and "differs in instant" in trained.stderr
 
 
 def test_catalogue_product_record_is_plain(tmp_path: Path) -> None:

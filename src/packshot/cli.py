@@ -40,7 +40,14 @@ from packshot.deliver import export_delivery, get_profiles
 from packshot.deliver.upscale import LANCZOS, diffusion_upscaler, dino_similarity
 from packshot.errors import PackshotError
 from packshot.jobs.execute import build_train_config, run_job
-from packshot.jobs.kinds import KINDS, CatalogueParams, ShootParams, TrainingParams, to_json
+from packshot.jobs.kinds import (
+    KINDS,
+    TRAINING_MODEL,
+    CatalogueParams,
+    ShootParams,
+    TrainingParams,
+    to_json,
+)
 from packshot.jobs.ray.driver import RaySettings, run_on_ray
 from packshot.jobs.runner import make_runner
 from packshot.jobs.settings import ServiceSettings
@@ -970,9 +977,17 @@ def catalogue_shoot(
         ..., "--shots", help="The shot list (YAML or JSON; see examples/shot-list.yaml)."
     ),
     out_dir: Path = typer.Option(..., "--out", help="Where to write (run again to continue)."),
-    model: str = typer.Option(
-        "stabilityai/stable-diffusion-xl-base-1.0",
-        help="Base model of the products trained here: Hub id, local folder, or tiny.",
+    model: str | None = typer.Option(
+        None,
+        help=f"Base model of the products trained here (default {TRAINING_MODEL}), or with "
+        f"--instant of their instant shots (default {INSTANT_MODEL}): Hub id, local folder, "
+        "or tiny / tiny-flux2.",
+    ),
+    instant: bool = typer.Option(
+        False,
+        "--instant",
+        help="No training: a product without a model is shot from its best 1-4 photos as "
+        "reference images, as `packshot instant` does (a model that takes them: FLUX.2 [klein]).",
     ),
     preset: str = typer.Option("standard", help="Training preset: quick, standard or best."),
     train_steps: int | None = typer.Option(
@@ -1001,14 +1016,16 @@ def catalogue_shoot(
 ) -> None:
     """Shoot every product of a catalogue with one shot list.
 
-    Each product's photos are judged; a product without a model is trained first; then every
-    shot of the list is shot and judged. One product's failure (photos not enough, a refused
+    Each product's photos are judged; a product without a model is trained first (with
+    --instant: shot from its best photos as reference images, no training); then every shot
+    of the list is shot and judged. One product's failure (photos not enough, a refused
     training) is reported for that product and never stops the others. Run the same command
     again after a crash or a kill: finished products are kept, a training continues from its
     last checkpoint, a shoot from its last shot. With --profile, every image is then made
     marketplace-ready as `packshot deliver` does, into DIR/catalogue/delivery/. Exits 1 when
     some product failed.
     """
+    from packshot.flows.instant import reference_model
 
     if preset not in ("quick", "standard", "best"):
         raise typer.BadParameter(
@@ -1024,6 +1041,7 @@ def catalogue_shoot(
         products=products,
         shots=list(shot_list.shots),
         model=model,
+        instant=instant,
         preset=preset,
         max_train_steps=train_steps,
         seed=seed,
@@ -1034,9 +1052,12 @@ def catalogue_shoot(
         profiles=profiles,
         **values,
     )
-    for product in products:  # every training checked here, before any work
-        if product.model_dir is None:
-            build_train_config(params.training(product))
+    if instant:  # the instant shots' model checked here, before any work
+        reference_model(params.base_model())
+    else:  # every training checked here, before any work
+        for product in products:
+            if product.model_dir is None:
+                build_train_config(params.training(product))
     with progress_bar("Catalogue", enabled=not as_json) as progress:
         if runner == "ray":
             summary = run_on_ray(  # the products fan out over the workers
@@ -1057,16 +1078,24 @@ def catalogue_shoot(
         raise typer.Exit(1)
 
 
+# How each product of a catalogue shoot was drawn (ProductOutcome.route), for people.
+ROUTES = {
+    "trained": "model trained here",
+    "instant": "instant: its photos",
+    "model": "its own model",
+}
+
+
 def print_catalogue(summary: Any, out_dir: Path) -> None:
     """Each product's outcome, then the cost per image against a studio's photo."""
     table = Table(title=f"{len(summary.products)} products", title_justify="left")
-    for column in ("product", "photos", "model", "images", "product missing", "outcome"):
+    for column in ("product", "photos", "drawn by", "images", "product missing", "outcome"):
         table.add_column(column)
     for product in summary.products:
         table.add_row(
             product.name,
             product.verdict or "—",
-            "trained" if product.trained else ("given" if product.model_dir else "—"),
+            ROUTES.get(product.route or "", "—"),
             str(len(product.images or [])),
             str(len(product.product_missing or [])),
             "[green]done[/]" if product.status == "done" else "[red]failed[/]",

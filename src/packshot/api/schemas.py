@@ -461,7 +461,27 @@ class ShotListEntryCreate(Strict):
 
 class CatalogueShootCreate(TrainsFields):
     """Many products, one shot list: each product without a model is trained first (`model`,
-    `preset`, `max_train_steps`)."""
+    `preset`, `max_train_steps`), or with `instant` shot from its photos as reference images."""
+
+    model: str | None = Field(  # type: ignore[assignment]
+        None,
+        max_length=200,
+        description="Base model of the products without one: a Hugging Face Hub id, or tiny / "
+        "tiny-sdxl / tiny-flux2 (test stand-ins). Default: stabilityai/stable-diffusion-xl-"
+        "base-1.0 for their trainings; with `instant`, black-forest-labs/FLUX.2-klein-4B.",
+    )
+    instant: bool = Field(
+        False,
+        description="No training: a product without a model is shot from its best 1-4 photos "
+        "as reference images of `model` (a family that takes them: FLUX.2 [klein]).",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:  # type: ignore[override]
+        if value is not None and not is_model_name(value):
+            raise ValueError("must be a Hugging Face Hub id (owner/name) or tiny / tiny-flux2")
+        return value
 
     product_ids: list[str] = Field(..., min_length=1, max_length=200)
     shots: list[ShotListEntryCreate] = Field(..., min_length=1, max_length=20)
@@ -490,6 +510,11 @@ class CatalogueProductPublic(BaseModel):
     error: str | None = None
     verdict: str | None = Field(None, description="Intake's verdict on its photos.")
     trained: bool | None = Field(None, description="Trained by this catalogue shoot.")
+    route: Literal["trained", "instant", "model"] | None = Field(
+        None,
+        description="How it was drawn: trained (by this catalogue shoot), instant (its photos as "
+        "reference images, no training), model (the model it had).",
+    )
     images: int = 0
     product_missing: int = 0
     compliance: dict[str, dict[str, int]] = Field(

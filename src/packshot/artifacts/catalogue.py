@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -139,6 +139,7 @@ def read_catalogue(folder: Path | str) -> list[CatalogueProduct]:
 OUTCOME_FILE = "outcome.json"  # in each product's output folder, written when it is finished
 SUMMARY_FILE = "catalogue.json"  # in the catalogue's output folder, written at the end
 REQUEST_FILE = "request.json"  # what a resumed catalogue shoot must match
+Route = Literal["trained", "instant", "model"]  # how a product was shot (ProductOutcome.route)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,8 +164,11 @@ class ProductOutcome:
     error: str | None = None  # why it failed, for the merchant
     verdict: str | None = None  # intake's verdict on its photos ("ready", "usable", …)
     photos: dict[str, int] | None = None  # accepted, rejected, skipped
-    trained: bool = False  # trained by this catalogue shoot (else it had a model)
-    model_dir: str | None = None  # relative when trained here, else as given
+    # How it was shot: "trained" (its model trained by this catalogue shoot), "instant" (no
+    # model: its photos as reference images), "model" (the model it had); None when it failed
+    route: Route | None = None
+    model_dir: str | None = None  # relative when trained here, else as given; None: instant
+    references: list[str] | None = None  # instant: the photos it was drawn from
     train_s: float = 0.0  # the training's device seconds, shared among its images' cost
     images: list[CatalogueShot] | None = None
     product_missing: list[str] | None = None  # images the judges found without the product

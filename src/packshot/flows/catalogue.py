@@ -1,6 +1,7 @@
 """A catalogue shoot: every product of a catalogue through intake, training (for those without
-a model) and a judged shoot of each shot of the shot list; one product at a time, each product's
-failure its own, resumable without redoing a finished product.
+a model; or, instant, none: their best photos as reference images of a model that takes them)
+and a judged shoot of each shot of the shot list; one product at a time, each product's failure
+its own, resumable without redoing a finished product.
 
 The output folder holds one folder per product (its handle):
 
@@ -40,6 +41,7 @@ from packshot.artifacts.catalogue import (
     CatalogueShot,
     CatalogueSummary,
     ProductOutcome,
+    Route,
     photo_files,
     read_record,
     write_record,
@@ -48,9 +50,12 @@ from packshot.artifacts.product_model import ProductModel, work_dir_for
 from packshot.deliver import DeliveryShot, deliver, get_profiles
 from packshot.deliver.report import DELIVERY_DIR
 from packshot.errors import PackshotError, PhotoSetError, UsageError
+from packshot.flows.instant import choose_references, reference_model
 from packshot.flows.judged import shoot_and_judge
 from packshot.intake import PhotoSetReport, check_files, prepare_training_set
+from packshot.intake.references import Reference
 from packshot.judge import JudgeConfig
+from packshot.models.load import ResolvedModel
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot.request import ShootRequest
 from packshot.shoot.run import SUMMARY_FILE as SHOOT_SUMMARY
@@ -78,6 +83,7 @@ def shoot_catalogue(
     *,
     train_config: Callable[[CatalogueProduct], TrainConfig],
     seed: int,
+    instant_model: str | None = None,
     num_inference_steps: int | None = None,
     judge: bool = True,
     dino_model: str | None = None,
@@ -89,16 +95,24 @@ def shoot_catalogue(
     progress: ProgressCallback = no_progress,
     cache_dir: Path | None = None,
 ) -> CatalogueSummary:
-    """Shoot `shot_list` of every product into `out_dir` (trained first when it has no model),
-    deliver every image to the marketplace `profiles` ("amazon-main", "shopify", …), then write
-    the summary. `train_config(product)` is the training of a product without a model;
-    `request` (plain values) is what a run continuing in `out_dir` must match."""
+    """Shoot `shot_list` of every product into `out_dir` (trained first when it has no model,
+    or with `instant_model` shot instantly from its photos), deliver every image to the
+    marketplace `profiles` ("amazon-main", "shopify", …), then write the summary.
+    `train_config(product)` is the training of a product without a model; `request` (plain
+    values) is what a run continuing in `out_dir` must match."""
 
     out = Path(out_dir)
     total = len(products)
 
-    # 1. The profiles known, and a run that continues in `out` the same catalogue shoot.
+    # 1. The profiles known; the instant shots' model, refused before any work when it takes
+    #    no references (found only while some product needs it: a finished catalogue loads no
+    #    model); a run that continues in `out` the same catalogue shoot.
     chosen = [p.name for p in get_profiles(profiles)] if profiles else []
+    instant: ResolvedModel | None = None
+    if instant_model is not None and any(
+        p.model_dir is None and not (out / p.handle / OUTCOME_FILE).is_file() for p in products
+    ):
+        instant = reference_model(instant_model, cache_dir)
     _claim(out, request or {})
 
     # 2. Each product on its own: a failure is its outcome, never the others'.
@@ -126,6 +140,7 @@ def shoot_catalogue(
                 shot_list,
                 out / product.handle,
                 train_config=train_config,
+                instant=instant,
                 seed=seed,
                 num_inference_steps=num_inference_steps,
                 judge=judge,
@@ -188,6 +203,7 @@ def shoot_product(
     folder: Path,
     *,
     train_config: Callable[[CatalogueProduct], TrainConfig],
+    instant: ResolvedModel | None,
     seed: int,
     num_inference_steps: int | None,
     judge: bool,
@@ -198,7 +214,8 @@ def shoot_product(
     progress: ProgressCallback,
     cache_dir: Path | None,
 ) -> ProductOutcome:
-    """One product: its photos judged, its model (trained here when it has none), its shots."""
+    """One product: its photos judged, its model (trained here when it has none, or with an
+    `instant` model none: its best photos as that model's references), its shots."""
 
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -209,28 +226,49 @@ def shoot_product(
         report.save(folder / REPORT_FILE)
         verdict, counts = report.verdict, report.counts
 
-    # 2. Its model: the one it has, else trained on its photos here.
-    trained = product.model_dir is None
+    # 2. What draws it: the model it has, judged against its training crops; else its best
+    #    photos as references of the instant model (`packshot instant`'s route), judged
+    #    against all its photos; else a model trained on its photos here.
+    model: ProductModel | None = None
+    references: list[Reference] = []
+    draws: dict[str, Any]  # the ShootRequest's fields that say what draws the product
+    reference_dir: str | None  # the photos its shots are judged against (None: the crops)
+    stand_in: bool  # drawn by a tiny stand-in: judged by the tiny judges
+    route: Route
     if product.model_dir is not None:
-        model = ProductModel.load(Path(product.model_dir))
+        route, model = "model", ProductModel.load(Path(product.model_dir))
+    elif report is None:
+        raise PhotoSetError(f"{product.name} has no photos and no model: add 5–40 photos.")
+    elif instant is not None:
+        route, photos = "instant", Path(str(product.photos_dir))
+        references = choose_references(report, photos, instant.family, progress)
+        draws = {
+            "model_dir": None,
+            "base": instant.ref,
+            "product": product.name,
+            "references": [str(photos / r.file) for r in references],
+        }
+        reference_dir, stand_in = str(photos), instant.stand_in
     else:
-        if report is None:
-            raise PhotoSetError(f"{product.name} has no photos and no model: add 5–40 photos.")
         if report.verdict == "not enough":
             raise PhotoSetError(
                 f"The photos of {product.name} are not enough to train on. "
                 + " ".join(report.advice)
             )
+        route = "trained"
         model = _train(product, report, folder, train_config(product), progress, cache_dir)
+    if model is not None:
+        draws = {"model_dir": str(model.model_dir)}
+        reference_dir, stand_in = None, model.trained_on_stand_in
 
     # 3. Each shot of the list: a judged shoot of its own (resumed when it was cut short).
     images: list[CatalogueShot] = []
     missing: list[str] = []
     warnings: list[str] = []
-    judges = JudgeConfig.for_models(dino_model, clip_model, stand_in=model.trained_on_stand_in)
+    judges = JudgeConfig.for_models(dino_model, clip_model, stand_in=stand_in)
     for entry in shot_list.shots:
         request = ShootRequest(
-            model_dir=str(model.model_dir),
+            **draws,
             descriptions=[entry.description or "{product}"],
             presets=[entry.preset] if entry.preset else [],
             count=entry.count,
@@ -247,6 +285,7 @@ def shoot_product(
                 request,
                 shots_dir,
                 judge=judges,
+                reference_dir=reference_dir,
                 progress=progress,
                 cache_dir=cache_dir,
                 resume=resume,
@@ -270,15 +309,17 @@ def shoot_product(
                     device_s=float(image.get("device_s") or 0.0),
                 )
             )
+    trained = route == "trained"
     return ProductOutcome(
         handle=product.handle,
         name=product.name,
         status="done",
         verdict=verdict,
         photos=counts,
-        trained=trained,
+        route=route,
         model_dir=MODEL if trained else product.model_dir,
-        train_s=float(model.timings.get("total_s", 0.0)) if trained else 0.0,
+        references=[r.file for r in references] or None,
+        train_s=float(model.timings.get("total_s", 0.0)) if trained and model else 0.0,
         images=images,
         product_missing=[f"{product.handle}/{name}" for name in missing],
         warnings=warnings,

@@ -3,7 +3,9 @@ takes reference images (FLUX.2 [klein]) as it draws, and every shot is judged ag
 the photos, so a missing or drifting product is flagged like in any shoot.
 
 It drives intake (the photo set's check and the pick of 1-4 references), the shoot (with
-`ShootRequest.references`) and the judges (`flows.judged`).
+`ShootRequest.references`) and the judges (`flows.judged`). A catalogue shoot's products
+without a model take the same route (`flows.catalogue`): `reference_model` and
+`choose_references` are its two steps before the shoot.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from pathlib import Path
 from packshot.artifacts.product_model import ProductModel
 from packshot.errors import UsageError
 from packshot.flows.judged import JudgedShoot, shoot_and_judge
-from packshot.intake import check_photos
+from packshot.intake import PhotoSetReport, check_photos
 from packshot.intake.references import MAX_REFERENCES, Reference, pick_references
 from packshot.judge import JudgeConfig
-from packshot.models.families import reference_families
-from packshot.models.load import resolve_model
+from packshot.models.families import ModelFamily
+from packshot.models.load import ResolvedModel, resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
-from packshot.shoot.request import INSTANT_MODEL, ShootRequest
+from packshot.shoot.request import INSTANT_MODEL, ShootRequest, check_takes_references
 
 DEFAULT_PRODUCT = "product"  # what {product} says when the merchant names it not
 
@@ -58,34 +60,18 @@ def instant(
         model_ref = ProductModel.load(request.model_dir).base_model  # type: ignore[arg-type]
     else:
         model_ref = request.base or INSTANT_MODEL
-    family = resolve_model(model_ref, cache_dir=cache_dir).family
-    if not family.reference_images:
-        raise UsageError(
-            f"`{model_ref}` is a {family.label} model, which takes no reference images; instant "
-            f"shots need a model that does: {', '.join(reference_families())} (e.g. "
-            f"{INSTANT_MODEL}, or tiny-flux2 offline)."
-        )
+    family = reference_model(model_ref, cache_dir).family
 
     # 1. Intake's judgement of the photos, and the ones that show the product best.
     report = check_photos(photos, progress=progress)
-    references = pick_references(report, min(MAX_REFERENCES, family.reference_images), photos)
-    files = [r.file for r in references]
-    progress(
-        ProgressEvent(
-            "instant",
-            0,
-            len(references),
-            "references: " + ", ".join(files),
-            {"event": "references", "files": files},
-        )
-    )
+    references = choose_references(report, photos, family, progress)
 
     # 2. The shoot with them, judged against every photo.
     shoot_request = replace(
         request,
         base=None if with_lora else model_ref,
         product=request.product or (None if with_lora else DEFAULT_PRODUCT),
-        references=[str(photos / file) for file in files],
+        references=[str(photos / r.file) for r in references],
     )
     judged = shoot_and_judge(
         shoot_request,
@@ -98,3 +84,30 @@ def instant(
         resume=resume,
     )
     return InstantShoot(judged, references)
+
+
+def reference_model(model_ref: str, cache_dir: Path | None = None) -> ResolvedModel:
+    """The model instant shots are drawn with, found; refused (UsageError, before any work)
+    when its family takes no reference images."""
+    resolved = resolve_model(model_ref, cache_dir=cache_dir)
+    check_takes_references(resolved.family, model_ref)
+    return resolved
+
+
+def choose_references(
+    report: PhotoSetReport, photos: Path, family: ModelFamily, progress: ProgressCallback
+) -> list[Reference]:
+    """The photos of intake's `report` (their files in `photos`) that show the product best,
+    as many as `family` takes (at most `MAX_REFERENCES`), announced as a `references` event."""
+    references = pick_references(report, min(MAX_REFERENCES, family.reference_images), photos)
+    files = [r.file for r in references]
+    progress(
+        ProgressEvent(
+            "instant",
+            0,
+            len(references),
+            "references: " + ", ".join(files),
+            {"event": "references", "files": files},
+        )
+    )
+    return references

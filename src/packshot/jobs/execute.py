@@ -260,6 +260,7 @@ def run_catalogue(
             params.training(product), cache_dir=cache_dir
         ),
         seed=seed,
+        instant_model=params.base_model() if params.instant else None,
         num_inference_steps=params.num_inference_steps,
         judge=params.judge,
         dino_model=params.dino_model,

@@ -26,7 +26,7 @@ from packshot.artifacts.catalogue import CatalogueProduct
 from packshot.artifacts.shots import ShotRecord
 from packshot.errors import UsageError
 from packshot.progress import ProgressCallback
-from packshot.shoot.request import ShootRequest
+from packshot.shoot.request import INSTANT_MODEL, ShootRequest
 from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
 from packshot.shoot.shotlist import ShotList, ShotListEntry
 
@@ -86,14 +86,21 @@ class ShootParams(ShootRequest):
         return ShootRequest(**{f.name: getattr(self, f.name) for f in fields(ShootRequest)})
 
 
+TRAINING_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"  # a catalogue's trainings' base
+
+
 @dataclass
 class CatalogueParams:
     """A catalogue shoot: its products, the shot list every one gets, how the products without
-    a model are trained (`TrainingParams`' names) and how the shots are rendered and judged."""
+    a model are trained (`TrainingParams`' names) or, `instant`, shot from their photos as
+    reference images, and how the shots are rendered and judged."""
 
     products: list[CatalogueProduct]
     shots: list[ShotListEntry]  # the shot list, checked (`ShotList`)
-    model: str = "stabilityai/stable-diffusion-xl-base-1.0"  # base model of the trainings
+    # The base model of the products without one: of their trainings, or with `instant` of their
+    # instant shots (a family that takes reference images); None: `base_model()`'s default
+    model: str | None = None
+    instant: bool = False  # no training: a product without a model is shot instantly
     preset: str = "standard"  # training preset: quick, standard, best
     max_train_steps: int | None = None
     resolution: int | None = None
@@ -109,11 +116,15 @@ class CatalogueParams:
     def shot_list(self) -> ShotList:
         return ShotList(tuple(self.shots))
 
+    def base_model(self) -> str:
+        """The model a product without one is trained on, or shot instantly with."""
+        return self.model or (INSTANT_MODEL if self.instant else TRAINING_MODEL)
+
     def training(self, product: CatalogueProduct) -> TrainingParams:
         """The training of a product without a model (its photos: the crops prepared for it)."""
         return TrainingParams(
             photos_dir=str(product.photos_dir),
-            model=self.model,
+            model=self.base_model(),
             class_word=product.class_word,
             product=product.name,
             preset=self.preset,

@@ -5,11 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packshot.errors import UsageError
+from packshot.models.families import ModelFamily, reference_families, stand_in_aliases
 from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
 
 # Instant shots' model when none is named: the step-distilled FLUX.2 [klein] 4B (Apache-2.0),
 # which takes reference images and draws in 4 steps.
 INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B"
+
+
+def check_takes_references(family: ModelFamily, model: str) -> None:
+    """Refuse `model` when its family takes no reference images (instant shots, reference
+    photos), naming the families that do. Torch-free: the API checks a stand-in with it."""
+    if family.reference_images:
+        return
+    offline = [alias for alias, f in stand_in_aliases().items() if f.reference_images]
+    raise UsageError(
+        f"`{model}` is a {family.label} model, which takes no reference images; instant shots "
+        f"need a model that does: {', '.join(reference_families())} (e.g. {INSTANT_MODEL}"
+        + (f", or {offline[0]} offline)." if offline else ").")
+    )
 
 
 @dataclass

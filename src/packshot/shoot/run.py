@@ -29,7 +29,7 @@ from packshot.intake.decode import load_photo
 from packshot.models import speed
 from packshot.models.describe import describe_model
 from packshot.models.device import pick_device
-from packshot.models.families import ModelFamily, get_family, reference_families
+from packshot.models.families import ModelFamily, get_family
 from packshot.models.load import load_pipeline, resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.shoot import render
@@ -41,7 +41,7 @@ from packshot.shoot.plan import (
     presets_named,
 )
 from packshot.shoot.prompts import ProductWords, read_prompts_file
-from packshot.shoot.request import ShootRequest
+from packshot.shoot.request import ShootRequest, check_takes_references
 from packshot.shoot.sheet import cost_summary, save_contact_sheet, write_summary
 from packshot.shoot.sizes import check_aspect, check_size, parse_size, size_for
 
@@ -130,7 +130,7 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
             base_model = family.fast_model
             resolved = resolve_model(base_model, cache_dir=cache_dir)
     described = describe_model(resolved)
-    check_references(request.references, resolved.family)
+    check_references(request.references, resolved.family, base_model)
     if model and model.family and model.family != resolved.family.name and lora_path:
         raise UsageError(
             f"The model in {request.model_dir} was trained on a {model.family} model, but its "
@@ -207,16 +207,11 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
     )
 
 
-def check_references(references: list[str], family: ModelFamily) -> None:
+def check_references(references: list[str], family: ModelFamily, model: str) -> None:
     """Refuse reference photos a family can't take, too many, or files that aren't there."""
     if not references:
         return
-    if not family.reference_images:
-        raise UsageError(
-            f"{family.label} models take no reference images. Reference photos work with: "
-            + ", ".join(reference_families())
-            + " (e.g. --model black-forest-labs/FLUX.2-klein-4B, or tiny-flux2 offline)."
-        )
+    check_takes_references(family, model)
     if len(references) > family.reference_images:
         raise UsageError(
             f"{family.label} takes at most {family.reference_images} reference images, "

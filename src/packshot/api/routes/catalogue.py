@@ -26,6 +26,7 @@ from packshot.api.routes.jobs import (
     add_job_routes,
     check_fair_use,
     check_model,
+    check_reference_model,
     succeeded_training,
 )
 from packshot.api.routes.products import get_product, photos_dir
@@ -74,7 +75,8 @@ def catalogue_public(session: SessionDep, job: Job) -> CatalogueShootPublic:
                 "status": outcome.status,
                 "error": outcome.error,
                 "verdict": outcome.verdict,
-                "trained": outcome.trained,
+                "trained": outcome.route == "trained",
+                "route": outcome.route,
                 "images": len(outcome.images or []),
                 "product_missing": len(outcome.product_missing or []),
                 "compliance": compliance.get(handle, {}),
@@ -114,14 +116,20 @@ def create_catalogue_shoot(
     settings: SettingsDep,
 ):
     """Shoot the shot list of every product named: products without a succeeded training are
-    trained first (on their photos), the others shot with their latest model. One product's
-    failure (photos not enough, a refused training) is reported for that product only."""
+    trained first (on their photos), or with `instant` shot from their best photos as
+    reference images; the others shot with their latest model. One product's failure (photos
+    not enough, a refused training) is reported for that product only."""
     check_webhook(settings, body.webhook)
     if body.profiles:
         get_profiles(body.profiles)  # unknown names refused, naming the known ones
     shots = [entry.model_dump(exclude_none=True) for entry in body.shots]
     shot_list = ShotList.from_dict({"shots": shots}, where="`shots`")
-    check_model(settings, body.model, "model")
+    request = body.model_dump(exclude_none=True, exclude={"webhook"})
+    values = {k: v for k, v in request.items() if k not in ("product_ids", "shots")}
+    params = CatalogueParams(products=[], shots=list(shot_list.shots), **values)
+    if params.instant:  # refused here where the web process can tell, else by the job at once
+        check_reference_model(params.base_model())
+    check_model(settings, params.base_model(), "model")
     if len(set(body.product_ids)) != len(body.product_ids):
         raise ApiError(422, "`product_ids` names a product twice: name each once.")
     products = [
@@ -135,10 +143,7 @@ def create_catalogue_shoot(
                 check_model(settings, base, f"model of {product.name}")
     images = shot_list.images_per_product * len(products)
     check_fair_use(session, settings, merchant.id, "catalogue shoot", images)
-    products = _unique_handles(products)
-    request = body.model_dump(exclude_none=True, exclude={"webhook"})
-    values = {k: v for k, v in request.items() if k not in ("product_ids", "shots")}
-    params = CatalogueParams(products=products, shots=list(shot_list.shots), **values)
+    params = replace(params, products=_unique_handles(products))
     job = store.enqueue(
         session,
         merchant_id=merchant.id,

@@ -69,10 +69,10 @@ from packshot.deliver.shop import export_delivery
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, JobEvent, Photo, Product, ShotRow
-from packshot.models.families import reference_families, stand_in_aliases
+from packshot.models.families import stand_in_aliases
 from packshot.shoot import load_presets
 from packshot.shoot.plan import images_planned, presets_named
-from packshot.shoot.request import INSTANT_MODEL
+from packshot.shoot.request import INSTANT_MODEL, check_takes_references
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
@@ -148,6 +148,15 @@ def check_model(settings: ApiSettings, model: str | None, field: str) -> None:
             f"{', '.join(settings.models)}.",
             code="model_not_offered",
         )
+
+
+def check_reference_model(model: str) -> None:
+    """Refuse (422) an instant shots' model whose family takes no reference images, where the
+    web process can tell without the Hub: a stand-in's. A Hub id's family is the job's to find
+    (`flows.instant.reference_model`), which refuses it the same way before any work."""
+    family = stand_in_aliases().get(model)
+    if family is not None:
+        check_takes_references(family, model)
 
 
 def _product_model(settings: ApiSettings, training: Job) -> ProductModel:
@@ -543,13 +552,7 @@ def _create_instant_shoot(
     if body.training_id is not None:
         raise ApiError(422, "An instant shoot uses no training: drop `training_id`.")
     model = body.base or INSTANT_MODEL
-    family = stand_in_aliases().get(model)
-    if family is not None and not family.reference_images:
-        raise ApiError(
-            422,
-            f"`{model}` takes no reference images: instant shots need "
-            f"{', '.join(reference_families())}.",
-        )
+    check_reference_model(model)
     check_model(settings, model, "model")
     images = images_planned(
         len(body.descriptions), presets_named(body.presets), body.count, body.best

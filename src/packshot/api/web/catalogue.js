@@ -26,6 +26,12 @@ const DEFAULT_SHOTS = [
   { slot: "lifestyle", preset: "lifestyle", description: "the {product} on a wooden bench in a sunny park", aspect: "16:9", count: 1 },
 ];
 const VERDICTS = { ready: ["ok", "Ready"], usable: ["warn", "Usable"], "not enough": ["bad", "Not enough"] };
+// The base model of the products without one (CatalogueParams.base_model): of their trainings,
+// or, with instant shots, a model that takes reference images.
+const TRAINING_MODEL = "stabilityai/stable-diffusion-xl-base-1.0";
+const INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B";
+// How a product of a catalogue shoot was drawn (its outcome's `route`).
+const ROUTES = { trained: "Trained in the catalogue", instant: "Instant, from its photos", model: "Its own model" };
 const POLL_MS = 1000;
 
 /** Render the page into `main`; returns its clean-up (stops following a running shoot). */
@@ -56,7 +62,7 @@ class CataloguePage {
       this.main,
       h(
         "div.page-head",
-        h("div", h("h1", "Catalogue"), h("p.sub", "Every product, one shot list: the products without a model are trained first.")),
+        h("div", h("h1", "Catalogue"), h("p.sub", "Every product, one shot list: the products without a model are trained first, or shot instantly from their photos.")),
       ),
       this.table,
       this.jobBox,
@@ -104,7 +110,8 @@ class CataloguePage {
         verdict ? h(`span.badge.${verdict[0]}`, { "data-testid": "verdict" }, verdict[1]) : product.photo_count ? null : h("span.badge", "Needs photos"),
       );
       let model = h("span.badge", "Not trained");
-      if (training?.status === "succeeded" || state?.trained) model = h("span.badge.ok", state?.trained ? "Trained in the catalogue" : "Trained");
+      if (state?.route === "trained" || state?.route === "instant") model = h("span.badge.ok", { "data-testid": "route" }, ROUTES[state.route]);
+      else if (training?.status === "succeeded") model = h("span.badge.ok", "Trained");
       else if (training && ["queued", "running"].includes(training.status)) model = h("span.badge.info", "Training");
       else if (training?.status === "failed") model = h("span.badge.bad", "Training failed");
       return h(
@@ -141,7 +148,20 @@ class CataloguePage {
         h("label.chip", h("input", { type: "checkbox", name: "profiles", value: name }), label),
       ),
     );
-    const model = h("input.input", { id: "catalogue-model", name: "model", value: "stabilityai/stable-diffusion-xl-base-1.0", autocomplete: "off", spellcheck: "false" });
+    const model = h("input.input", { id: "catalogue-model", name: "model", value: TRAINING_MODEL, autocomplete: "off", spellcheck: "false" });
+    // Instant shots: no training; the base model follows the choice while it holds a default.
+    const instant = h("input", {
+      id: "catalogue-instant",
+      name: "instant",
+      type: "checkbox",
+      onchange: () => {
+        if ([TRAINING_MODEL, INSTANT_MODEL, ""].includes(model.value.trim())) model.value = instant.checked ? INSTANT_MODEL : TRAINING_MODEL;
+        trainSteps.disabled = instant.checked;
+        hint.textContent = routeHint();
+      },
+    });
+    const routeHint = () => `${plural(this.products.length, "product")}: each without a model is ${instant.checked ? "shot instantly from its photos" : "trained first"}.`;
+    const hint = h("span.hint", routeHint());
     const trainSteps = h("input.input", { id: "catalogue-train-steps", name: "max_train_steps", type: "number", min: 1, max: 20000, placeholder: "the preset's" });
     const steps = h("input.input", { id: "catalogue-steps", name: "num_inference_steps", type: "number", min: 1, max: 150, placeholder: "25" });
     const error = h("div.notice.bad", { role: "alert", hidden: true });
@@ -161,10 +181,11 @@ class CataloguePage {
           if (!shots.length) return fail("Add at least one shot to the list.");
           const ids = this.products.map((p) => p.id);
           if (!ids.length) return fail("Add a product first.");
-          const body = { product_ids: ids, shots, model: model.value.trim() };
+          const body = { product_ids: ids, shots, instant: instant.checked };
+          if (model.value.trim()) body.model = model.value.trim();
           const picked = [...profiles.querySelectorAll("input:checked")].map((i) => i.value);
           if (picked.length) body.profiles = picked;
-          if (trainSteps.value) body.max_train_steps = Number(trainSteps.value);
+          if (trainSteps.value && !instant.checked) body.max_train_steps = Number(trainSteps.value);
           if (steps.value) body.num_inference_steps = Number(steps.value);
           let shoot;
           try {
@@ -183,17 +204,23 @@ class CataloguePage {
       h("div.row", h("button.btn.ghost.small", { type: "button", "data-testid": "add-shot", onclick: () => addRow({ slot: "additional", preset: "", description: "", aspect: "1:1", count: 1 }) }, icon("plus"), "Add a shot")),
       h("div.field", h("span.label", "Deliver to marketplaces"), profiles, h("span.hint", "Each image is checked against each marketplace's rules and fixed where that is honest.")),
       h(
+        "div.field",
+        h("span.label", "Products without a model"),
+        h("label.check", { for: "catalogue-instant" }, instant, "Instant shots, no training"),
+        h("span.hint", "Their best photos guide a model that takes reference images (FLUX.2 [klein]) as it draws."),
+      ),
+      h(
         "details.advanced",
         h("summary", "Options"),
         h(
           "div.grid-2",
-          field(model, "Base model", "For the products trained here: a Hugging Face Hub id."),
+          field(model, "Base model", "For the products without a model: a Hugging Face Hub id."),
           field(trainSteps, "Training steps"),
           field(steps, "Sampling steps", "More is slower and finer."),
         ),
       ),
       error,
-      h("div.row", submit, h("span.hint", `${plural(this.products.length, "product")}: each without a model is trained first.`)),
+      h("div.row", submit, hint),
     );
     return form;
   }
@@ -282,6 +309,7 @@ function jobCard(shoot) {
       { "data-testid": "catalogue-product", "data-status": p.status, "data-handle": p.handle },
       h("strong", p.name),
       h(`span.badge.${{ done: "ok", failed: "bad", running: "info" }[p.status] || "plain"}`, { "data-testid": "product-state" }, p.status === "done" ? `Done · ${plural(p.images, "image")}` : p.status[0].toUpperCase() + p.status.slice(1)),
+      p.route ? h("span.badge", { "data-testid": "product-route", "data-route": p.route }, ROUTES[p.route]) : null,
       p.error ? h("div.why", rich(p.error)) : null,
       h(
         "div.catalogue-shots",
