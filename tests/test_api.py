@@ -908,6 +908,10 @@ def test_catalogue_shoot_instant_in_the_worker(studio, product, training) -> Non
     assert refused.status_code == 422, refused.text
     message = refused.json()["error"]["message"]
     assert "`tiny` is a Stable Diffusion 1.5 model" in message and "FLUX.2 [klein]" in message
+    steps = studio.a.post(
+        "/v1/catalogue-shoots", json={**body, "model": "tiny-flux2", "max_train_steps": 4}
+    )
+    assert steps.status_code == 422 and "trains nothing" in steps.text
     assert len(studio.a.get("/v1/catalogue-shoots").json()["data"]) == before  # no job
 
     created = studio.a.post("/v1/catalogue-shoots", json={**body, "model": "tiny-flux2"})

@@ -227,7 +227,11 @@ def test_catalogue_shoot_cli_resumes_after_kill(
     ]
     assert "not enough to train on" in outcomes["lamp"]["error"]
     assert outcomes["lamp"]["verdict"] == "not enough" and outcomes["lamp"]["photos"]["rejected"]
-    assert [outcomes[h]["route"] for h in ("backpack", "lamp", "tote")] == ["model", None, "trained"]
+    assert [outcomes[h]["route"] for h in ("backpack", "lamp", "tote")] == [
+        "model",
+        None,
+        "trained",
+    ]
     assert outcomes["tote"]["train_s"] > 0 and outcomes["backpack"]["train_s"] == 0
     assert (out / "catalogue" / "tote" / "model" / "packshot.json").is_file()
     for handle in ("backpack", "tote"):
@@ -268,6 +272,8 @@ def test_catalogue_shoot_instant_draws_from_the_photos_without_training(
     refused = CliRunner().invoke(app, [*command, "--model", "tiny"])
     assert refused.exit_code == 2 and "takes no reference images" in refused.stderr
     assert "FLUX.2 [klein]" in refused.stderr and not out.exists()
+    steps = CliRunner().invoke(app, [*command, "--model", "tiny-flux2", "--train-steps", "4"])
+    assert steps.exit_code == 2 and "--instant trains nothing" in steps.stderr
 
     # 2. The tote (photos, no model) drawn from its best photos; the backpack by its own model;
     #    the lamp (no usable photo) fails alone.

@@ -122,20 +122,23 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has exited; only its parent hasn't reaped it
 
 
-@pytest.mark.budget(25)  # two products at once: each task's worker process imports torch
+@pytest.mark.budget(30)  # three products at once: each task's worker process imports torch
 def test_catalogue_products_fan_out_over_the_workers(
-    ray_local: object, product_model: Path, tmp_path: Path
+    ray_local: object, product_model: Path, dreambench: Path, tmp_path: Path
 ) -> None:
     """Each product a job of its own on a worker; their folders merged into the job's, the
-    paths they recorded the driver's; the summary written here."""
+    paths they recorded the driver's; the summary written here. Instant: the product without a
+    model is drawn from its photos (travelled to the worker) as tiny-flux2's references."""
     lamp = write_files(tmp_path / "lamp", bad_files()[:4])
     params = CatalogueParams(
         products=[
             CatalogueProduct("backpack", "Backpack", "backpack", model_dir=str(product_model)),
             CatalogueProduct("lamp", "Lamp", "lamp", photos_dir=str(lamp)),
+            CatalogueProduct("tote", "Tote", "bag", photos_dir=str(dreambench / "backpack")),
         ],
         shots=list(ShotList.from_dict({"shots": [{"slot": "main", "preset": "studio"}]}).shots),
-        model="tiny",
+        model="tiny-flux2",
+        instant=True,
         num_inference_steps=2,
         profiles=["ebay"],  # the whole job's: delivered here, once, over every product
     )
@@ -147,19 +150,25 @@ def test_catalogue_products_fan_out_over_the_workers(
             tasks.append(event.data["pid"])
 
     summary = run_on_ray("catalogue", params, workdir, watch, lambda: False, settings=CPU_ONLY)
-    assert len(tasks) == 2  # one task per product
-    assert [(p.handle, p.status) for p in summary.products] == [
-        ("backpack", "done"),
-        ("lamp", "failed"),
+    assert len(tasks) == 3  # one task per product
+    assert [(p.handle, p.status, p.route) for p in summary.products] == [
+        ("backpack", "done", "model"),
+        ("lamp", "failed", None),
+        ("tote", "done", "instant"),
     ]
     assert summary.images[0].file.startswith("catalogue/backpack/shots/01-main/")
-    assert (workdir / summary.images[0].file).is_file()
+    assert all((workdir / image.file).is_file() for image in summary.images)
     assert not (workdir / "parts").exists()  # merged
-    assert set(summary.delivery["products"]) == {"backpack"}
+    assert set(summary.delivery["products"]) == {"backpack", "tote"}
     assert summary.images[0].badges[0]["profile"] == "ebay"
     assert (workdir / "catalogue" / "delivery" / "delivery.json").is_file()
-    sidecars = list((workdir / "catalogue" / "backpack").rglob("*.json"))
+    assert summary.cost["training_device_seconds"] == 0
+    sidecars = [
+        p for h in ("backpack", "tote") for p in (workdir / "catalogue" / h).rglob("*.json")
+    ]
     text = "".join(p.read_text() for p in sidecars)
     assert "packshot-ray-" not in text and "/parts/" not in text  # the driver's paths, merged
+    tote = json.loads(next((workdir / "catalogue" / "tote").rglob("shoot.json")).read_text())
+    assert tote["settings"]["references"][0].startswith(f"{dreambench / 'backpack'}/")
     again = run_on_ray("catalogue", params, workdir, watch, lambda: False, settings=CPU_ONLY)
-    assert again == summary and len(tasks) == 2  # finished: no task again
+    assert again == summary and len(tasks) == 3  # finished: no task again

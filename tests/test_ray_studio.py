@@ -144,3 +144,42 @@ def test_training_and_shoot_jobs_on_ray_match_the_local_runner(
     with studio["db"].session() as session:
         shots = session.scalars(select(ShotRow).where(ShotRow.job_id == shoot_id))
         assert sorted(s.file for s in shots) == sorted(i.file for i in local.images)
+
+
+@pytest.mark.budget(15)  # an instant shoot of one 2-step tiny-flux2 shot on Ray, and here
+def test_instant_shoot_job_on_ray_matches_the_local_runner(
+    studio: dict[str, Any], dreambench: Path, tmp_path: Path
+) -> None:
+    """The API's instant shoot (no training: the product's photos, the best of them as
+    references of tiny-flux2) through the queue on Ray: the photos travel, intake picks the
+    references on the worker, and the images, scores and recorded references are the local
+    runner's (this machine's paths)."""
+    photos = str(dreambench / "backpack")
+    instant = ShootParams(
+        model_dir=None,
+        base="tiny-flux2",
+        product="bag",
+        photos_dir=photos,
+        reference_dir=photos,
+        descriptions=["{product} on a wooden table"],
+        count=1,
+        num_inference_steps=2,
+        seed=3,
+    )
+    job_id = _enqueue(studio, "shoot", instant)
+    job = _wait(studio, job_id, {"succeeded", "failed", "canceled"})
+    assert job.status == "succeeded", job.error
+    assert "ray_task" in _events(studio, job_id)
+    local = run_job("shoot", instant, tmp_path / "local", lambda e: None, lambda: False)
+    result = store.job_result(job)
+    assert [i.file for i in result.images] == [i.file for i in local.images]
+    data: Path = studio["settings"].data_dir
+    for image in local.images:
+        on_ray = (data / "jobs" / job_id / image.file).read_bytes()
+        assert on_ray == (tmp_path / "local" / image.file).read_bytes()
+    assert [i.scores for i in result.images] == [i.scores for i in local.images]
+    recorded = json.loads((data / "jobs" / job_id / "shots" / "shoot.json").read_text())
+    here = json.loads((tmp_path / "local" / "shots" / "shoot.json").read_text())
+    references = recorded["settings"]["references"]
+    assert references == here["settings"]["references"] and references
+    assert all(r.startswith(photos + "/") for r in references)  # not the worker's copy

@@ -554,6 +554,16 @@ def test_whole_flow_in_chromium(
     page.get_by_label("Base model").fill("tiny")
     page.get_by_label("Training steps").fill(str(TRAIN_STEPS))
     page.get_by_label("Sampling steps").fill("2")
+    # Instant shots with a model that takes no references: refused at once (422), no job.
+    instant = page.get_by_label("Instant shots, no training")
+    instant.check()
+    expect(page.get_by_label("Training steps")).to_be_disabled()
+    page.get_by_test_id("start-catalogue").click()
+    refused = page.get_by_role("alert").filter(has_text="takes no reference images")
+    expect(refused).to_contain_text("FLUX.2 [klein]")
+    expect(page.get_by_test_id("catalogue-job")).to_have_count(0)
+    instant.uncheck()
+    expect(page.get_by_label("Base model")).to_have_value("tiny")  # the merchant's own kept
     camera.shoot("catalogue")
     page.get_by_test_id("start-catalogue").click()
     job = page.get_by_test_id("catalogue-job")
@@ -569,6 +579,10 @@ def test_whole_flow_in_chromium(
         expect(done.get_by_test_id("catalogue-shot")).to_have_count(3)
         expect(rows.filter(has_text=name).get_by_test_id("compliance")).to_contain_text("eBay")
     expect(rows.filter(has_text="Canvas tote")).to_contain_text("Trained in the catalogue")
+    routes = {"Trail backpack": "model", "Canvas tote": "trained"}
+    for name, route in routes.items():
+        shown = outcomes.filter(has_text=name).get_by_test_id("product-route")
+        expect(shown).to_have_attribute("data-route", route)
     expect(job.get_by_test_id("catalogue-cost")).to_contain_text("against £10.00")
     camera.shoot("catalogue-done")
 

@@ -1031,6 +1031,10 @@ def catalogue_shoot(
         raise typer.BadParameter(
             f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
         )
+    if instant and train_steps is not None:
+        raise typer.BadParameter(
+            "is for trainings, and --instant trains nothing", param_hint="--train-steps"
+        )
     shot_list = load_shot_list(shots)
     products = read_catalogue(catalogue_dir)
     profiles = [p.name for p in get_profiles(profile)] if profile is not None else []
@@ -1112,9 +1116,10 @@ def print_catalogue(summary: Any, out_dir: Path) -> None:
         out.print(f"Delivery: {out_dir / summary.out_dir / delivery['html']}")
     cost = summary.cost
     if cost.get("images"):
+        training = " (training included)" if cost.get("training_device_seconds") else ""
         out.print(
-            f"{cost['images']} images; £{cost['cost_per_image']:.4f} per image on the GPU "
-            f"(training included) against £{cost['studio_price_per_photo']:.2f} a studio photo."
+            f"{cost['images']} images; £{cost['cost_per_image']:.4f} per image on the GPU"
+            f"{training} against £{cost['studio_price_per_photo']:.2f} a studio photo."
         )
     out.print(f"Catalogue in {out_dir / summary.out_dir}")
 

@@ -129,6 +129,8 @@ def create_catalogue_shoot(
     params = CatalogueParams(products=[], shots=list(shot_list.shots), **values)
     if params.instant:  # refused here where the web process can tell, else by the job at once
         check_reference_model(params.base_model())
+        if params.max_train_steps is not None:
+            raise ApiError(422, "`max_train_steps` is for trainings: `instant` trains nothing.")
     check_model(settings, params.base_model(), "model")
     if len(set(body.product_ids)) != len(body.product_ids):
         raise ApiError(422, "`product_ids` names a product twice: name each once.")

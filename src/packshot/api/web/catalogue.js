@@ -334,7 +334,7 @@ function jobCard(shoot) {
     shoot.error ? h("div.notice.bad", { role: "alert" }, icon("alert"), h("div.grow", rich(shoot.error.message))) : null,
     h("ol.catalogue-products", products),
     cost.images
-      ? h("p.sub", { "data-testid": "catalogue-cost" }, `${plural(cost.images, "image")} at £${cost.cost_per_image.toFixed(4)} each on the GPU, training included, against £${Number(cost.studio_price_per_photo).toFixed(2)} a studio photo.`)
+      ? h("p.sub", { "data-testid": "catalogue-cost" }, `${plural(cost.images, "image")} at £${cost.cost_per_image.toFixed(4)} each on the GPU${cost.training_device_seconds ? ", training included," : ""} against £${Number(cost.studio_price_per_photo).toFixed(2)} a studio photo.`)
       : null,
     shoot.status === "succeeded"
       ? h("div.row", h("a.btn.ghost", { href: shoot.download_url, download: "", "data-testid": "catalogue-download" }, icon("download"), "Download all"))
