@@ -46,6 +46,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_slow = pytest.mark.skip(reason="slow: pass --run-slow to run")
     skip_gpu = pytest.mark.skip(reason="gpu: needs a CUDA GPU")
     for item in items:
+        # Under pytest-xdist (`make test` runs two processes), the tests on the session's one
+        # local Ray instance all go to the same process: one Ray, started once.
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
         if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(skip_slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():
@@ -148,6 +152,8 @@ SLOWEST_SHOWN = 12
 _session_started = [time.monotonic()]
 _test_times: dict[str, tuple[float, float]] = {}  # nodeid -> (wall s, CPU s), all phases
 _over_budget: list[tuple[str, str, float, float]] = []  # nodeid, phase, seconds, budget
+_CPU_AT_START = pytest.StashKey[float]()
+_PHASE_CPU = pytest.StashKey[float]()
 
 
 def _cpu_s() -> float:
@@ -161,11 +167,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _session_started[0] = time.monotonic()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    wall, cpu = time.perf_counter(), _cpu_s()
+# Each phase's CPU time and budget travel on its report (`user_properties`), so that the
+# process that writes the summary sees them also when pytest-xdist runs the tests elsewhere.
+def _timed_phase(item: pytest.Item) -> Iterator[None]:
+    item.stash[_CPU_AT_START] = _cpu_s()
     yield
-    _test_times[item.nodeid] = (time.perf_counter() - wall, _cpu_s() - cpu)
+    item.stash[_PHASE_CPU] = _cpu_s() - item.stash[_CPU_AT_START]
+
+
+pytest_runtest_setup = pytest.hookimpl(hookwrapper=True)(_timed_phase)
+pytest_runtest_call = pytest.hookimpl(hookwrapper=True)(_timed_phase)
+pytest_runtest_teardown = pytest.hookimpl(hookwrapper=True)(_timed_phase)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -174,8 +186,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     marker = item.get_closest_marker("budget")
     budget = float(marker.args[0]) if marker else TEST_BUDGET_S
+    report.user_properties.append(("budget_s", budget))
+    report.user_properties.append(("cpu_s", item.stash.get(_PHASE_CPU, 0.0)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    properties = dict(report.user_properties)
+    if "budget_s" not in properties:
+        return
+    wall, cpu = _test_times.get(report.nodeid, (0.0, 0.0))
+    _test_times[report.nodeid] = (wall + report.duration, cpu + float(properties["cpu_s"]))
+    budget = float(properties["budget_s"])
     if report.duration > budget and not report.skipped:
-        _over_budget.append((item.nodeid, report.when, report.duration, budget))
+        _over_budget.append((report.nodeid, report.when, report.duration, budget))
 
 
 @pytest.hookimpl(tryfirst=True)
