@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from api_support import ENV_POSTGRES, example_photos, postgres_database, studio_for, upload
+from packshot.jobs import store
 from packshot.jobs.webhooks import verify
 
 TRAINING = {
@@ -234,6 +235,60 @@ def test_training_runs_in_the_worker(studio, training) -> None:
     assert lora.status_code == 200 and len(lora.content) > 1000
     for bad in ("../../packshot.db", "checkpoints/step-000002/state.json", "nope.txt"):
         assert studio.a.get(f"/v1/trainings/{training['id']}/files/{bad}").status_code == 404
+
+
+def test_a_file_of_a_running_training_survives_the_final_rename(studio, training) -> None:
+    """A running training's file is sent from where it was when asked for, even when the run
+    renames `model.partial` to `model` before the response goes out (it was a 500: the path
+    was opened only when the body was sent)."""
+    import asyncio
+
+    from packshot.api.routes.jobs import MODEL_DIR, training_file
+    from packshot.artifacts.product_model import work_dir_for
+    from packshot.jobs.models import Job, Merchant
+
+    root = store.job_dir(studio.settings.service.data_dir, _job_row(studio, training["id"]))
+    final = root / MODEL_DIR
+    partial = work_dir_for(final)
+    expected = (final / "packshot.json").read_bytes()
+    with studio.db.session() as session:
+        session.get(Job, training["id"]).status = "running"
+        session.commit()
+    final.rename(partial)  # back to the run in progress
+    try:
+        with studio.db.session() as session:
+            merchant = session.get(Merchant, studio.a.id)
+            job = session.get(Job, training["id"])
+            response = training_file(job.id, "packshot.json", session, merchant, studio.settings)
+        partial.rename(final)  # the run finishes before the body is sent
+
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "headers": [], "asgi": {"spec_version": "2.4"}}
+        asyncio.run(response(scope, receive, send))
+        assert sent[0]["status"] == 200
+        assert b"".join(m.get("body", b"") for m in sent[1:]) == expected
+    finally:
+        if partial.exists():
+            partial.rename(final)
+        with studio.db.session() as session:
+            session.get(Job, training["id"]).status = "succeeded"
+            session.commit()
+
+
+def _job_row(studio, job_id: str):
+    from packshot.jobs.models import Job
+
+    with studio.db.session() as session:
+        job = session.get(Job, job_id)
+        session.expunge(job)
+        return job
 
 
 def test_training_events_stream(studio, training) -> None:

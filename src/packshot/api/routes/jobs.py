@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -275,17 +276,37 @@ def training_file(
     folder, sizes = model_files(settings, job)
     if folder is None or name not in sizes:  # a listed name: never a path from the client
         raise not_found("file")
-    media = {".png": "image/png", ".json": "application/json", ".md": "text/markdown"}
-    path = folder / name
-    if not path.is_file():  # the run moved it (model.partial → model) since the listing
-        path = store.job_dir(settings.service.data_dir, job) / MODEL_DIR / name
-        if not path.is_file():
-            raise not_found("file")
-    return FileResponse(
-        path,
-        media_type=media.get(path.suffix, "application/octet-stream"),
-        filename=path.name if path.suffix == ".safetensors" else None,
-    )
+    media_type = MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream")
+    filename = Path(name).name if name.endswith(".safetensors") else None
+    final = store.job_dir(settings.service.data_dir, job) / MODEL_DIR / name
+    if job.status == "succeeded" and final.is_file():  # the finished folder: it stays
+        return FileResponse(final, media_type=media_type, filename=filename)
+    # A run in progress renames `model.partial` to `model` when it finishes, and rewrites its
+    # samples: the file is opened here, where it was listed or where it went, and sent from
+    # the open file, which a rename doesn't disturb (a path opened later, when the response
+    # is sent, may be gone by then).
+    for path in (folder / name, final):
+        try:
+            handle = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        size = os.fstat(handle.fileno()).st_size
+        headers = {"content-length": str(size)}
+        if filename:
+            headers["content-disposition"] = f'attachment; filename="{filename}"'
+        return StreamingResponse(_chunks(handle), media_type=media_type, headers=headers)
+    raise not_found("file")
+
+
+MEDIA_TYPES = {".png": "image/png", ".json": "application/json", ".md": "text/markdown"}
+CHUNK_BYTES = 256 * 1024
+
+
+def _chunks(handle: io.BufferedReader) -> Iterator[bytes]:
+    """An open file, a chunk at a time, closed at the end (or when the client goes)."""
+    with handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
 
 
 def _model_dir(settings: ApiSettings, training: Job) -> str:
