@@ -38,7 +38,7 @@ from packshot.jobs.execute import run_job
 from packshot.jobs.kinds import TrainingParams, TrainingResult
 from packshot.jobs.models import Job, Photo, Product
 from packshot.jobs.settings import ServiceSettings
-from packshot.jobs.worker import drive_job
+from packshot.jobs.worker import Worker, drive_job
 
 
 class Studio:
@@ -382,6 +382,37 @@ def test_the_queue_takes_turns_between_merchants(tmp_path: Path) -> None:
             order.append(job.id)
             store.fail(session, job.id, "job_failed", "done with it")
     assert order == [busy[0], theirs, busy[1], busy[2]]
+
+
+def test_a_merchant_runs_at_most_max_running_jobs(tmp_path: Path, monkeypatch) -> None:
+    studio = Studio(tmp_path)
+    with studio.db.session() as session:
+        other, _key = store.create_merchant(session, "Other shop")
+        session.add(Product(id="prd_other", merchant_id=other.id, name="cup", class_name="cup"))
+        session.commit()
+    mine = studio.product()
+    busy = [studio.queue_training(mine) for _ in range(3)]
+    theirs = studio.queue_training("prd_other", other.id)
+    with studio.db.session() as session:
+        assert store.claim_next(session, "w1", max_running=1).id == busy[0]
+        assert store.claim_next(session, "w2", max_running=1).id == theirs
+        # Both merchants run as many as they may: the rest waits, though a worker is free.
+        assert store.claim_next(session, "w3", max_running=1) is None
+        store.fail(session, busy[0], "job_failed", "done with it")
+        assert store.claim_next(session, "w3", max_running=1).id == busy[1]
+
+    # The setting, from the environment to the worker that claims.
+    monkeypatch.setenv("PACKSHOT_MAX_RUNNING_JOBS", "1")
+    settings = ServiceSettings.from_env(tmp_path)
+    assert settings.max_running_jobs == 1
+    assert settings.environ()["PACKSHOT_MAX_RUNNING_JOBS"] == "1"  # for the worker process
+    assert Worker(settings).run_one() is False  # busy[2] waits: busy[1] runs
+    with studio.db.session() as session:
+        assert session.get(Job, busy[2]).status == "queued"
+    for bad in ("0", "1.5", "two"):
+        monkeypatch.setenv("PACKSHOT_MAX_RUNNING_JOBS", bad)
+        with pytest.raises(UsageError, match="PACKSHOT_MAX_RUNNING_JOBS"):
+            ServiceSettings.from_env(tmp_path)
 
 
 def test_an_upload_has_a_pixel_budget(tmp_path: Path) -> None:

@@ -6,23 +6,10 @@ import os
 from dataclasses import dataclass, field
 
 from packshot.errors import UsageError
-from packshot.jobs.settings import ServiceSettings
+from packshot.jobs.settings import ServiceSettings, env_number
 from packshot.models.names import EXAMPLE_HUB_ID, is_model_name
 
 MIB = 1024 * 1024
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a number, got {raw!r}.") from None
-    if value <= 0:
-        raise UsageError(f"{name} must be positive, got {raw!r}.")
-    return value
 
 
 def _env_models() -> tuple[str, ...]:
@@ -72,25 +59,25 @@ class ApiSettings:
     def from_env(cls, service: ServiceSettings) -> ApiSettings:
         return cls(
             service=service,
-            max_file_mb=_env_number("PACKSHOT_MAX_FILE_MB", cls.max_file_mb),
-            max_request_mb=_env_number("PACKSHOT_MAX_REQUEST_MB", cls.max_request_mb),
-            max_photos=int(_env_number("PACKSHOT_MAX_PHOTOS", cls.max_photos)),
-            max_megapixels=_env_number("PACKSHOT_MAX_MEGAPIXELS", cls.max_megapixels),
-            rate_limit=int(_env_number("PACKSHOT_RATE_LIMIT", cls.rate_limit)),
+            max_file_mb=env_number("PACKSHOT_MAX_FILE_MB", cls.max_file_mb),
+            max_request_mb=env_number("PACKSHOT_MAX_REQUEST_MB", cls.max_request_mb),
+            max_photos=int(env_number("PACKSHOT_MAX_PHOTOS", cls.max_photos)),
+            max_megapixels=env_number("PACKSHOT_MAX_MEGAPIXELS", cls.max_megapixels),
+            rate_limit=int(env_number("PACKSHOT_RATE_LIMIT", cls.rate_limit)),
             secure_cookies=os.environ.get("PACKSHOT_SECURE_COOKIES", "") == "1",
             models=_env_models(),
-            max_json_kb=_env_number("PACKSHOT_MAX_JSON_KB", cls.max_json_kb),
-            max_queued_jobs=int(_env_number("PACKSHOT_MAX_QUEUED_JOBS", cls.max_queued_jobs)),
+            max_json_kb=env_number("PACKSHOT_MAX_JSON_KB", cls.max_json_kb),
+            max_queued_jobs=int(env_number("PACKSHOT_MAX_QUEUED_JOBS", cls.max_queued_jobs)),
             max_images_per_job=int(
-                _env_number("PACKSHOT_MAX_IMAGES_PER_JOB", cls.max_images_per_job)
+                env_number("PACKSHOT_MAX_IMAGES_PER_JOB", cls.max_images_per_job)
             ),
-            max_upload_megapixels=_env_number(
+            max_upload_megapixels=env_number(
                 "PACKSHOT_MAX_UPLOAD_MEGAPIXELS", cls.max_upload_megapixels
             ),
             max_streams_per_merchant=int(
-                _env_number("PACKSHOT_MAX_STREAMS_PER_MERCHANT", cls.max_streams_per_merchant)
+                env_number("PACKSHOT_MAX_STREAMS_PER_MERCHANT", cls.max_streams_per_merchant)
             ),
-            max_streams=int(_env_number("PACKSHOT_MAX_STREAMS", cls.max_streams)),
+            max_streams=int(env_number("PACKSHOT_MAX_STREAMS", cls.max_streams)),
         )
 
     @property

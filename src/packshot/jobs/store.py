@@ -286,18 +286,15 @@ def queued_count(session: Session, merchant_id: str) -> int:
     )
 
 
-def next_in_line(session: Session) -> Job | None:
-    """The queued job to run next, fair between merchants; None when the queue is empty.
+def next_in_line(session: Session, max_running: int | None = None) -> Job | None:
+    """The queued job to run next, fair between merchants; None when none may run now.
 
-    A job that ran before (its worker died: it resumes) comes first. Otherwise the merchant
-    with the fewest jobs running, then the one whose last job started longest ago (never:
-    first), has their oldest job run: one merchant's 20 jobs take turns with another's first,
-    instead of all running before it.
+    Only merchants with fewer than `max_running` jobs running take part (None: all). Of
+    theirs, a job that ran before (its worker died: it resumes) comes first. Otherwise the
+    merchant with the fewest jobs running, then the one whose last job started longest ago
+    (never: first), has their oldest job run: one merchant's 20 jobs take turns with another's
+    first, instead of all running before it.
     """
-    queued = select(Job).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
-    resumed = session.scalars(queued.where(Job.started_at.is_not(None))).first()
-    if resumed is not None:
-        return resumed
     waiting = session.execute(
         select(Job.merchant_id, func.min(Job.created_at))
         .where(Job.status == "queued")
@@ -313,10 +310,21 @@ def next_in_line(session: Session) -> Job | None:
             .group_by(Job.merchant_id)
         ).all()
     )
+    if max_running is not None:
+        waiting = [row for row in waiting if running.get(row[0], 0) < max_running]
+        if not waiting:
+            return None  # every waiting merchant has as many running as they may
+    eligible = [merchant for merchant, _oldest in waiting]
+    queued = select(Job).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
+    resumed = session.scalars(
+        queued.where(Job.started_at.is_not(None), Job.merchant_id.in_(eligible))
+    ).first()
+    if resumed is not None:
+        return resumed
     started = dict(
         session.execute(
             select(Job.merchant_id, func.max(Job.started_at))
-            .where(Job.started_at.is_not(None), Job.merchant_id.in_(merchants))
+            .where(Job.started_at.is_not(None), Job.merchant_id.in_(eligible))
             .group_by(Job.merchant_id)
         ).all()
     )
@@ -328,11 +336,13 @@ def next_in_line(session: Session) -> Job | None:
     return session.scalars(queued.where(Job.merchant_id == merchant)).first()
 
 
-def claim_next(session: Session, worker_id: str, runner: str = "local") -> Job | None:
-    """The next queued job (`next_in_line`), now running under `worker_id`; None when the
-    queue is empty."""
+def claim_next(
+    session: Session, worker_id: str, runner: str = "local", max_running: int | None = None
+) -> Job | None:
+    """The next queued job (`next_in_line`, with its merchant under `max_running` jobs
+    running), now running under `worker_id`; None when none may run now."""
     while True:
-        job = next_in_line(session)
+        job = next_in_line(session, max_running)
         if job is None:
             return None
         # Compare-and-set, so that two workers never take the same job.

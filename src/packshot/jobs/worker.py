@@ -146,7 +146,9 @@ class Worker:
     def run_one(self) -> bool:
         """Run the next queued job, if any; True when one ran."""
         with self.db.session() as session:
-            job = store.claim_next(session, self.worker_id)
+            job = store.claim_next(
+                session, self.worker_id, max_running=self.settings.max_running_jobs
+            )
             if job is None:
                 return False
             job_id, kind, params = job.id, job.kind, dict(job.params)

@@ -56,7 +56,12 @@ class RayRunner:
             job = None
             if len(self._jobs) < self.capacity():
                 with self.db.session() as session:
-                    job = store.claim_next(session, self.worker_id, runner=self.name)
+                    job = store.claim_next(
+                        session,
+                        self.worker_id,
+                        runner=self.name,
+                        max_running=self.settings.max_running_jobs,
+                    )
                     if job is not None:
                         claimed = (job.id, job.kind, dict(job.params))
                         workdir = store.job_dir(self.settings.data_dir, job).resolve()
