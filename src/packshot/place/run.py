@@ -43,6 +43,7 @@ from packshot.models.describe import describe_model
 from packshot.models.device import pick_device
 from packshot.models.families import get_family
 from packshot.models.load import load_pipeline, resolve_model
+from packshot.models.sizes import MIN_SIDE
 from packshot.place import compose
 from packshot.place.cutout import cut_out
 from packshot.place.records import (
@@ -57,7 +58,7 @@ from packshot.shoot import render
 from packshot.shoot.plan import PlannedShot, check_limits, draw_seed, plan_shots, presets_named
 from packshot.shoot.prompts import ProductWords
 from packshot.shoot.sheet import save_contact_sheet
-from packshot.shoot.sizes import MIN_SIDE, check_aspect, size_for
+from packshot.shoot.sizes import check_aspect, size_for
 
 if TYPE_CHECKING:
     from packshot.models.describe import ModelDescription

@@ -2,7 +2,9 @@
 
 A model makes its best images at about the number of pixels it was trained at (SD 1.5: 512²,
 SDXL: 1024²); other shapes keep that area and change the sides. The resolution and the
-multiple are the model family's (`ModelFamily.native_resolution`, `.size_multiple`).
+multiple are the model family's (`ModelFamily.native_resolution`, `.size_multiple`); the
+rounding of a side and its limits are `packshot.models.sizes`', which training's aspect buckets
+share.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 import re
 
 from packshot.errors import UsageError
+from packshot.models.sizes import MAX_SIDE, MIN_SIDE, round_side
 
 # width:height. 1:1 marketplace main image, 4:5 and 3:4 portrait feeds and product pages,
 # 16:9 banners, 9:16 stories and reels.
@@ -22,14 +25,8 @@ ASPECTS: dict[str, tuple[int, int]] = {
     "9:16": (9, 16),
 }
 MULTIPLE = 8  # SD's VAE halves the image 3 times: sides are multiples of 8 (the default)
-MIN_SIDE = 64  # 8 latent pixels: below this the UNet has nothing to work on
-MAX_SIDE = 4096  # beyond what any supported family was trained near; memory runs out first
 # Above this many times its native area a model repeats the subject (two products, two heads).
 MAX_AREA_FACTOR = 2.0
-
-
-def _round(value: float, multiple: int) -> int:
-    return max(MIN_SIDE, int(round(value / multiple)) * multiple)
 
 
 def check_aspect(aspect: str) -> str:
@@ -50,7 +47,8 @@ def size_for(aspect: str, resolution: int, multiple: int = MULTIPLE) -> tuple[in
     if resolution < MIN_SIDE:
         raise UsageError(f"A resolution of {resolution} px is below the smallest, {MIN_SIDE}.")
     area = resolution * resolution
-    return _round(math.sqrt(area * w / h), multiple), _round(math.sqrt(area * h / w), multiple)
+    width, height = math.sqrt(area * w / h), math.sqrt(area * h / w)
+    return round_side(width, multiple), round_side(height, multiple)
 
 
 def parse_size(text: str) -> tuple[int, int]:
