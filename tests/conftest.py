@@ -92,6 +92,27 @@ def training_set(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
+def mixed_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled backpack's photos cut to portrait, square and landscape frames
+    (`photo_corpus.MIXED_FRAMES`): a photo set of mixed aspects."""
+    from photo_corpus import mixed_aspect_copies
+
+    return mixed_aspect_copies(EXAMPLE_PHOTOS, tmp_path_factory.mktemp("mixed") / "photos")
+
+
+@pytest.fixture(scope="session")
+def mixed_training_set(mixed_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mixed_photos` prepared by intake at 96 px in aspect buckets (80x112, 96x96, 112x80,
+    128x64: sides in 16s, which every family takes)."""
+    from packshot.intake import check_photos, prepare_training_set
+
+    out = tmp_path_factory.mktemp("mixed-set") / "backpack"
+    report = check_photos(mixed_photos)
+    prepare_training_set(report, out, resolution=96, token="sks", class_word="backpack")
+    return out
+
+
+@pytest.fixture(scope="session")
 def product_model(
     cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:

@@ -216,6 +216,28 @@ def write_photos(
     return paths
 
 
+# The frames `mixed_aspect_copies` cuts, width:height, in the order of the photos' names:
+# two portraits (2:3), two squares, a 16:9 banner and a 3:2 landscape. At 96 px they fill four
+# aspect buckets, two of them with two photos (a batch of 2) and two with one.
+MIXED_FRAMES: tuple[tuple[int, int], ...] = ((2, 3), (1, 1), (16, 9), (2, 3), (3, 2), (1, 1))
+
+
+def mixed_aspect_copies(source: Path, folder: Path) -> Path:
+    """Copies of the (square) photos in `source`, each cut around its middle to the frame of
+    MIXED_FRAMES at its place: a set whose photos go to different aspect buckets."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, (w, h) in zip(sorted(source.glob("*.jpg")), MIXED_FRAMES, strict=True):
+        with Image.open(path) as image:
+            width, height = image.size
+            scale = min(width / w, height / h)
+            crop_w, crop_h = round(w * scale), round(h * scale)
+            left, top = (width - crop_w) // 2, (height - crop_h) // 2
+            image.crop((left, top, left + crop_w, top + crop_h)).save(
+                folder / path.name, quality=92
+            )
+    return folder
+
+
 # ---------------------------------------------------------------------------------------
 # Odd but valid encodings.
 

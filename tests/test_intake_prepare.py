@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from packshot.intake import (
     prepare_training_set,
 )
 from packshot.intake.captions import combine_caption
+from packshot.models.sizes import aspect_buckets
 from packshot.testing.captioner import WORDS, build_tiny_captioner
 
 
@@ -41,11 +43,16 @@ def tiny_captioner(tmp_path_factory: pytest.TempPathFactory) -> HFCaptioner:
     return HFCaptioner(folder, max_new_tokens=6)
 
 
-def test_crop_is_centred_on_an_off_centre_product(tmp_path: Path) -> None:
+def test_square_crop_is_centred_on_an_off_centre_product(tmp_path: Path) -> None:
     # A 1200×600 photo with the bag's middle at x = 900: a centre crop would cut it in half.
     image = photos.render_product((1200, 600), centre=(0.75, 0.5), scale=0.6, background="white")
     training_set = prepare_training_set(
-        [_photo(image)], tmp_path / "set", resolution=256, token="sks", class_word="bag"
+        [_photo(image)],
+        tmp_path / "set",
+        resolution=256,
+        token="sks",
+        class_word="bag",
+        buckets=False,
     )
     (item,) = training_set.items
     x0, y0, x1, y1 = item.crop_box
@@ -65,7 +72,12 @@ def test_crop_is_centred_on_an_off_centre_product(tmp_path: Path) -> None:
 def test_crop_stays_inside_the_photo_near_its_edge(tmp_path: Path) -> None:
     image = photos.render_product((1200, 600), centre=(0.15, 0.5), scale=0.5, background="beige")
     training_set = prepare_training_set(
-        [_photo(image)], tmp_path / "set", resolution=128, token="sks", class_word="bag"
+        [_photo(image)],
+        tmp_path / "set",
+        resolution=128,
+        token="sks",
+        class_word="bag",
+        buckets=False,
     )
     assert training_set.items[0].crop_box == [0, 0, 600, 600]
 
@@ -74,7 +86,7 @@ def test_mask_comes_from_alpha(tmp_path: Path) -> None:
     image, alpha = photos.product_with_mask((600, 400), box=(350, 100, 550, 300))
     photo = load_photo(photos.rgba_png(image, alpha), "cut-out.png")
     training_set = prepare_training_set(
-        [photo], tmp_path / "set", resolution=200, token="sks", class_word="ball"
+        [photo], tmp_path / "set", resolution=200, token="sks", class_word="ball", buckets=False
     )
     (item,) = training_set.items
     assert item.mask_source == "alpha"
@@ -92,13 +104,96 @@ def test_wide_product_is_padded_not_cut(tmp_path: Path) -> None:
     image, alpha = photos.product_with_mask((1600, 400), box=(150, 100, 1450, 300))
     photo = load_photo(photos.rgba_png(image, alpha), "wide.png")
     training_set = prepare_training_set(
-        [photo], tmp_path / "set", resolution=256, token="sks", class_word="rug"
+        [photo], tmp_path / "set", resolution=256, token="sks", class_word="rug", buckets=False
     )
     x0, y0, x1, y1 = training_set.items[0].crop_box
     assert x1 - x0 == y1 - y0 > 1300 and y0 < 0 < 400 < y1, "a square wider than the photo"
     with Image.open(tmp_path / "set" / training_set.items[0].mask_file) as mask:
         columns = np.flatnonzero(np.asarray(mask).max(axis=0) >= 128)
     assert columns.min() > 0 and columns.max() < 255, "the whole product is in the crop"
+
+
+def test_landscape_and_portrait_photos_keep_their_aspect(tmp_path: Path) -> None:
+    # A 3:2 landscape photo with the bag right of centre, a 2:3 portrait with it above: each
+    # goes to the bucket nearest its aspect (256 px in 16s: 304x208, 208x304), the box as
+    # large as the photo allows and pushed towards the bag.
+    wide = photos.render_product((1200, 800), centre=(0.6, 0.5), scale=0.5, background="white")
+    tall = photos.render_product((800, 1200), centre=(0.5, 0.4), scale=0.5, background="beige")
+    out = tmp_path / "set"
+    training_set = prepare_training_set(
+        [_photo(wide, "wide.jpg"), _photo(tall, "tall.jpg")],
+        out,
+        resolution=256,
+        token="sks",
+        class_word="bag",
+    )
+    assert training_set.buckets and training_set.size_multiple == 16
+    landscape, portrait = training_set.items
+    assert (landscape.size, portrait.size) == ([304, 208], [208, 304])
+    assert (landscape.photo_size, portrait.photo_size) == ([1200, 800], [800, 1200])
+    assert landscape.crop_box[1:] == [0, 1200, 800], "full height, as far right as it goes"
+    assert portrait.crop_box[:3] == [0, 0, 800], "full width, as high as it goes"
+    for item in (landscape, portrait):
+        x0, y0, x1, y1 = item.crop_box
+        assert (x1 - x0) / (y1 - y0) == pytest.approx(item.size[0] / item.size[1], rel=0.01)
+        with Image.open(out / item.file) as crop, Image.open(out / item.mask_file) as mask:
+            assert crop.size == mask.size == tuple(item.size)
+            product = np.asarray(mask) >= 128
+        rows, columns = np.flatnonzero(product.any(axis=1)), np.flatnonzero(product.any(axis=0))
+        assert product.mean() > 0.05, "the bag is in the crop"
+        assert rows.min() > 0 and columns.min() > 0, "and not cut by its edges"
+        assert rows.max() < item.size[1] - 1 and columns.max() < item.size[0] - 1
+    # Saved and loaded: the sizes are the manifest's.
+    assert load_training_set(out).items == training_set.items
+
+
+def test_wide_product_in_a_panorama_goes_to_the_widest_bucket_padded(tmp_path: Path) -> None:
+    image, alpha = photos.product_with_mask((1600, 400), box=(150, 100, 1450, 300))
+    photo = load_photo(photos.rgba_png(image, alpha), "wide.png")
+    training_set = prepare_training_set(
+        [photo], tmp_path / "set", resolution=256, token="sks", class_word="rug"
+    )
+    (item,) = training_set.items
+    widest = max(aspect_buckets(256, 16), key=lambda size: size[0] / size[1])
+    assert tuple(item.size) == widest and widest[0] == 2 * widest[1], "4:1 goes to 2:1"
+    x0, y0, x1, y1 = item.crop_box
+    assert x1 - x0 > 1300 and y0 < 0 < 400 < y1, "the box outgrows the photo's height"
+    with Image.open(tmp_path / "set" / item.mask_file) as mask:
+        columns = np.flatnonzero(np.asarray(mask).max(axis=0) >= 128)
+    assert columns.min() > 0 and columns.max() < widest[0] - 1, "the whole product is in"
+
+
+def test_buckets_follow_the_size_multiple_and_a_square_set_loads(tmp_path: Path) -> None:
+    # SD's multiple (8) at 96 px: a 16:9 photo gets 128x72 (FLUX.2's 16 would make it 128x64).
+    banner = photos.render_product((1280, 720), scale=0.5, background="white")
+    out = tmp_path / "set"
+    prepared = prepare_training_set(
+        [_photo(banner)], out, resolution=96, token="sks", class_word="bag", size_multiple=8
+    )
+    assert prepared.items[0].size == [128, 72] and prepared.size_multiple == 8
+    # By default, a multiple every family able to train at the resolution takes: 16 at 96 px,
+    # 8 at 200 (FLUX.2's 16 doesn't divide it); one that doesn't divide it is refused.
+    arguments = {"token": "sks", "class_word": "bag"}
+    for resolution, multiple in ((96, 16), (200, 8)):
+        folder = tmp_path / f"at-{resolution}"
+        made = prepare_training_set([_photo(banner)], folder, resolution=resolution, **arguments)
+        assert made.size_multiple == multiple
+    with pytest.raises(UsageError, match="multiples of 16 px: use 192 or 208"):
+        prepare_training_set(
+            [_photo(banner)], tmp_path / "d", resolution=200, size_multiple=16, **arguments
+        )
+
+    # A manifest written before buckets (version 1): no sizes, all squares of its resolution.
+    manifest = json.loads((out / "packshot.json").read_text())
+    manifest.update(version=1)
+    for key in ("buckets", "size_multiple"):
+        del manifest[key]
+    for item in manifest["items"]:
+        del item["size"], item["photo_size"]
+    (out / "packshot.json").write_text(json.dumps(manifest))
+    old = load_training_set(out)
+    assert (old.version, old.buckets, old.size_multiple) == (1, False, None)
+    assert old.items[0].size == [96, 96] and old.items[0].photo_size is None
 
 
 def test_training_set_from_a_report(tmp_path: Path, dreambench: Path) -> None:

@@ -1,4 +1,5 @@
-"""Write the training set: square crops centred on the product, masks, captions, a manifest."""
+"""Write the training set: crops centred on the product, each at its photo's aspect bucket (or
+square), masks, captions, a manifest."""
 
 from __future__ import annotations
 
@@ -20,25 +21,28 @@ from packshot.intake.config import IntakeConfig
 from packshot.intake.decode import NormalisedPhoto, load_photo
 from packshot.intake.foreground import border_band, bounding_box, downscale, estimate_foreground
 from packshot.intake.report import PhotoSetReport
+from packshot.models.sizes import Size, aspect_buckets, nearest_bucket, training_multiple
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 
 MANIFEST = "packshot.json"
 KIND = "packshot.training_set"
-VERSION = 1
+VERSION = 2  # 2: crops at their aspect bucket, each item's `size` and `photo_size`; 1: squares
 
 
 @dataclass
 class TrainingImage:
     """One training example: files relative to the training set's folder."""
 
-    file: str  # "photo-000.png": RGB, resolution × resolution
+    file: str  # "photo-000.png": RGB, `size`
     mask_file: str  # "photo-000.mask.png": L, 255 = product
     caption: str
     source: str  # the photo's name in the checked folder (or upload)
     source_sha256: str
     crop_box: list[int]  # [x0, y0, x1, y1] in the upright photo's pixels; may reach outside it
     mask_source: str  # "alpha" (the photo's transparency), "estimate" or "none" (whole crop)
-    upscaled: bool  # the crop had fewer pixels than the resolution
+    upscaled: bool  # the crop had fewer pixels than its size
+    size: list[int]  # [width, height] of the crop: its aspect bucket (version 1: the square)
+    photo_size: list[int] | None = None  # [width, height] of the upright photo (version 2)
 
 
 @dataclass
@@ -52,6 +56,8 @@ class TrainingSet:
     captioner: str | None
     items: list[TrainingImage]
     config: dict[str, Any]
+    buckets: bool = False  # crops at their photo's aspect bucket; False: all square
+    size_multiple: int | None = None  # the crops' sides are multiples of it (version 2)
     kind: str = KIND
     version: int = VERSION
     directory: Path | None = field(default=None, compare=False, repr=False)
@@ -77,7 +83,8 @@ class TrainingSet:
             data = json.loads(path.read_text("utf-8"))
             if data.get("kind") != KIND:
                 raise ValueError(f"its kind is {data.get('kind')!r}")
-            items = [TrainingImage(**item) for item in data.pop("items")]
+            square = [data["resolution"]] * 2  # what a version 1 set's crops all are
+            items = [TrainingImage(**{"size": square, **item}) for item in data.pop("items")]
             training_set = cls(**{**data, "items": items}, directory=directory)
         except OSError as exc:
             raise PackshotError(
@@ -120,7 +127,7 @@ def load_training_set(directory: str | os.PathLike[str]) -> TrainingSet:
 
 @dataclass
 class Crop:
-    """A square crop of one photo, at the training resolution."""
+    """A crop of one photo around the product, at its training size."""
 
     image: Image.Image  # RGB
     mask: Image.Image  # L
@@ -138,19 +145,36 @@ def prepare_training_set(
     class_word: str,
     captioner: Captioner | None = None,
     config: IntakeConfig | None = None,
+    buckets: bool = True,
+    size_multiple: int | None = None,
     progress: ProgressCallback = no_progress,
 ) -> TrainingSet:
-    """Write square crops centred on the product, their masks and captions to `out_dir`.
+    """Write crops centred on the product, their masks and captions to `out_dir`.
 
     From a report, the accepted photos are read again from its folder (extra exact copies
-    left out; a file changed since the check is an error); or pass normalised photos. Each
-    crop is the largest square around the product (its alpha mask, else an estimate, else
-    the centre), resized to `resolution`. Captions are "a photo of <token> <class_word>",
-    followed by the captioner's words when one is given. `out_dir` is replaced as a whole
-    when it holds an earlier training set, and must otherwise be empty or new.
+    left out; a file changed since the check is an error); or pass normalised photos. With
+    `buckets` each photo goes to the aspect bucket nearest its own aspect (about `resolution`²
+    pixels, sides multiples of `size_multiple`: the family's, or by default one every family
+    able to train at `resolution` takes; `packshot.models.sizes`), so that a landscape photo
+    stays landscape; without, every crop is the square of `resolution`. Each crop is the
+    largest box of its bucket's aspect around the product (its alpha mask, else an estimate,
+    else the centre), padded where the product needs more room than the photo has, resized
+    to the bucket. Captions are "a photo of <token> <class_word>", followed by the
+    captioner's words when one is given. `out_dir` is replaced as a whole when it holds an
+    earlier training set, and must otherwise be empty or new.
     """
     # 1. Check the arguments.
     _check_arguments(resolution, token, class_word)
+    multiple = size_multiple or training_multiple(resolution)
+    if buckets and resolution % multiple:
+        raise UsageError(
+            f"Aspect buckets at {resolution} px need a resolution in multiples of {multiple} "
+            f"px: use {resolution // multiple * multiple or multiple} or "
+            f"{(resolution // multiple + 1) * multiple}, or square crops (buckets off)."
+        )
+    sizes: tuple[Size, ...] = (
+        aspect_buckets(resolution, multiple) if buckets else ((resolution, resolution),)
+    )
     token, class_word = token.strip(), " ".join(class_word.split())
     out = Path(out_dir)
     if isinstance(report_or_photos, PhotoSetReport):
@@ -188,7 +212,8 @@ def prepare_training_set(
         items: list[TrainingImage] = []
         crops: list[Image.Image] = []
         for i, photo in enumerate(photos):
-            crop = square_crop(photo, resolution, config)
+            size = nearest_bucket(*photo.image.size, sizes)
+            crop = product_crop(photo, size, config)
             stem = f"photo-{i:03d}"
             crop.image.save(staging / f"{stem}.png", optimize=False)
             crop.mask.save(staging / f"{stem}.mask.png", optimize=False)
@@ -204,6 +229,8 @@ def prepare_training_set(
                     crop_box=list(crop.box),
                     mask_source=crop.mask_source,
                     upscaled=crop.upscaled,
+                    size=list(size),
+                    photo_size=list(photo.image.size),
                 )
             )
             progress(
@@ -233,6 +260,8 @@ def prepare_training_set(
             captioner=getattr(captioner, "name", type(captioner).__name__) if captioner else None,
             items=items,
             config=config.to_dict(),
+            buckets=buckets,
+            size_multiple=multiple if buckets else None,
         )
         training_set.save(staging)
         if out.exists():
@@ -244,11 +273,14 @@ def prepare_training_set(
     return training_set
 
 
-def square_crop(photo: NormalisedPhoto, resolution: int, config: IntakeConfig) -> Crop:
-    """The largest square around the product, resized to `resolution` (see prepare_training_set)."""
+def product_crop(photo: NormalisedPhoto, size: Size, config: IntakeConfig) -> Crop:
+    """The largest box of `size`'s aspect around the product, resized to `size` (width,
+    height); see prepare_training_set. For a square `size`: the largest square."""
     width, height = photo.image.size
+    out_w, out_h = size
+    aspect = out_w / out_h
     small = downscale(photo.image)  # (h, w, 3), long side 256
-    scale = width / small.shape[1]
+    scale_x, scale_y = width / small.shape[1], height / small.shape[0]
 
     # 1. Where the product is, in full-size pixels: (x0, y0, x1, y1) or None.
     product_box: tuple[float, float, float, float] | None = None
@@ -262,54 +294,68 @@ def square_crop(photo: NormalisedPhoto, resolution: int, config: IntakeConfig) -
         estimate = estimate_foreground(small, refine=True)
         if estimate is not None:
             x0, y0, x1, y1 = bounding_box(estimate)
-            product_box = (x0 * scale, y0 * scale, x1 * scale, y1 * scale)
+            product_box = (x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y)
         mask_source = "estimate" if estimate is not None else "none"
 
-    # 2. The square: the short side, or wider (padded) when the product is wider than that.
-    short, long = min(width, height), max(width, height)
-    side = short
+    # 2. The box: as large as the photo allows at the aspect, or larger (padded) when the
+    #    product needs more room, until it spans the photo the other way too. The side the
+    #    photo limits is computed first, in whole pixels; the other follows from the aspect.
+    product_w, product_h = (0.0, 0.0)
+    centre = (width / 2, height / 2)
     if product_box is not None:
         x0, y0, x1, y1 = product_box
-        needed = max(x1 - x0, y1 - y0) * (1 + 2 * config.crop_margin)
-        side = min(long, max(short, math.ceil(needed)))
+        product_w, product_h = x1 - x0, y1 - y0
         centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+    margin = 1 + 2 * config.crop_margin
+    if width * out_h >= height * out_w:  # the photo is at least as wide as the bucket
+        needed = max(product_w / aspect, product_h) * margin
+        box_h = min(int(max(height, width / aspect)), max(height, math.ceil(needed)))
+        box_w = round(box_h * aspect)
     else:
-        centre = (width / 2, height / 2)
-    left = _place(centre[0], side, width)
-    top = _place(centre[1], side, height)
-    box = (left, top, left + side, top + side)
+        needed = max(product_w, product_h * aspect) * margin
+        box_w = min(int(max(width, height * aspect)), max(width, math.ceil(needed)))
+        box_h = round(box_w / aspect)
+    left = _place(centre[0], box_w, width)
+    top = _place(centre[1], box_h, height)
+    box = (left, top, left + box_w, top + box_h)
 
-    # 3. Resize the part of the box inside the photo; pad the rest (only when side > short).
-    r = resolution / side
-    inside = (max(left, 0), max(top, 0), min(left + side, width), min(top + side, height))
-    size = (
-        max(1, round((inside[2] - inside[0]) * r)),
-        max(1, round((inside[3] - inside[1]) * r)),
+    # 3. Resize the part of the box inside the photo; pad the rest (where the box overhangs).
+    rx, ry = out_w / box_w, out_h / box_h
+    inside = (max(left, 0), max(top, 0), min(left + box_w, width), min(top + box_h, height))
+    inside_size = (
+        max(1, round((inside[2] - inside[0]) * rx)),
+        max(1, round((inside[3] - inside[1]) * ry)),
     )
-    offset = (round((inside[0] - left) * r), round((inside[1] - top) * r))
+    offset = (round((inside[0] - left) * rx), round((inside[1] - top) * ry))
     if photo.mask is not None:
         pad = config.matte
     else:
         pad = tuple(int(v) for v in np.median(small[border_band(*small.shape[:2], 0.05)], axis=0))
-    image = Image.new("RGB", (resolution, resolution), pad)
+    image = Image.new("RGB", size, pad)
     image.paste(
-        photo.image.resize(size, Image.Resampling.LANCZOS, box=inside, reducing_gap=3.0), offset
+        photo.image.resize(inside_size, Image.Resampling.LANCZOS, box=inside, reducing_gap=3.0),
+        offset,
     )
 
     # 4. The mask, cut the same way: alpha, the estimate (upsampled), or the whole photo.
-    mask = Image.new("L", (resolution, resolution), 0)
+    mask = Image.new("L", size, 0)
     if photo.mask is not None:
-        source_mask = photo.mask.resize(size, Image.Resampling.BILINEAR, box=inside)
+        source_mask = photo.mask.resize(inside_size, Image.Resampling.BILINEAR, box=inside)
     elif estimate is not None:
-        small_box = tuple(v / scale for v in inside)
+        small_box = (
+            inside[0] / scale_x,
+            inside[1] / scale_y,
+            min(inside[2] / scale_x, small.shape[1]),
+            min(inside[3] / scale_y, small.shape[0]),
+        )
         upsampled = Image.fromarray(estimate * 255).resize(
-            size, Image.Resampling.BILINEAR, box=small_box
+            inside_size, Image.Resampling.BILINEAR, box=small_box
         )
         source_mask = upsampled.point(lambda v: 255 if v >= 128 else 0)
     else:
-        source_mask = Image.new("L", size, 255)
+        source_mask = Image.new("L", inside_size, 255)
     mask.paste(source_mask, offset)
-    return Crop(image, mask, box, mask_source, upscaled=side < resolution)
+    return Crop(image, mask, box, mask_source, upscaled=box_w < out_w)
 
 
 def _place(centre: float, side: int, length: int) -> int:
