@@ -353,7 +353,7 @@ def train_section(smoke: bool) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from packshot.models.device import pick_device, pick_dtype
-    from packshot.models.families import get_family
+    from packshot.models.families import CropGeometry, get_family
     from packshot.train import TrainConfig
     from packshot.train.data import EncodedSet
     from packshot.train.step import LoraTrainer, make_batch
@@ -370,8 +370,9 @@ def train_section(smoke: bool) -> dict[str, Any]:
 
     def encoded(batch: int) -> Any:
         return EncodedSet(
-            latents=torch.randn(batch, 4, latent, latent, device=device),
-            loss_weights=torch.ones(batch, 1, latent, latent, device=device),
+            latents=list(torch.randn(batch, 4, latent, latent, device=device)),
+            loss_weights=list(torch.ones(batch, 1, latent, latent, device=device)),
+            crops=[CropGeometry.uncropped(resolution, resolution)] * batch,
             sample_weights=torch.ones(batch, device=device),
             prompt_embeds=torch.randn(batch, 77, cross, device=device),
             pooled_prompt_embeds=torch.randn(batch, pooled_dim, device=device),
@@ -404,7 +405,6 @@ def train_section(smoke: bool) -> dict[str, Any]:
             batch = make_batch(
                 [(data, torch.arange(batch_size), torch.zeros(batch_size, dtype=torch.bool))],
                 device,
-                resolution,
                 family,
             )
             label = f"{'compiled' if compiled else 'eager'}_bs{batch_size}"

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from packshot.models.device import return_freed_memory_to_os
-    from packshot.models.families import get_family
+    from packshot.models.families import CropGeometry, get_family
     from packshot.train import TrainConfig
     from packshot.train.data import EncodedSet
     from packshot.train.step import (
@@ -159,8 +159,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if on_cuda:
             torch.cuda.empty_cache()
     encoded = EncodedSet(
-        latents=latents,
-        loss_weights=torch.ones(1, 1, latent_size, latent_size, device=device),
+        latents=list(latents),
+        loss_weights=list(torch.ones(1, 1, latent_size, latent_size, device=device)),
+        crops=[CropGeometry.uncropped(args.resolution, args.resolution)],
         sample_weights=torch.ones(1, device=device),
         prompt_embeds=embeds,
         pooled_prompt_embeds=pooled,
@@ -203,7 +204,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         ],
         device,
-        args.resolution,
         family,
     )
     generator = torch.Generator().manual_seed(0)

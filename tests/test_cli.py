@@ -152,6 +152,32 @@ def test_photos_prepare(tmp_path: Path, dreambench: Path) -> None:
     assert len(list(out.rglob("*.png"))) >= len(list((dreambench / "backpack").glob("*.jpg")))
 
 
+def test_photos_prepare_in_aspect_buckets_or_square(tmp_path: Path, mixed_photos: Path) -> None:
+    args = ["photos", "prepare", str(mixed_photos), "--class", "backpack", "--resolution", "96"]
+    result = runner.invoke(app, [*args, "--size-multiple", "8", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # as one line, however the console wrapped it
+    assert "(2 at 80x112, 2 at 96x96, 1 at 112x80, 1 at 128x72)" in said
+    square = runner.invoke(app, [*args, "--no-buckets", "--json", "--out", str(tmp_path / "b")])
+    assert square.exit_code == 0, square.output
+    manifest = json.loads(square.stdout)
+    assert manifest["buckets"] is False
+    assert {tuple(item["size"]) for item in manifest["items"]} == {(96, 96)}
+
+
+def test_train_cli_takes_buckets_and_batch_size(
+    tmp_path: Path, cache_dir: Path, mixed_photos: Path
+) -> None:
+    out = tmp_path / "model"
+    args = ["train", str(mixed_photos), "--class", "backpack", "--model", "tiny", "--out", str(out)]
+    args += ["--steps", "1", "--resolution", "96", "--no-buckets", "--batch-size", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "packshot.json").read_text())
+    assert meta["config"]["buckets"] is False and meta["config"]["train_batch_size"] == 2
+    assert meta["buckets"] == [{"width": 96, "height": 96, "photos": 6}]
+
+
 def test_models_info_tiny(cache_dir: Path) -> None:
     result = runner.invoke(app, ["models", "info", "tiny", "--json"])
     assert result.exit_code == 0, result.output

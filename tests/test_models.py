@@ -156,7 +156,6 @@ def test_families_of_real_model_layouts(tmp_path: Path) -> None:
     for name, folder in real.items():
         assert detect_family(folder).name == name
     assert (FAMILIES["sd15"].resolution, FAMILIES["sdxl"].resolution) == (512, 1024)
-    assert FAMILIES["sdxl"].base_area == 1024 * 1024
 
 
 def test_unknown_pipeline_class_names_it_and_the_families(tmp_path: Path) -> None:

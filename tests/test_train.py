@@ -223,7 +223,9 @@ def test_loss_on_a_fixed_batch_goes_down(cache_dir: Path, training_set: Path) ->
     family = resolved.family
     tokenizers, text_encoders, vae = family.load_text_parts(resolved.path, torch.float32)
     unet, noise_scheduler = family.load_denoiser(resolved.path, torch.float32)
-    examples, _ = _prepared_examples(training_set, training_set, config, False, lambda e: None)
+    examples, _ = _prepared_examples(
+        training_set, training_set, config, family, False, lambda e: None
+    )
     encoded = encode_examples(
         examples[:2],
         vae=vae,
@@ -239,7 +241,7 @@ def test_loss_on_a_fixed_batch_goes_down(cache_dir: Path, training_set: Path) ->
     assert isinstance(noise_scheduler, DDPMScheduler)
     trainer = LoraTrainer(unet, noise_scheduler, config, family)
     index = torch.arange(2)
-    batch = make_batch([(encoded, index, torch.zeros(2, dtype=torch.bool))], "cpu", 64, family)
+    batch = make_batch([(encoded, index, torch.zeros(2, dtype=torch.bool))], "cpu", family)
     before = trainer.probe_loss(batch, seed=7)
     for _ in range(config.max_train_steps):
         # the same noise and timesteps every step: the batch is fixed, so its loss must fall
@@ -376,7 +378,7 @@ def test_mask_becomes_latent_loss_weights() -> None:
 
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 16:48, 20:48] = 1.0  # the product; its left edge falls inside latent column 2
-    weights = mask_to_loss_weights(mask, 8, background_weight=0.25)
+    weights = mask_to_loss_weights(mask, (8, 8), background_weight=0.25)
     assert weights.shape == (1, 1, 8, 8)
     assert weights[0, 0, 3, 4] == 1.0  # on the product
     assert weights[0, 0, 0, 0] == 0.25  # background

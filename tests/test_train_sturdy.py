@@ -87,23 +87,29 @@ def test_nan_loss_rolls_back_and_lowers_the_learning_rate(
 
 
 def test_second_nan_fails_clearly_and_the_run_resumes_exactly(
-    training_set: Path, cache_dir: Path, tmp_path: Path
+    mixed_training_set: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
+    # Photos of mixed aspects in four buckets at batch 2 (4 batches an epoch: the checkpoint at
+    # step 5 falls inside the second epoch, whose plan the resumed run draws again).
+    photos = mixed_training_set
+
+    def config(**overrides: object) -> TrainConfig:
+        return _config(resolution=96, train_batch_size=2, **overrides)
+
     # 1. An uninterrupted run, for reference.
-    reference = train(_config(), training_set, tmp_path / "ref", cache_dir=cache_dir)
+    reference = train(config(), photos, tmp_path / "ref", cache_dir=cache_dir)
+    assert reference.buckets is not None and len(reference.buckets) == 4
 
     # 2. The same run with a NaN at step 8, twice: roll back, then fail with a reason.
     out = tmp_path / "model"
     with pytest.raises(PackshotError, match=r"again after rolling back.*learning_rate"):
-        train(
-            _config(debug_nan_at_step=8, debug_nan_times=2), training_set, out, cache_dir=cache_dir
-        )
+        train(config(debug_nan_at_step=8, debug_nan_times=2), photos, out, cache_dir=cache_dir)
     assert not out.exists(), "a failed run must leave no model folder"
     assert latest_checkpoint(work_dir_for(out) / "checkpoints").step == 5  # type: ignore[union-attr]
 
     # 3. Resuming from the checkpoint at step 5 gives exactly the uninterrupted run's LoRA:
-    #    weights, optimizer, schedule and random state all come back.
-    resumed = train(_config(), training_set, out, resume=True, cache_dir=cache_dir)
+    #    weights, optimizer, schedule, random state and the batches all come back.
+    resumed = train(config(), photos, out, resume=True, cache_dir=cache_dir)
     assert resumed.resumed_from == 5 and resumed.final_step == 10
     expected, got = load_file(reference.lora_path), load_file(resumed.lora_path)
     assert set(got) == set(expected)
@@ -154,6 +160,16 @@ def test_resume_refuses_a_different_config(
         )
     with pytest.raises(UsageError, match=r"rank: 4 → 8"):
         train(_config(rank=8), training_set, out, resume=True, cache_dir=cache_dir)
+
+    # A run started before a config field existed (its run.json lacks `buckets`, as a job
+    # interrupted by an upgrade): it resumes with the field at its default, never changed.
+    run_file = work_dir_for(out) / "run.json"
+    recorded = json.loads(run_file.read_text())
+    del recorded["buckets"]
+    run_file.write_text(json.dumps(recorded))
+    with pytest.raises(UsageError, match=r"buckets: True → False"):
+        train(_config(buckets=False), training_set, out, resume=True, cache_dir=cache_dir)
+    assert train(_config(), training_set, out, resume=True, cache_dir=cache_dir).final_step == 10
 
 
 def test_a_run_failing_before_its_first_checkpoint_leaves_nothing(

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -325,13 +326,30 @@ def photos_prepare(
     out_dir: Path = typer.Option(..., "--out", help="Where to write the training set."),
     class_word: str = typer.Option(..., "--class", help='The kind of product, e.g. "headphones".'),
     token: str = typer.Option("sks", help="The rare token that will stand for this product."),
-    resolution: int = typer.Option(512, help="Side of the square training crops (px)."),
+    resolution: int = typer.Option(
+        512, help="Training resolution (px): the crops hold about its square's pixels."
+    ),
+    buckets: bool = typer.Option(
+        True,
+        "--buckets/--no-buckets",
+        help="Crop each photo at the aspect bucket nearest its own (1:2 to 2:1), or square.",
+    ),
+    size_multiple: int | None = typer.Option(
+        None,
+        "--size-multiple",
+        help="Crop sides in multiples of this (px): 8 fits SD 1.5 and SDXL, 16 FLUX.2 too "
+        "(default: what every family able to train at the resolution takes).",
+    ),
     captioner: str | None = typer.Option(
         None, help="A captioning model (Hub id or folder) for automatic captions."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
-    """Check the photos, then write square crops centred on the product, masks and captions."""
+    """Check the photos, then write crops centred on the product, masks and captions.
+
+    Each photo is cropped at the aspect bucket nearest its own shape (a landscape photo stays
+    landscape), or square with --no-buckets.
+    """
     from packshot.intake import HFCaptioner, check_photos, prepare_training_set
 
     if resolution < 64 or resolution % 8:
@@ -349,12 +367,19 @@ def photos_prepare(
             token=token,
             class_word=class_word,
             captioner=model,
+            buckets=buckets,
+            size_multiple=size_multiple,
             progress=progress,
         )
     if as_json:
         _print_json(manifest.to_dict())
     else:
-        out.print(f"Wrote {len(manifest.items)} training images to {out_dir}")
+        sizes = Counter((item.size[0], item.size[1]) for item in manifest.items)
+        out.print(
+            f"Wrote {len(manifest.items)} training images to {out_dir} ("
+            + ", ".join(f"{count} at {w}x{h}" for (w, h), count in sorted(sizes.items()))
+            + ")"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -400,6 +425,14 @@ def train_command(
     preset: str = typer.Option("standard", help="quick, standard or best."),
     steps: int | None = typer.Option(None, "--steps", help="Training steps (max_train_steps)."),
     resolution: int | None = typer.Option(None, help="Training resolution (px, multiple of 8)."),
+    buckets: bool | None = typer.Option(
+        None,
+        "--buckets/--no-buckets",
+        help="Train each photo at the aspect bucket nearest its shape (default), or square.",
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Photos per step (train_batch_size), each batch one bucket."
+    ),
     rank: int | None = typer.Option(None, help="LoRA rank."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Learning rate."),
     seed: int | None = typer.Option(None, help="Random seed."),
@@ -460,6 +493,8 @@ def train_command(
         token=token,
         seed=seed,
         resolution=resolution,
+        buckets=buckets,
+        train_batch_size=batch_size,
         rank=rank,
         learning_rate=learning_rate,
         max_train_steps=steps,

@@ -183,6 +183,9 @@ class TrainingCreate(TrainsFields):
 
     max_train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps.")
     resolution: int | None = Field(None, ge=64, le=2048, multiple_of=8)
+    buckets: bool | None = Field(
+        None, description="Each photo trains at its own aspect (default); false: square crops."
+    )
     rank: int | None = Field(None, ge=1, le=256)
     learning_rate: float | None = Field(None, gt=0, le=1)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)

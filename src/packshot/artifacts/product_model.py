@@ -63,6 +63,7 @@ _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
     "resumed_from": (int,),
     "nan_rollbacks": (int,),
     "probe_loss": (dict,),
+    "buckets": (list,),
     "files": (dict,),
 }
 _REQUIRED = ("base_model", "token", "class_word")
@@ -109,6 +110,9 @@ class ProductModel:
     resumed_from: int | None = None  # the checkpoint step a resumed run started from
     nan_rollbacks: int = 0
     probe_loss: dict[str, float | None] = field(default_factory=dict)  # fixed batch: start, end
+    # The aspect buckets it trained at: [{"width": 576, "height": 448, "photos": 3}, …] (one,
+    # the square, with buckets off); None: trained before packshot recorded them (square).
+    buckets: list[dict[str, int]] | None = None
     samples: list[str] = field(default_factory=list)  # sample shots, relative to the folder
     # The LoRA in each export format (`train.exports`): format name → file name. The diffusers
     # file is always there: shooting reads it.
@@ -189,6 +193,8 @@ class ProductModel:
             "probe_loss": self.probe_loss,
             "files": {**self.exports, "samples": self.samples},
         }
+        if self.buckets is not None:
+            data["buckets"] = self.buckets
         data.update({k: v for k, v in self.extra.items() if k not in data})
         return data
 
@@ -270,6 +276,13 @@ class ProductModel:
                     f"{meta_path} is damaged: a photo is {photo!r}. Train the model again."
                 )
             photos.append(SourcePhoto(photo["file"], photo["sha256"]))
+        for bucket in meta.get("buckets") or []:
+            if not isinstance(bucket, dict) or not all(
+                isinstance(bucket.get(k), int) for k in ("width", "height", "photos")
+            ):
+                raise UsageError(
+                    f"{meta_path} is damaged: a bucket is {bucket!r}. Train the model again."
+                )
         files = meta.get("files") or {}
         samples = files.get("samples") or []
         if not isinstance(samples, list) or not all(isinstance(s, str) for s in samples):

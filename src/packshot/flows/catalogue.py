@@ -350,6 +350,7 @@ def _train(
             resolution=config.resolution,
             token=config.token,
             class_word=config.class_word,
+            buckets=config.buckets,
             progress=progress,
         )
         os.replace(tmp, training_set)

@@ -82,7 +82,8 @@ def run_demo(
 
     show_report(report)
 
-    # 3. The training set: square crops centred on the product, masks, captions.
+    # 3. The training set: crops centred on the product at their aspect buckets, masks,
+    #    captions.
     console.rule("2. Training set")
     resolution = describe_model(resolved).resolution  # the model's own: 64 for the stand-ins
     with progress_bar("Preparing training set") as progress:
@@ -92,6 +93,7 @@ def run_demo(
             resolution=resolution,
             token=SAMPLE_PRODUCT["token"],
             class_word=SAMPLE_PRODUCT["class_word"],
+            size_multiple=resolved.family.size_multiple,
             progress=progress,
         )
     console.print(

@@ -47,6 +47,8 @@ class TrainingParams:
     token: str | None = None
     seed: int | None = None
     resolution: int | None = None
+    buckets: bool | None = None  # aspect-ratio buckets (TrainConfig's default: on)
+    train_batch_size: int | None = None
     rank: int | None = None
     learning_rate: float | None = None
     max_train_steps: int | None = None

@@ -68,6 +68,7 @@ image = pipe({json.dumps(prompt + ", on a marble table, studio light")}).images[
 | warm-up steps | {config["lr_warmup_steps"]} |
 | rank | {config["rank"]} |
 | resolution | {config["resolution"]} px |
+| aspect buckets | {_buckets(model)} |
 | batch size | {config["train_batch_size"]} |
 | prior preservation | {config["with_prior_preservation"]} |
 | text encoder LoRA | {config["train_text_encoder"]} |
@@ -78,6 +79,18 @@ The whole config, the photo hashes and the timings are in `{METADATA_FILE}`.
     if samples:
         body += "\n## Samples\n\n" + "\n".join(f"![sample]({p})" for p in samples) + "\n"
     return "\n".join(front) + "\n" + body
+
+
+def _buckets(model: ProductModel) -> str:
+    """The card's word on the sizes it trained at: "512x512 (4 photos), 576x448 (2 photos)",
+    with "square crops only" when buckets were off."""
+    if not model.buckets:
+        return "none recorded (square crops)"
+    sizes = ", ".join(
+        f"{b['width']}x{b['height']} ({b['photos']} photo{'s' if b['photos'] != 1 else ''})"
+        for b in model.buckets
+    )
+    return sizes if model.config.get("buckets", True) else f"off: {sizes}, square crops only"
 
 
 def write_model_card(model: ProductModel, samples: list[str]) -> Path:

@@ -63,6 +63,12 @@ class TrainConfig(BaseModel):
     # product and its shadow are still learned. 1.0 turns masking off.
     background_weight: float = 0.3
     random_flip: bool = True  # horizontal flips double a small set (diffusers --random_flip)
+    # Aspect-ratio buckets (kohya's --enable_bucket, on in ai-toolkit and OneTrainer): each
+    # photo trains at the bucket nearest its aspect, about resolution² pixels in the family's
+    # size multiple (`packshot.models.sizes`), so a landscape photo keeps its frame and the
+    # LoRA learns the shapes merchants shoot in. On by default: a square crop of a landscape
+    # photo loses its sides, or pads them when the product is wide. False: square crops.
+    buckets: bool = True
 
     # --- prior preservation (DreamBooth paper) -----------------------------------------------
     with_prior_preservation: bool = False

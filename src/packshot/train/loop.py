@@ -11,7 +11,6 @@ import copy
 import gc
 import inspect
 import json
-import math
 import os
 import shutil
 import time
@@ -37,8 +36,9 @@ from packshot.config import default_cache_dir
 from packshot.errors import PackshotError, PhotoSetError, UsageError
 from packshot.intake.prepare import KIND, MANIFEST
 from packshot.models.device import pick_device, pick_dtype, return_freed_memory_to_os
-from packshot.models.families import get_family, trainable_families
+from packshot.models.families import ModelFamily, get_family, trainable_families
 from packshot.models.load import load_pipeline, resolve_model
+from packshot.models.sizes import check_bucket
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.train.card import write_model_card
 from packshot.train.checkpoints import (
@@ -52,6 +52,7 @@ from packshot.train.data import (
     class_images_key,
     encode_examples,
     ensure_class_images,
+    epoch_batches,
 )
 from packshot.train.exports import write_exports
 from packshot.train.samples import render_samples
@@ -76,6 +77,10 @@ def open_work_dir(
     signature = config.run_signature()
     if run_file.is_file():
         previous = json.loads(run_file.read_text(encoding="utf-8"))
+        # A field added to TrainConfig since the interrupted run started (buckets) was then
+        # what its default is now: no change when the resumed run keeps that default.
+        defaults = TrainConfig.model_construct(model="", class_word="").run_signature()
+        previous = {**{k: defaults[k] for k in signature if k not in previous}, **previous}
         changes = _config_diff(previous, signature)
         if changes:
             raise UsageError(
@@ -128,10 +133,12 @@ def _prepared_examples(
     photos_dir: Path,
     work: Path,
     config: TrainConfig,
+    family: ModelFamily,
     force: bool,
     progress: ProgressCallback,
 ) -> tuple[list[TrainingExample], list[SourcePhoto]]:
-    """The training examples: a prepared set as is, or photos run through intake first."""
+    """The training examples: a prepared set as is, or photos run through intake first (crops
+    at the family's aspect buckets, or square with `buckets` off)."""
 
     def is_training_set(folder: Path) -> bool:
         try:
@@ -163,7 +170,8 @@ def _prepared_examples(
                     + " Pass force=True (--force) to train on them anyway."
                 )
             source = [intake.load_photo(photos_dir / name) for name in report.training_files()]
-        # 2. Square crops centred on the product, masks and captions, into the work folder.
+        # 2. Crops centred on the product at the family's aspect buckets (or square), masks
+        #    and captions, into the work folder.
         tmp = work / f"{TRAINING_SET_DIR}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -173,6 +181,8 @@ def _prepared_examples(
             resolution=config.resolution,
             token=config.token,
             class_word=config.class_word,
+            buckets=config.buckets,
+            size_multiple=family.size_multiple,
             progress=progress,
         )
         os.replace(tmp, set_dir)
@@ -191,12 +201,29 @@ def _prepared_examples(
             f"{training_set.class_word}`, but the config says `{config.token} "
             f"{config.class_word}`. Use the same token and class word, or prepare it again."
         )
+    for item in training_set.items:
+        size = (item.size[0], item.size[1])
+        problem = check_bucket(size, config.resolution, family.size_multiple)
+        if problem is None and not config.buckets and size[0] != size[1]:
+            problem = "buckets are off (square crops only)"
+        if problem is not None:
+            raise UsageError(
+                f"The training set's {item.file} is {size[0]}x{size[1]} px, which can't train a "
+                f"{family.label} model at {config.resolution} px: {problem}. Prepare it again "
+                f"for this run (`packshot photos prepare --resolution {config.resolution} "
+                f"--size-multiple {family.size_multiple}`"
+                + ("" if config.buckets else " --no-buckets")
+                + "), or pass the photos themselves."
+            )
     folder = Path(training_set.directory or photos_dir)
     examples = [
         TrainingExample(
             folder / item.file,
             _ensure_instance_caption(item.caption, config),
             folder / item.mask_file,
+            size=(item.size[0], item.size[1]),
+            photo_size=(item.photo_size[0], item.photo_size[1]) if item.photo_size else None,
+            crop_box=(item.crop_box[0], item.crop_box[1], item.crop_box[2], item.crop_box[3]),
         )
         for item in training_set.items
     ]
@@ -330,8 +357,9 @@ def _run(
     if device == "cpu":
         return_freed_memory_to_os()  # activations live in host memory: keep its peak down
 
-    # 3. The training examples: intake's square crops, masks and captions.
-    examples, photo_hashes = _prepared_examples(photos_dir, work, config, force, progress)
+    # 3. The training examples: intake's crops at their aspect buckets, masks and captions.
+    examples, photo_hashes = _prepared_examples(photos_dir, work, config, family, force, progress)
+    bucket_sizes = sorted({example.size for example in examples if example.size is not None})
     lap("prepare_s")
 
     # 4. Prior preservation: class images made by the base model itself, cached by model,
@@ -356,7 +384,13 @@ def _run(
             num_inference_steps=config.class_inference_steps,
             progress=progress,
         )
-        class_examples = [TrainingExample(p, config.class_prompt_text, None, True) for p in paths]
+        # Square images, each cut to every bucket the photos train at: a batch's class images
+        # share its photos' size.
+        class_examples = [
+            TrainingExample(p, config.class_prompt_text, None, True, size=size)
+            for size in bucket_sizes
+            for p in paths
+        ]
         lap("class_images_s")
 
     # 5. Encode every image and caption once, then free the VAE and (unless they are trained)
@@ -397,38 +431,48 @@ def _run(
     )
     del unet
 
-    # 7. The batch order: a fresh permutation of the photos every epoch (seeded by the epoch,
-    #    so it needs no saved state), flips and class images from the run's generator.
-    n, batch_size = instance_set.num_examples, config.train_batch_size
-    steps_per_epoch = math.ceil(n / batch_size)
+    # 7. The batch order: every batch from one aspect bucket, a fresh plan of them every epoch
+    #    (seeded by the epoch, so it needs no saved state: `epoch_batches`), flips and class
+    #    images (of the batch's bucket) from the run's generator.
+    batch_size = config.train_batch_size
+    buckets = instance_set.buckets
+    class_buckets = class_set.buckets if class_set is not None else {}
+    steps_per_epoch = len(epoch_batches(buckets, batch_size, config.seed))
+    planned: dict[int, list[torch.Tensor]] = {}  # the current epoch's batches
     generator = torch.Generator("cpu").manual_seed(config.seed)
 
     def next_batch(step: int) -> Batch:
         epoch, position = divmod(step, steps_per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + epoch))
-        order = order.repeat(batch_size // n + 2)
-        indices = order[position * batch_size : (position + 1) * batch_size]
+        if epoch not in planned:
+            planned.clear()
+            planned[epoch] = epoch_batches(buckets, batch_size, config.seed + epoch)
+        indices = planned[epoch][position]
         flips = torch.zeros(batch_size, dtype=torch.bool)
         if instance_set.has_flips:
             flips = torch.randint(0, 2, (batch_size,), generator=generator).bool()
         sets = [(instance_set, indices, flips)]
         if class_set is not None:
-            class_indices = torch.randint(
-                0, class_set.num_examples, (batch_size,), generator=generator
-            )
+            members = class_buckets[instance_set.size_of(int(indices[0]))]
+            picks = torch.randint(0, len(members), (batch_size,), generator=generator)
+            class_indices = torch.tensor(members)[picks]
             class_flips = torch.zeros(batch_size, dtype=torch.bool)
             if class_set.has_flips:
                 class_flips = torch.randint(0, 2, (batch_size,), generator=generator).bool()
             sets.append((class_set, class_indices, class_flips))
-        return make_batch(sets, device, config.resolution, family)
+        return make_batch(sets, device, family)
 
-    first = torch.arange(min(n, batch_size))
+    first = torch.tensor(buckets[instance_set.size_of(0)][:batch_size])
     probe = make_batch(
-        [(instance_set, first, torch.zeros_like(first, dtype=torch.bool))],
-        device,
-        config.resolution,
-        family,
+        [(instance_set, first, torch.zeros_like(first, dtype=torch.bool))], device, family
     )
+    # What the buckets were, for packshot.json and the card; samples at the square and at the
+    # bucket most photos trained at besides it.
+    used_buckets = [
+        {"width": w, "height": h, "photos": len(members)} for (w, h), members in buckets.items()
+    ]
+    other_sizes = sorted(
+        (size for size in buckets if size[0] != size[1]), key=lambda size: -len(buckets[size])
+    )[:1]
 
     # 8. Snapshots of the whole training state: checkpoints on disk, and the starting point in
     #    memory (the roll-back target before the first checkpoint exists).
@@ -493,6 +537,7 @@ def _run(
                 num_inference_steps=config.validation_inference_steps,
                 samples_dir=samples_dir,
                 step=step,
+                other_sizes=other_sizes,
             )
         finally:
             for model in trainer.models:
@@ -636,6 +681,7 @@ def _run(
         resumed_from=resumed_from,
         nan_rollbacks=run["nan_rollbacks"],
         probe_loss={"start": run.get("probe_loss_start"), "end": probe_end},
+        buckets=used_buckets,
         samples=[str(p.relative_to(work)) for p in samples],
         exports=exports,
     )

@@ -12,22 +12,28 @@ from typing import Any
 
 import torch
 
+from packshot.models.sizes import Size
 
-def sample_path(samples_dir: Path, step: int, seed: int) -> Path:
-    return samples_dir / f"step-{step:06d}-seed{seed}.png"
+
+def sample_path(samples_dir: Path, step: int, seed: int, size: Size | None = None) -> Path:
+    """`step-000012-seed0.png` at the run's square; `step-000012-seed0-576x448.png` at a bucket's
+    other size."""
+    suffix = "" if size is None else f"-{size[0]}x{size[1]}"
+    return samples_dir / f"step-{step:06d}-seed{seed}{suffix}.png"
 
 
 @torch.no_grad()
 def render_seeded(
-    pipeline: Any, prompt: str, *, seed: int, resolution: int, num_inference_steps: int, path: Path
+    pipeline: Any, prompt: str, *, seed: int, size: Size, num_inference_steps: int, path: Path
 ) -> Path:
-    """One square image from `pipeline` with `seed`, written to `path` atomically."""
+    """One image of `size` (width, height) from `pipeline` with `seed`, written to `path`
+    atomically."""
     # A CPU generator: the same seed gives the same starting noise on every device.
     generator = torch.Generator("cpu").manual_seed(seed)
     image = pipeline(
         prompt=prompt,  # by name: FLUX.2 [klein]'s first argument is its reference images
-        height=resolution,
-        width=resolution,
+        width=size[0],
+        height=size[1],
         num_inference_steps=num_inference_steps,
         generator=generator,
     ).images[0]
@@ -47,17 +53,22 @@ def render_samples(
     num_inference_steps: int,
     samples_dir: Path,
     step: int,
+    other_sizes: Sequence[Size] = (),
 ) -> list[Path]:
-    """One image per seed from `pipeline` (which holds the LoRA being trained), saved as PNGs."""
+    """One image per seed from `pipeline` (which holds the LoRA being trained) at the square of
+    `resolution`, and one per seed at each of `other_sizes` (the buckets a run trained on
+    besides the square), saved as PNGs."""
     samples_dir.mkdir(parents=True, exist_ok=True)
+    sizes: list[Size | None] = [None, *other_sizes]
     return [
         render_seeded(
             pipeline,
             prompt,
             seed=seed,
-            resolution=resolution,
+            size=size or (resolution, resolution),
             num_inference_steps=num_inference_steps,
-            path=sample_path(samples_dir, step, seed),
+            path=sample_path(samples_dir, step, seed, size),
         )
         for seed in seeds
+        for size in sizes
     ]

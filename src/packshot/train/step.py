@@ -21,7 +21,7 @@ from diffusers.optimization import get_scheduler
 
 from packshot.config import default_cache_dir
 from packshot.errors import PackshotError
-from packshot.models.families import ModelFamily
+from packshot.models.families import CropGeometry, ModelFamily
 from packshot.models.speed import compile_blocks, decompile, is_compile_error, use_compile_cache
 from packshot.train.config import TrainConfig
 from packshot.train.data import EncodedSet
@@ -30,9 +30,9 @@ from packshot.train.lora_io import add_lora, load_lora_state_dict, lora_config, 
 
 @dataclass
 class Batch:
-    """The inputs of one step, on the training device."""
+    """The inputs of one step, on the training device; every example of one aspect bucket."""
 
-    latents: torch.Tensor  # (B, 4, h, w)
+    latents: torch.Tensor  # (B, C, h, w)
     loss_weights: torch.Tensor  # (B, 1, h, w)
     sample_weights: torch.Tensor  # (B,)
     num_instance: int  # product examples in the batch; class examples come after them
@@ -46,24 +46,29 @@ class Batch:
 def make_batch(
     sets: Sequence[tuple[EncodedSet, torch.Tensor, torch.Tensor]],
     device: torch.device | str,
-    resolution: int,
     family: ModelFamily,
 ) -> Batch:
-    """Stack rows of the encoded sets: (set, example indices, flip flags) in batch order."""
+    """Stack rows of the encoded sets: (set, example indices, flip flags) in batch order. The
+    rows must share one size (a batch draws from one bucket)."""
     latents, weights, sample_w, embeds, pooled = [], [], [], [], []
+    crops: list[CropGeometry] = []
     ids: list[list[torch.Tensor]] = []
     for encoded, indices, flips in sets:
-        rows = indices + flips.long() * encoded.num_examples  # flip variants sit after the n
-        latents.append(encoded.latents[rows])
-        weights.append(encoded.loss_weights[rows])
+        rows = (indices + flips.long() * encoded.num_examples).tolist()  # flips after the n
+        shapes = {tuple(encoded.latents[r].shape) for r in rows}
+        if len(shapes) > 1 or (latents and tuple(latents[0].shape[1:]) not in shapes):
+            sizes = sorted({encoded.size_of(i) for i in indices.tolist()})
+            raise ValueError(f"A batch draws from one aspect bucket; these rows are of {sizes}.")
+        latents.append(_stack([encoded.latents[r] for r in rows]))
+        weights.append(_stack([encoded.loss_weights[r] for r in rows]))
+        crops += [encoded.crops[r] for r in rows]
         sample_w.append(encoded.sample_weights[indices])
         if encoded.prompt_embeds is not None:
             embeds.append(encoded.prompt_embeds[indices])
         if encoded.pooled_prompt_embeds is not None:
             pooled.append(encoded.pooled_prompt_embeds[indices])
         ids.append([t[indices] for t in encoded.input_ids])
-    size = sum(t.shape[0] for t in latents)
-    time_ids = family.micro_conditioning(resolution, size)
+    time_ids = family.micro_conditioning(crops)
     if time_ids is not None:
         time_ids = time_ids.to(device, dtype=torch.float32)
     return Batch(
@@ -76,6 +81,17 @@ def make_batch(
         input_ids=[torch.cat(parts) for parts in zip(*ids, strict=True)],
         time_ids=time_ids,
     )
+
+
+def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
+    """(C, h, w) rows into a (B, C, h, w) batch in the memory layout the encoder gave them:
+    channels-last where a VAE's convolutions made it so, which the denoiser's convolutions
+    then read (another layout takes other kernels, and other float sums)."""
+    batch = torch.stack(rows)
+    first = rows[0]
+    if not first.is_contiguous() and first[None].is_contiguous(memory_format=torch.channels_last):
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
 
 
 class _FrozenConv2d(torch.autograd.Function):
@@ -383,9 +399,10 @@ class LoraTrainer:
         )
 
         # 5. Mixed precision on CUDA: autocast, and loss scaling for fp16's narrow range.
-        #    Every step has the same shapes, so cuDNN may time its convolution algorithms once
-        #    and keep the fastest; channels-last weights spare cuDNN a layout conversion
-        #    before and after every convolution (22% of a bf16 SD 1.5 step's GPU time on an H200).
+        #    Steps take one shape per aspect bucket (a handful), so cuDNN may time its
+        #    convolution algorithms once per shape and keep the fastest; channels-last weights
+        #    spare cuDNN a layout conversion before and after every convolution (22% of a bf16
+        #    SD 1.5 step's GPU time on an H200).
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             unet.to(memory_format=torch.channels_last)

@@ -24,6 +24,24 @@ INPAINT_IN_CHANNELS = 9
 
 
 @dataclass(frozen=True)
+class CropGeometry:
+    """Where a training image was cut from, in the names of SDXL's size and crop conditioning
+    (`original_size`, `crops_coords_top_left`, `target_size` of its pipeline): (height, width)
+    and (top, left) pairs, in pixels."""
+
+    original_size: tuple[int, int]  # the photo before it was cropped and resized
+    crops_coords_top_left: tuple[int, int]  # what the crop cut away above and left of it,
+    # in the pixels of the photo resized as the crop was (0 where the crop is padded)
+    target_size: tuple[int, int]  # the size trained at: the image's aspect bucket
+
+    @classmethod
+    def uncropped(cls, width: int, height: int) -> CropGeometry:
+        """An image trained at its own size, nothing cut away (a square crop of a training set
+        whose manifest predates buckets, as packshot always conditioned those)."""
+        return cls((height, width), (0, 0), (height, width))
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     """One kind of diffusion model: its facts, and how packshot trains and runs it.
 
@@ -72,11 +90,6 @@ class ModelFamily:
     inpaint_strength: float | None = None
     # ... and for those trained on its tiny stand-in.
     stand_in_inpaint_model: str | None = None
-
-    @property
-    def base_area(self) -> int:
-        """Aspect-ratio buckets keep about this many pixels (width x height) whatever the shape."""
-        return self.resolution * self.resolution
 
     @property
     def lora_family(self) -> str:
@@ -151,8 +164,9 @@ class ModelFamily:
         """How many tokens of a prompt the text encoder reads (the rest is cut off)."""
         raise self._missing("prompt_token_limit")
 
-    def micro_conditioning(self, resolution: int, size: int) -> Any | None:
-        """Extra per-example conditioning of a training batch of square crops (SDXL: time ids)."""
+    def micro_conditioning(self, crops: Sequence[CropGeometry]) -> Any | None:
+        """Extra per-example conditioning of a training batch, from where each image was cut
+        (SDXL: its time ids); None for a family that takes none."""
         raise self._missing("micro_conditioning")
 
     def draw_timesteps(self, noise_scheduler: Any, size: int, generator: Any) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from packshot.errors import UsageError
-from packshot.models.families.base import ModelFamily, register_family
+from packshot.models.families.base import CropGeometry, ModelFamily, register_family
 
 # Flux2KleinPipeline's defaults: prompts padded to 512 tokens, and the prompt embedding is the
 # hidden states of these three Qwen3 layers stacked along the feature axis (3 x 2560 = 7680
@@ -165,7 +165,8 @@ class Flux2Klein(ModelFamily):
         wrapper = tokenizer(self._chat_text(tokenizer, ""), add_special_tokens=False)["input_ids"]
         return MAX_SEQUENCE_LENGTH - len(wrapper)
 
-    def micro_conditioning(self, resolution: int, size: int) -> Any | None:
+    def micro_conditioning(self, crops: Sequence[CropGeometry]) -> Any | None:
+        """None: FLUX.2 reads an image's size from its latents' position ids (`predict`)."""
         return None
 
     # -- the objective: rectified flow ------------------------------------------------------
@@ -207,7 +208,9 @@ class Flux2Klein(ModelFamily):
         pooled_prompt_embeds: Any | None,
         micro_conditioning: Any | None,
     ) -> Any:
-        """The transformer's velocity for (b, C, h, w) latents, packed to tokens and back."""
+        """The transformer's velocity for (b, C, h, w) latents, packed to tokens and back. The
+        latents' own h and w set the tokens' position ids (row, column) and the unpacking, so
+        a non-square bucket trains as the pipeline draws at that size."""
         import torch
         from diffusers import Flux2KleinPipeline
 

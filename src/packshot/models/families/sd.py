@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packshot.errors import UsageError
-from packshot.models.families.base import ModelFamily, register_family
+from packshot.models.families.base import CropGeometry, ModelFamily, register_family
 
 if TYPE_CHECKING:
     import torch
@@ -205,7 +205,7 @@ class StableDiffusion15(StableDiffusionFamily):
         ids = input_ids[0].to(encoder.device)
         return encoder(ids)[0], None
 
-    def micro_conditioning(self, resolution: int, size: int) -> Any | None:
+    def micro_conditioning(self, crops: Sequence[CropGeometry]) -> Any | None:
         return None
 
     def predict(
@@ -257,13 +257,15 @@ class StableDiffusionXL(StableDiffusionFamily):
             hidden.append(out.hidden_states[-2])  # SDXL conditions on the penultimate layer
         return torch.cat(hidden, dim=-1), pooled
 
-    def micro_conditioning(self, resolution: int, size: int) -> Any | None:
-        """(size, 6) time ids: original size, crop corner, target size. The crops are already
-        square at `resolution`: nothing was cropped away, so the original size is the target
-        size and the crop corner is (0, 0)."""
+    def micro_conditioning(self, crops: Sequence[CropGeometry]) -> Any | None:
+        """(B, 6) time ids, as the diffusers SDXL script's `add_time_ids`: each image's original
+        size (height, width), its crop's top-left corner (top, left) and its target size, the
+        aspect bucket it trains at (height, width)."""
         import torch
 
-        return torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]] * size)
+        return torch.tensor(
+            [[*c.original_size, *c.crops_coords_top_left, *c.target_size] for c in crops]
+        )
 
     def predict(
         self,
