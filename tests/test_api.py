@@ -75,8 +75,12 @@ def training(studio, product) -> dict:
     return studio.wait(studio.a, f"/v1/trainings/{created.json()['id']}", ("succeeded", "failed"))
 
 
+SHOOT_PROFILES = ["amazon-main", "shopify"]
+
+
 @pytest.fixture(scope="module")
 def shoot(studio, product, training) -> dict:
+    """Two drawn shots, delivered to Amazon's main image (which refuses them) and Shopify."""
     created = studio.a.post(
         f"/v1/products/{product['id']}/shoots",
         json={
@@ -84,6 +88,7 @@ def shoot(studio, product, training) -> dict:
             "count": 2,
             "num_inference_steps": 2,
             "seed": 7,
+            "profiles": SHOOT_PROFILES,
         },
     )
     assert created.status_code == 201, created.text
@@ -432,6 +437,39 @@ def test_shoot_delivers_scored_shots(studio, shoot) -> None:
     assert studio.a.get(shoot["contact_sheet_url"]).status_code == 200
 
 
+def test_shoot_delivers_to_marketplaces(studio, shoot) -> None:
+    """A shoot with `profiles`: each shot's verdicts as badges (a drawn shot is never Amazon's
+    main image, and its badge says why), the counts, and the exports of `shots/delivery/`."""
+    from urllib.parse import unquote
+
+    assert shoot["request"]["profiles"] == SHOOT_PROFILES
+    for shot in shoot["shots"]:
+        badges = {b["profile"]: b for b in shot["badges"]}
+        assert list(badges) == SHOOT_PROFILES
+        assert badges["amazon-main"]["status"] == "fail"
+        assert badges["amazon-main"]["label"] == "Amazon main"
+        assert "drawn by the model" in badges["amazon-main"]["title"]
+        assert badges["shopify"]["status"] in ("pass", "fixed")  # enlarged to Shopify's size
+    delivery = shoot["delivery"]
+    assert delivery["profiles"] == SHOOT_PROFILES
+    assert delivery["compliance"]["amazon-main"]["fail"] == 2
+    assert delivery["compliance"]["shopify"]["fail"] == 0
+    folder = Path(studio.settings.service.data_dir) / "jobs" / shoot["id"] / "shots" / "delivery"
+    base = "https://cdn.example.com/shop/"
+    exported = studio.a.get(delivery["exports"]["shopify"], params={"image_base_url": base})
+    assert exported.status_code == 200, exported.text
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [r["Image Position"] for r in rows] == ["1", "2"]
+    assert {r["Handle"] for r in rows} == {"red-backpack"}  # the product's name, as trained
+    for row in rows:
+        assert row["Image Src"].startswith(base)
+        assert (folder / unquote(row["Image Src"].removeprefix(base))).is_file()
+    packed = zipfile.ZipFile(io.BytesIO(studio.a.get(delivery["exports"]["zip"]).content))
+    assert "delivery.json" in packed.namelist()
+    assert sum(n.startswith("red-backpack/shopify/") for n in packed.namelist()) == 2
+    assert studio.a.get(delivery["exports"]["google"]).status_code == 422  # no image_base_url
+
+
 @pytest.mark.budget(30)  # intake's pick, one 2-step tiny-flux2 shot and its judges, in the worker
 def test_instant_shoot_needs_photos_not_training(studio) -> None:
     merchant = studio.a
@@ -460,6 +498,11 @@ def test_shoot_checks_its_request(studio, product) -> None:
     assert studio.a.post(url, json={"descriptions": ["x"], "aspect": "2:7"}).status_code == 422
     response = studio.a.post(url, json={"descriptions": ["x"], "presets": ["nope"]})
     assert response.status_code == 422 and "nope" in response.json()["error"]["message"]
+    for body in ({"descriptions": ["x"]}, {"mode": "instant", "descriptions": ["x"]}):
+        response = studio.a.post(url, json={**body, "profiles": ["shopify", "walmart"]})
+        message = response.json()["error"]["message"]
+        assert response.status_code == 422 and "`profiles`" in message, message
+        assert "Unknown marketplace profile walmart: choose from amazon-main" in message
     assert (
         studio.a.post(url, json={"descriptions": ["x"], "training_id": "trn_x"}).status_code == 404
     )
@@ -526,15 +569,16 @@ def test_placement_delivery_exports_for_the_shop(studio, placement) -> None:
     import csv
     from urllib.parse import unquote
 
-    from packshot.deliver import deliver
+    from packshot.deliver import deliver_run
     from packshot.deliver.report import DELIVERY_DIR
 
     url = f"/v1/placements/{placement['id']}/exports"
     base = "https://cdn.example.com/d/"
     missing = studio.a.get(f"{url}/shopify", params={"image_base_url": base})
     assert missing.status_code == 409 and "no marketplace delivery" in missing.text
+    assert placement["delivery"] is None  # asked for no profiles
     shots = Path(studio.settings.service.data_dir) / "jobs" / placement["id"] / "placements"
-    deliver(shots, ["shopify", "amazon-main"], shots / DELIVERY_DIR)
+    deliver_run(shots, ["shopify", "amazon-main"])  # as a placement with profiles does
 
     response = studio.a.get(f"{url}/shopify", params={"image_base_url": base})
     assert response.status_code == 200, response.text
@@ -601,6 +645,7 @@ def test_placement_checks_its_request(studio, product) -> None:
     assert "`aspect`" in error({**good, "aspect": "2:7"}, 422)
     assert "held or worn" in error({**good, "presets": ["in-hand"]}, 422)
     assert "nope" in error({**good, "presets": ["nope"]}, 422)
+    assert "choose from amazon-main" in error({**good, "profiles": ["walmart"]}, 422)
     assert "keep_framing" in error({**good, "keep_framing": True}, 422)  # with an aspect
     error({**good, "model": "/etc/passwd"}, 422)
     error({**good, "training_id": "trn_nope"}, 404)
@@ -627,6 +672,15 @@ def test_placement_without_a_visible_product_fails_clearly(studio) -> None:
     assert "No product found" in final["error"]["message"] and final["shots"] == []
     response = studio.a.get(final["download_url"])
     assert response.status_code == 409 and response.json()["error"]["code"] == "conflict"
+
+
+def test_marketplaces_say_which_take_drawn_shots(studio) -> None:
+    marketplaces = {m["name"]: m for m in studio.a.get("/v1/marketplaces").json()}
+    assert marketplaces["amazon-main"]["generated"] == "fail"
+    assert marketplaces["amazon-main"]["white_background"] is True
+    assert "photograph" in marketplaces["amazon-main"]["generated_rule"]
+    assert marketplaces["shopify"]["generated"] == "ok"
+    assert studio.client.get("/v1/marketplaces").status_code == 401
 
 
 def test_presets_say_which_keep_the_pixels(studio) -> None:
@@ -916,10 +970,9 @@ def test_catalogue_shoot_in_the_worker(studio, product, training) -> None:
     )
     assert all(s["scores"] for s in shots)
     # Delivered: a drawn shot is never Amazon's main image; eBay takes it, enlarged.
-    assert backpack["compliance"]["amazon-main"] == {"fail": 3}
-    assert (
-        "fail" not in tote["compliance"]["ebay"] and sum(tote["compliance"]["ebay"].values()) == 3
-    )
+    assert backpack["compliance"]["amazon-main"] == {"pass": 0, "fixed": 0, "warn": 0, "fail": 3}
+    assert tote["compliance"]["ebay"]["fail"] == 0 and sum(tote["compliance"]["ebay"].values()) == 3
+    assert final["delivery"]["compliance"]["amazon-main"]["fail"] == 6  # both products
     assert lamp["compliance"] == {}
     for shot in shots:
         verdicts = {b["profile"]: b["status"] for b in shot["badges"]}

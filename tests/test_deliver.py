@@ -24,7 +24,6 @@ from packshot.deliver.shop import ALT_TEXT_MAX, GOOGLE_COLUMNS, SHOPIFY_COLUMNS,
 from packshot.deliver.upscale import FAITHFUL_DINO, diffusion_upscaler, dino_similarity, resize
 from packshot.errors import UsageError
 from packshot.place import PlaceRequest, place
-from packshot.shoot import ShootRequest, shoot
 from placing_support import product_photo, write_photo
 from test_artifacts_shots import exiftool_source_type
 
@@ -57,20 +56,14 @@ def shots(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str
         placed,
         cache_dir=cache_dir,
     )
+    # The drawn shot through the command, delivered as it is shot (`--profile`).
     drawn = root / "drawn"
-    shoot(
-        ShootRequest(
-            None,
-            descriptions=["{product} on a marble table"],
-            base="tiny",
-            product="teapot",
-            count=1,
-            seed=3,
-            num_inference_steps=2,
-        ),
-        drawn,
-        cache_dir=cache_dir,
-    )
+    args = ["shoot", "--base", "tiny", "{product} on a marble table", "--product", "teapot"]
+    args += ["-n", "1", "--seed", "3", "--steps", "2", "--no-judge"]
+    result = runner.invoke(app, [*args, "--profile", "amazon-main", "--out", str(drawn)])
+    assert result.exit_code == 0, result.output
+    assert "amazon-main: 1 fail" in result.output
+    assert "photograph of the real product" in " ".join(result.output.split())
     return {"placed": placed, "drawn": drawn}
 
 
@@ -189,6 +182,18 @@ def test_other_profiles_measured_on_the_files(delivery: Path) -> None:
     assert etsy["status"] == "warn" and etsy["warnings"][0]["rule"] == "generated"
     for result in _result(delivery, "pixel-true", "google"):
         assert 0.75 <= result["measured"]["fill"] <= 0.9
+
+
+def test_a_shoot_delivers_into_its_own_folder(shots: dict[str, Path]) -> None:
+    """`packshot shoot --profile` writes `deliver`'s folder into OUT/delivery, the layout the
+    studio's exports read: the drawn shot refused for Amazon's main image, with its rule."""
+    report = json.loads((shots["drawn"] / "delivery" / "delivery.json").read_text())
+    (image,) = report["images"]
+    assert Path(image["source"]).parent == shots["drawn"] and image["origin"] == "generated"
+    (badge,) = report["badges"][image["source"]]
+    assert (badge["profile"], badge["status"]) == ("amazon-main", "fail")
+    assert "drawn by the model" in badge["title"]
+    assert (shots["drawn"] / "delivery" / "report.html").is_file()
 
 
 def test_report_json_html_and_badges(delivery: Path) -> None:

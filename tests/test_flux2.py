@@ -352,9 +352,14 @@ def test_instant_shoots_with_references_and_judges(
     out = tmp_path / "instant"
     args = ["instant", str(dreambench / "backpack"), "{product} on a wooden table"]
     args += ["--model", "tiny-flux2", "--product", "backpack", "--out", str(out)]
-    run = runner.invoke(app, [*args, "-n", "1", "--seed", "7", "--steps", "2", "--json"])
+    run = runner.invoke(
+        app, [*args, "-n", "1", "--seed", "7", "--steps", "2", "--profile", "amazon-main", "--json"]
+    )
     assert run.exit_code == 0, run.output
     summary = json.loads((out / "shoot.json").read_text())
+    # --profile: delivered into OUT/delivery, where a drawn shot is refused Amazon's main image
+    delivered = json.loads((out / "delivery" / "delivery.json").read_text())
+    assert delivered["counts"]["amazon-main"]["fail"] == 1
     references = summary["settings"]["references"]
     assert 1 <= len(references) <= 4 and summary["base_model"] == "tiny-flux2"
     (shot,) = sorted(out.glob("0*.png"))

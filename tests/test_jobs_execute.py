@@ -120,7 +120,8 @@ def test_shoot_continues_without_rendering_again(trained, tmp_path: Path) -> Non
 
 def test_placement_continues_with_the_same_seed(cache_dir: Path, tmp_path: Path) -> None:
     """A placement given no seed picks one, keeps it in its folder, and a re-run after a
-    cancel renders only the missing shots, with the seeds the first run planned."""
+    cancel renders only the missing shots, with the seeds the first run planned; then it
+    delivers them to its profiles (pixel-true shots on white: eligible for a main image)."""
     from packshot.place import PlaceRequest
     from placing_support import write_photo
 
@@ -133,6 +134,7 @@ def test_placement_continues_with_the_same_seed(cache_dir: Path, tmp_path: Path)
         num_inference_steps=2,
         model="tiny-inpaint",
         cutout_model="grabcut",
+        profiles=["amazon-main"],
     )
     workdir = tmp_path / "job"
     first: list[ProgressEvent] = []
@@ -159,6 +161,11 @@ def test_placement_continues_with_the_same_seed(cache_dir: Path, tmp_path: Path)
     assert all(shot.scores is not None for shot in result.shots)
     assert sum(e.data.get("event") == "shot" for e in second) == 3 - len(kept)
     assert json.loads((workdir / "result.json").read_text()) == to_json(result)
+    # Delivered into the job's `placements/delivery/`, each shot with its verdict.
+    assert [[b["status"] for b in shot.badges] for shot in result.shots] == [["fixed"]] * 3
+    assert result.delivery["dir"] == "delivery"
+    assert result.delivery["counts"]["amazon-main"]["fixed"] == 3
+    assert (workdir / "placements" / "delivery" / "delivery.json").is_file()
 
 
 def test_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:

@@ -170,11 +170,15 @@ def test_cli_end_to_end(
     assert all(i["scores"] is not None for i in summary["images"])
     assert "teapot" in json.loads((out / "000-place-studio-seed5.json").read_text())["prompt"]
     assert Image.open(out / "000-place-studio-seed5.png").size == size_for("4:5", 64)
-    # The same command again: nothing rendered, both kept.
-    again = runner.invoke(app, args[:-1])
+    # The same command again: nothing rendered, both kept; now delivered to Amazon's main
+    # image (`--profile`, which a re-run may add), where pixel-true shots on white are taken.
+    again = runner.invoke(app, [*args[:-1], "--profile", "amazon-main"])
     assert again.exit_code == 0, again.output
     text = " ".join(again.stdout.split())
     assert "2 shots in" in text and "(2 kept from before)" in text
+    assert "amazon-main: 2 fixed" in text
+    report = json.loads((out / "delivery" / "delivery.json").read_text())
+    assert [i["origin"] for i in report["images"]] == ["pixel-true", "pixel-true"]
 
 
 def test_with_a_product_model_lora(

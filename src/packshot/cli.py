@@ -37,7 +37,8 @@ from packshot.api.settings import ApiSettings
 from packshot.artifacts.catalogue import read_catalogue
 from packshot.artifacts.folders import claim_work_dir
 from packshot.artifacts.product_model import ProductModel
-from packshot.deliver import export_delivery, get_profiles
+from packshot.deliver import export_delivery, get_profiles, load_profiles, read_report
+from packshot.deliver.report import DELIVERY_DIR, HTML_FILE
 from packshot.deliver.upscale import LANCZOS, diffusion_upscaler, dino_similarity
 from packshot.errors import PackshotError
 from packshot.jobs.execute import build_train_config, run_job
@@ -249,6 +250,43 @@ def _job_on_ray(
 
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# ---------------------------------------------------------------------------------------
+# Marketplace delivery, shared by deliver, shoot, instant, place and catalogue shoot
+
+PROFILES_HELP = (
+    "Then deliver every image to these marketplace profiles, comma-separated: "
+    f"{', '.join(load_profiles())} (as `packshot deliver` does)."
+)
+
+
+def _profiles(profile: str | None) -> list[str]:
+    """The --profile names, checked before any work (an unknown one: exit 2, naming those
+    there are)."""
+    return [p.name for p in get_profiles(profile)] if profile is not None else []
+
+
+def _deliver_run(out_dir: Path, profiles: list[str], progress: ProgressCallback) -> None:
+    """A command's shots in `out_dir` delivered into `out_dir/delivery/` (none: nothing)."""
+    from packshot.deliver import deliver_run  # OpenCV: not for every command's start
+
+    if profiles:
+        deliver_run(out_dir, profiles, progress=progress)
+
+
+def _print_delivery(folder: Path) -> None:
+    """A delivery's verdicts: each shot against each profile (with its first reason), the
+    counts per profile, and the page."""
+    report = read_report(folder)
+    for image in report["images"]:
+        for name, result in image["results"].items():
+            reasons = [p["reason"] for p in result["problems"] + result["warnings"]]
+            why = f": {reasons[0]}" if reasons else ""
+            out.print(f"{Path(image['source']).name} · {name}: {result['status']}{why}")
+    for name, counts in report["counts"].items():
+        out.print(f"{name}: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
+    out.print(f"Report: {folder / HTML_FILE}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -611,17 +649,21 @@ def instant_command(
     ),
     dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
     clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    profile: str | None = typer.Option(None, "--profile", help=PROFILES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the shoot summary as JSON."),
 ) -> None:
     """Instant shots, no training: the best 1-4 of the photos (sharp, distinct angles, the
     product large) go to a model that takes reference images as it draws (FLUX.2 [klein]).
 
     Every shot is judged against all the photos, and a shot without the product is flagged.
-    With --product-model, the trained LoRA and the references work together.
+    With --product-model, the trained LoRA and the references work together. With --profile,
+    the shots are then made marketplace-ready into OUT/delivery/ (a drawn shot is never
+    Amazon's main image).
     """
     from packshot.flows.instant import instant
     from packshot.shoot.run import SUMMARY_FILE
 
+    profiles = _profiles(profile)
     request = ShootParams(
         model_dir=str(model_dir) if model_dir is not None else None,
         descriptions=list(descriptions),
@@ -641,6 +683,7 @@ def instant_command(
     judges = _judge_config(dino_model, clip_model, stand_in=tiny)
     with progress_bar("Shooting", enabled=not as_json) as progress:
         done = instant(photos, request, out_dir, judge=judges, best=best, progress=progress)
+        _deliver_run(out_dir, profiles, progress)
     if as_json:
         _print_json(json.loads((out_dir / SUMMARY_FILE).read_text()))
         return
@@ -653,6 +696,8 @@ def instant_command(
     flagged = done.judged.flagged
     if flagged:
         out.print(f"[bold red]Product missing in {len(flagged)} shot(s):[/] {', '.join(flagged)}")
+    if profiles:
+        _print_delivery(out_dir / DELIVERY_DIR)
 
 
 # ---------------------------------------------------------------------------------------
@@ -711,6 +756,7 @@ def shoot_command(
     ),
     dino_model: str | None = typer.Option(None, "--dino-model", help=DINO_HELP),
     clip_model: str | None = typer.Option(None, "--clip-model", help=CLIP_HELP),
+    profile: str | None = typer.Option(None, "--profile", help=PROFILES_HELP),
     runner: str = typer.Option(
         "local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP, callback=_check_runner
     ),
@@ -725,7 +771,9 @@ def shoot_command(
 
     Every shot is then scored against the product's photos (DINO, CLIP-I, CLIP-T) and a
     shot without the product is flagged, never handed over silently; --best K keeps the K
-    best of twice as many candidates and moves the rest to candidates/.
+    best of twice as many candidates and moves the rest to candidates/. With --profile, the
+    shots are then made marketplace-ready into OUT/delivery/ (a drawn shot is never Amazon's
+    main image).
     """
     from packshot.flows.judged import shoot_and_judge
     from packshot.shoot import shoot
@@ -754,6 +802,7 @@ def shoot_command(
         "judge": judge,
         "best": best,
         "reference_dir": str(reference.resolve()) if reference is not None else None,
+        "profiles": _profiles(profile),
     }
     if gpu_price is not None:
         values["gpu_price_per_hour"] = gpu_price
@@ -794,6 +843,7 @@ def shoot_command(
                 result, flagged = judged.result, judged.flagged
             shots, sheet = len(result.shots), result.contact_sheet
             warnings, cost = result.warnings, result.cost
+            _deliver_run(out_dir, params.profiles, progress)  # the Ray job delivers its own
     if as_json:
         _print_json(json.loads((out_dir / SUMMARY_FILE).read_text()))
         return
@@ -805,6 +855,8 @@ def shoot_command(
         out.print(f"[bold red]Product missing in {len(flagged)} shot(s):[/] {', '.join(flagged)}")
     if cost:
         out.print(", ".join(f"{k}: {v}" for k, v in cost.items()))
+    if params.profiles:
+        _print_delivery(out_dir / DELIVERY_DIR)
 
 
 @app.command("place")
@@ -861,6 +913,7 @@ def place_command(
         False, "--compile", help="GPU: merged LoRA, fused attention and torch.compile."
     ),
     fp8: bool = typer.Option(False, "--fp8", help="GPU: fp8 weights (torchao; Ada/Hopper)."),
+    profile: str | None = typer.Option(None, "--profile", help=PROFILES_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Pixel-true shots: the real product cut out of PHOTO, a scene generated around it.
@@ -870,7 +923,8 @@ def place_command(
     it is, with --keep-framing), and an inpainting model paints the scene around it, with a
     soft contact shadow and blended edges. Inside the product's mask, less a 2 px edge band,
     every pixel is the product's own. Run the same command again after a crash: shots
-    already written are kept.
+    already written are kept. With --profile, the shots are then made marketplace-ready into
+    OUT/delivery/ (on white, a pixel-true shot may be Amazon's main image).
     """
     from packshot.place import PlaceRequest, place
 
@@ -897,9 +951,11 @@ def place_command(
         clip_model=clip_model,
         compile=compile_,
         fp8=fp8,
+        profiles=_profiles(profile),
     )
     with progress_bar("Placing", enabled=not as_json) as progress:
         result = place(request, out_dir, progress=progress)
+        _deliver_run(out_dir, request.profiles, progress)
     if as_json:
         _print_json(json.loads(result.summary_path.read_text()))
         return
@@ -915,6 +971,8 @@ def place_command(
             f"[bold red]Product missing in {len(result.flagged)} shot(s):[/] "
             + ", ".join(result.flagged)
         )
+    if request.profiles:
+        _print_delivery(out_dir / DELIVERY_DIR)
 
 
 @app.command("deliver")
@@ -949,7 +1007,7 @@ def deliver_command(
     """
     from packshot.deliver import deliver
 
-    chosen = [p.name for p in get_profiles(profile)]
+    chosen = _profiles(profile)
     model = None if upscaler == LANCZOS else diffusion_upscaler(upscaler, device=device)
     similarity = None if model is None else dino_similarity(upscaler, device=device)
     with progress_bar("Delivering", enabled=not as_json) as progress:
@@ -965,14 +1023,7 @@ def deliver_command(
     if as_json:
         _print_json(json.loads(report.report_path.read_text()))
         return
-    for image in report.images:
-        for name, result in image.results.items():
-            reasons = [p["reason"] for p in result.problems + result.warnings]
-            why = f": {reasons[0]}" if reasons else ""
-            out.print(f"{image.source.name} · {name}: {result.status}{why}")
-    for name, counts in report.counts().items():
-        out.print(f"{name}: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
-    out.print(f"Report: {report.html_path}")
+    _print_delivery(report.out_dir)
 
 
 @app.command("export")
@@ -1038,12 +1089,7 @@ def catalogue_shoot(
     gpu_price: float | None = typer.Option(
         None, "--gpu-price", help="Your GPU's price per hour in GBP, for the cost per image."
     ),
-    profile: str | None = typer.Option(
-        None,
-        "--profile",
-        help="Then deliver every image to these marketplace profiles, comma-separated: "
-        "amazon-main, amazon-additional, shopify, google, ebay, etsy (see `packshot deliver`).",
-    ),
+    profile: str | None = typer.Option(None, "--profile", help=PROFILES_HELP),
     runner: str = typer.Option(
         "local", "--runner", envvar="PACKSHOT_RUNNER", help=RUNNER_HELP, callback=_check_runner
     ),
@@ -1072,7 +1118,7 @@ def catalogue_shoot(
         )
     shot_list = load_shot_list(shots)
     products = read_catalogue(catalogue_dir)
-    profiles = [p.name for p in get_profiles(profile)] if profile is not None else []
+    profiles = _profiles(profile)
     values: dict[str, Any] = {}
     if gpu_price is not None:
         values["gpu_price_per_hour"] = gpu_price

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from packshot.deliver.profiles import get_profiles, load_profiles
+from packshot.errors import UsageError
 from packshot.models.names import is_model_name
 from packshot.shoot.plan import (
     JOB_MAX_BEST,
@@ -160,6 +162,29 @@ class JobError(BaseModel):
     message: str
 
 
+class DeliversFields(Strict):
+    """What every request that shoots may add: the marketplaces its images are delivered to."""
+
+    profiles: list[str] = Field(
+        [],
+        max_length=10,
+        description="Then deliver every image to these marketplace profiles (GET "
+        f"/v1/marketplaces): {', '.join(load_profiles())}. Each image is checked against "
+        "each profile's rules, fixed where that is honest, and its verdicts listed as `badges`; "
+        "the delivery is exported for the shop at `…/exports/{format}`.",
+    )
+
+    @field_validator("profiles")
+    @classmethod
+    def _profiles(cls, value: list[str]) -> list[str]:
+        if not value:
+            return []
+        try:
+            return [profile.name for profile in get_profiles(value)]
+        except UsageError as error:  # names the profiles there are
+            raise ValueError(str(error)) from None
+
+
 class TrainsFields(WebhookField):
     """What every request that trains gives: the base model and a training preset."""
 
@@ -279,7 +304,7 @@ class SceneFields(WebhookField):
         return value
 
 
-class ShootCreate(SceneFields):
+class ShootCreate(SceneFields, DeliversFields):
     mode: Literal["trained", "instant"] = Field(
         "trained",
         description="trained: the product's trained model draws it; instant: no training, the "
@@ -308,7 +333,7 @@ class ShootCreate(SceneFields):
     judge: bool = Field(True, description="Score the shots and flag those without the product.")
 
 
-class PlacementCreate(SceneFields):
+class PlacementCreate(SceneFields, DeliversFields):
     """Pixel-true mode: the product cut out of one of its photos, a scene generated around it."""
 
     photo_id: str = Field(
@@ -351,6 +376,15 @@ class ScoresPublic(BaseModel):
     flags: list[str] = []
 
 
+class BadgePublic(BaseModel):
+    """One marketplace profile's verdict on one image."""
+
+    profile: str
+    label: str
+    status: Literal["pass", "fixed", "warn", "fail"]
+    title: str = Field(..., description="Why it fails or warns; else what was fixed.")
+
+
 class ShotPublic(BaseModel):
     id: str
     url: str
@@ -362,6 +396,24 @@ class ShotPublic(BaseModel):
     height: int | None = None
     scores: ScoresPublic | None = None
     product_missing: bool = False
+    badges: list[BadgePublic] | None = Field(
+        None, description="With `profiles`, once delivered: each profile's verdict on it."
+    )
+
+
+class DeliveryPublic(BaseModel):
+    """A job's marketplace delivery (`delivery/` in its output folder)."""
+
+    profiles: list[str]
+    compliance: dict[str, dict[str, int]] = Field(
+        ..., description="Per marketplace profile, its images by verdict: pass, fixed, warn, fail."
+    )
+    exports: dict[str, str] = Field(
+        ...,
+        description="Each export's URL by format: zip as it is (the images in per-product "
+        "folders and the report); shopify, woocommerce and google with `image_base_url`, the "
+        "address the zip's folders are uploaded to, and optionally `profile` (whose images).",
+    )
 
 
 class ShootPublic(BaseModel):
@@ -376,6 +428,7 @@ class ShootPublic(BaseModel):
     warnings: list[str] = []
     download_url: str
     contact_sheet_url: str | None = None
+    delivery: DeliveryPublic | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -421,6 +474,7 @@ class PlacementPublic(BaseModel):
     warnings: list[str] = []
     download_url: str
     contact_sheet_url: str | None = None
+    delivery: DeliveryPublic | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -429,6 +483,21 @@ class PlacementPublic(BaseModel):
 class PlacementsPublic(BaseModel):
     data: list[PlacementPublic]
     count: int
+
+
+class MarketplacePublic(BaseModel):
+    """A marketplace profile (`presets/marketplaces.json`) a shoot may deliver to."""
+
+    name: str
+    label: str
+    source: str = Field(..., description="The marketplace's page of image rules.")
+    generated: Literal["ok", "warn", "fail"] = Field(
+        ...,
+        description="What an image the model drew gets: ok, warn, or fail (only a pixel-true "
+        "placement, the product's own pixels, is eligible).",
+    )
+    generated_rule: str | None = Field(None, description="What the marketplace says of it.")
+    white_background: bool
 
 
 class PresetPublic(BaseModel):
@@ -462,7 +531,7 @@ class ShotListEntryCreate(Strict):
     name: str | None = Field(None, max_length=40, description="Its folder (default 01-main, …).")
 
 
-class CatalogueShootCreate(TrainsFields):
+class CatalogueShootCreate(TrainsFields, DeliversFields):
     """Many products, one shot list: each product without a model is trained first (`model`,
     `preset`, `max_train_steps`), or with `instant` shot from its photos as reference images."""
 
@@ -497,12 +566,6 @@ class CatalogueShootCreate(TrainsFields):
     )
     seed: int | None = Field(None, ge=0, le=MAX_FIRST_SEED)
     judge: bool = Field(True, description="Score the shots and flag those without the product.")
-    profiles: list[str] = Field(
-        [],
-        max_length=10,
-        description="Then deliver every image to these marketplace profiles: amazon-main, "
-        "amazon-additional, shopify, google, ebay, etsy.",
-    )
 
 
 class CatalogueProductPublic(BaseModel):
@@ -529,9 +592,6 @@ class CatalogueShotPublic(ShotPublic):
     product: str | None = Field(None, description="The product's handle.")
     slot: str | None = None
     shot: str | None = Field(None, description="The shot list entry's name.")
-    badges: list[dict[str, str]] | None = Field(
-        None, description="Each profile's verdict on it: profile, label, status, title (why)."
-    )
 
 
 class CatalogueShootPublic(BaseModel):
@@ -545,6 +605,7 @@ class CatalogueShootPublic(BaseModel):
     cost: dict[str, Any] = {}
     download_url: str
     contact_sheet_url: str | None = None
+    delivery: DeliveryPublic | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

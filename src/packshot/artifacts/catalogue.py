@@ -150,8 +150,6 @@ class CatalogueShot(ShotRecord):
     shot: str  # the shot list entry's name
     slot: str  # its marketplace slot
     device_s: float = 0.0
-    # Each marketplace profile's verdict when delivered: [{profile, label, status, title}]
-    badges: list[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,8 +182,9 @@ class CatalogueSummary:
     images: list[CatalogueShot]
     cost: dict[str, Any]
     contact_sheet: str | None = None  # every image, captioned with its product and slot
-    # The marketplace delivery, when profiles were asked for: its folder and report (relative
-    # to the summary's folder), the profiles, and {product handle: {profile: {status: count}}}
+    # The marketplace delivery, when profiles were asked for: `DeliveryReport.record`'s
+    # (folder and report relative to the summary's folder, the profiles, the verdicts counted
+    # per profile, and per product handle and profile in `products`)
     delivery: dict[str, Any] | None = None
 
     @property

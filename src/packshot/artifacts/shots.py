@@ -314,9 +314,17 @@ class ShotRecord:
     width: int | None = None
     height: int | None = None
     scores: dict[str, Any] | None = None
+    # Each marketplace profile's verdict when the run delivered it (`deliver.deliver_run`):
+    # [{profile, label, status, title}], the title saying why it fails or warns
+    badges: list[dict[str, str]] | None = None
 
     @classmethod
     def listed(cls, image: dict[str, Any], file: str, **more: Any) -> Self:
-        """The record of `image`, an entry of `shoot.json`'s images, its file named `file`."""
-        listed = {f.name: image.get(f.name) for f in fields(ShotRecord) if f.name != "file"}
+        """The record of `image`, an entry of `shoot.json`'s images, its file named `file`;
+        `more` sets the other fields (a catalogue's, the badges of a delivery)."""
+        listed = {
+            f.name: image.get(f.name)
+            for f in fields(ShotRecord)
+            if f.name != "file" and f.name not in more
+        }
         return cls(file=file, **listed, **more)

@@ -8,9 +8,11 @@ export_delivery(Path("delivery/"), "shopify", Path("feeds/"), image_base_url="ht
 
 `profiles`: the marketplace rules as data (`presets/marketplaces.json`). `measure`: what the
 rules check, measured on a file. `upscale`: Lanczos, or a diffusion upscaler with a fidelity
-check. `run`: the delivery itself. `report`: delivery.json read back and the HTML page. `shop`:
-the shop exports. Importing this package is light (the API reads deliveries and exports them);
-OpenCV and the placement's geometry load with `deliver` and its records.
+check. `run`: the delivery itself, and `deliver_run`: a run's shots into its `delivery/`
+folder (shoots, placements, instant and catalogue shoots; their jobs and their commands).
+`report`: delivery.json read back and the HTML page. `shop`: the shop exports. Importing this
+package is light (the API reads deliveries and exports them); OpenCV and the placement's
+geometry load with `deliver` and its records.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
         ImageDelivery,
         ProfileResult,
         deliver,
+        deliver_run,
     )
 
 __all__ = [
@@ -38,13 +41,21 @@ __all__ = [
     "MarketplaceProfile",
     "ProfileResult",
     "deliver",
+    "deliver_run",
     "export_delivery",
     "get_profiles",
     "load_profiles",
     "read_report",
 ]
 
-_LAZY = {"DeliveryReport", "DeliveryShot", "ImageDelivery", "ProfileResult", "deliver"}
+_LAZY = {
+    "DeliveryReport",
+    "DeliveryShot",
+    "ImageDelivery",
+    "ProfileResult",
+    "deliver",
+    "deliver_run",
+}
 
 
 def __getattr__(name: str) -> Any:

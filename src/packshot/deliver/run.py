@@ -48,7 +48,16 @@ from packshot.deliver.measure import (
     white_frame,
 )
 from packshot.deliver.profiles import MarketplaceProfile, get_profiles
-from packshot.deliver.report import FAIL, FIXED, HTML_FILE, PASS, REPORT_FILE, WARN, write_html
+from packshot.deliver.report import (
+    DELIVERY_DIR,
+    FAIL,
+    FIXED,
+    HTML_FILE,
+    PASS,
+    REPORT_FILE,
+    WARN,
+    write_html,
+)
 from packshot.deliver.upscale import LANCZOS, Similarity, Upscaler, resize
 from packshot.errors import UsageError
 from packshot.intake.colour import normalise
@@ -129,22 +138,43 @@ class DeliveryReport:
     html_path: Path
     timings: dict[str, float]
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """{profile: {status: how many shots}}."""
+    def counts(self, product: str | None = None) -> dict[str, dict[str, int]]:
+        """{profile: {status: how many shots}}, of every shot or of one product's (its handle)."""
         counts: dict[str, dict[str, int]] = {}
         for image in self.images:
+            if product is not None and image.product != product:
+                continue
             for name, result in image.results.items():
                 row = counts.setdefault(name, {PASS: 0, FIXED: 0, WARN: 0, FAIL: 0})
                 row[result.status] += 1
         return counts
 
-    def badges(self) -> dict[str, list[dict[str, str]]]:
-        """For a gallery: {shot's path, as passed in: [{profile, label, status, title}]}, the
-        title being the first reason a shot fails or warns (or what was fixed)."""
+    def badges(self, relative_to: Path | None = None) -> dict[str, list[dict[str, str]]]:
+        """For a gallery: {shot's path: [{profile, label, status, title}]}, the title being the
+        first reason a shot fails or warns (or what was fixed). The path as passed in, or
+        relative to the folder `relative_to` (a run's output folder: its records' names)."""
         labels = {p.name: p.label for p in self.profiles}
+
+        def key(source: Path) -> str:
+            return str(source if relative_to is None else source.relative_to(relative_to))
+
         return {
-            str(image.source): [_badge(labels[name], r) for name, r in image.results.items()]
+            key(image.source): [_badge(labels[name], r) for name, r in image.results.items()]
             for image in self.images
+        }
+
+    def record(self, root: Path) -> dict[str, Any]:
+        """The delivery as a run's result records it, paths relative to the run's folder
+        `root`: its folder, report and page, the profiles, the verdicts counted per profile
+        (`counts`) and per product and profile (`products`)."""
+        handles = dict.fromkeys(image.product for image in self.images)
+        return {
+            "dir": self.out_dir.relative_to(root).as_posix(),
+            "report": self.report_path.relative_to(root).as_posix(),
+            "html": self.html_path.relative_to(root).as_posix(),
+            "profiles": [p.name for p in self.profiles],
+            "counts": self.counts(),
+            "products": {handle: self.counts(handle) for handle in handles},
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +267,25 @@ def deliver(
     write_json(report.report_path, data)
     write_html(data, out_dir)
     return report
+
+
+def deliver_run(
+    root: Path,
+    profiles: Sequence[str],
+    shots: Path | Sequence[Path | DeliveryShot] | None = None,
+    *,
+    progress: ProgressCallback = no_progress,
+) -> DeliveryReport:
+    """Deliver a run's shots into its output folder `root`, as `root/delivery/`: the folder
+    the studio's exports read and `packshot export` takes. Shoots, placements, instant shots
+    and catalogue shoots (their jobs and their commands' `--profile`) all deliver through here.
+
+    `shots`: files inside `root` (default: the run's own shots, the PNGs with a sidecar in
+    `root`). The result's records take `report.badges(relative_to=root)` (each shot's verdicts
+    by its name in the run) and `report.record(root)` (the delivery's summary)."""
+    root = Path(root)
+    shots = root if shots is None else shots
+    return deliver(shots, profiles, root / DELIVERY_DIR, progress=progress)
 
 
 def collect_shots(shots: Path | Sequence[Path | DeliveryShot]) -> list[DeliveryShot]:
@@ -454,7 +503,8 @@ def _generated_reason(profile: MarketplaceProfile) -> str:
     if profile.generated == "fail":
         return (
             f"{profile.label} takes only a photograph of the real product: this shot was drawn "
-            "by the model. Use a pixel-true shot (`packshot place`) on white instead"
+            "by the model. Use a pixel-true shot on white instead (`packshot place`; in the "
+            "studio, “Keep my product's pixels”)"
         )
     return (
         f"{profile.label} wants images of the item itself, not a rendering: this shot was drawn "

@@ -47,8 +47,7 @@ from packshot.artifacts.catalogue import (
     write_record,
 )
 from packshot.artifacts.product_model import ProductModel, work_dir_for
-from packshot.deliver import DeliveryShot, deliver, get_profiles
-from packshot.deliver.report import DELIVERY_DIR
+from packshot.deliver import DeliveryShot, deliver_run, get_profiles
 from packshot.errors import PackshotError, PhotoSetError, UsageError
 from packshot.flows.instant import choose_references, reference_model
 from packshot.flows.judged import shoot_and_judge
@@ -385,22 +384,10 @@ def _deliver(
         )
         for image in summary.images
     ]
-    report = deliver(shots, profiles, out / DELIVERY_DIR, progress=progress)
-    badges = report.badges()
-    counts: dict[str, dict[str, dict[str, int]]] = {}
-    for delivered in report.images:
-        for name, result in delivered.results.items():
-            row = counts.setdefault(delivered.product, {}).setdefault(name, {})
-            row[result.status] = row.get(result.status, 0) + 1
-    images = [replace(i, badges=badges.get(str(out / i.file))) for i in summary.images]
-    delivery = {
-        "dir": DELIVERY_DIR,
-        "report": f"{DELIVERY_DIR}/{report.report_path.name}",
-        "html": f"{DELIVERY_DIR}/{report.html_path.name}",
-        "profiles": profiles,
-        "products": counts,
-    }
-    return replace(summary, images=images, delivery=delivery)
+    report = deliver_run(out, profiles, shots, progress=progress)
+    badges = report.badges(relative_to=out)
+    images = [replace(i, badges=badges.get(i.file)) for i in summary.images]
+    return replace(summary, images=images, delivery=report.record(out))
 
 
 def _failed(product: CatalogueProduct, folder: Path, error: str) -> ProductOutcome:

@@ -200,15 +200,24 @@ def run_shoot(
         )
         result, flagged = judged.result, judged.flagged
     summary = json.loads(result.summary_path.read_text(encoding="utf-8"))
+    delivery, badges = None, {}
+    if params.profiles:  # marketplace-ready: every shot against every profile
+        from packshot.deliver.run import deliver_run
+
+        shots = [out / image["file"] for image in summary["images"]]
+        report = deliver_run(out, params.profiles, shots, progress=progress)
+        delivery, badges = report.record(out), report.badges(relative_to=out)
     return ShootResult(
         out_dir=folder,
         images=[
-            ShotRecord.listed(image, f"{folder}/{image['file']}") for image in summary["images"]
+            ShotRecord.listed(image, f"{folder}/{image['file']}", badges=badges.get(image["file"]))
+            for image in summary["images"]
         ],
         contact_sheet=f"{folder}/{result.contact_sheet.name}",
         product_missing=[f"{folder}/{name}" for name in flagged],
         warnings=list(result.warnings),
         cost=result.cost,
+        delivery=delivery,
     )
 
 
@@ -230,13 +239,26 @@ def job_seed(workdir: Path) -> int:
 def run_placement(
     params: Any, workdir: Path, progress: ProgressCallback, cache_dir: Path | None
 ) -> Any:
-    """params: a `PlaceRequest`; the result: its `PlaceResult`, paths relative to `workdir`."""
+    """params: a `PlaceRequest`; the result: its `PlaceResult`, paths relative to `workdir`,
+    with the delivery to `params.profiles` when it names any."""
     from packshot.place import place
 
     kind = KINDS["placement"]
     if params.seed is None:
         params = replace(params, seed=job_seed(workdir))
-    result = place(params, workdir / kind.out_dir, progress=progress, cache_dir=cache_dir)
+    out = workdir / kind.out_dir
+    result = place(params, out, progress=progress, cache_dir=cache_dir)
+    if params.profiles:  # marketplace-ready: a pixel-true shot on white may be a main image
+        from packshot.deliver.run import deliver_run
+
+        shots = [shot.path for shot in result.shots]
+        report = deliver_run(out, params.profiles, shots, progress=progress)
+        badges = report.badges(relative_to=out)
+        placed = [
+            replace(shot, badges=badges.get(str(shot.path.relative_to(out))))
+            for shot in result.shots
+        ]
+        result = replace(result, shots=placed, delivery=report.record(out))
     return kind.load_result(result.to_dict(relative_to=workdir))
 
 

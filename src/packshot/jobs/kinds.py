@@ -82,6 +82,7 @@ class ShootParams(ShootRequest):
     # instant shots (no training): the product's photos, the best 1-4 of which are picked as
     # `references` (flows.instant); `reference_dir` judges against them all
     photos_dir: str | None = None
+    profiles: list[str] = field(default_factory=list)  # marketplace profiles to deliver to
 
     def request(self) -> ShootRequest:
         """The shoot itself, without the judging."""
@@ -162,11 +163,13 @@ class ShootResult:
     """A finished shoot job; paths relative to its folder."""
 
     out_dir: str
-    images: list[ShotRecord]
+    images: list[ShotRecord]  # with their marketplace badges when it was delivered
     contact_sheet: str
     product_missing: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     cost: dict[str, Any] = field(default_factory=dict)
+    # With profiles: the delivery in `out_dir` (`DeliveryReport.record`, relative to out_dir)
+    delivery: dict[str, Any] | None = None
 
 
 # -- the table ---------------------------------------------------------------------------------

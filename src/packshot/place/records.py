@@ -60,6 +60,10 @@ class PlaceRequest:
     precision: str | None = None
     compile: bool = False  # the fast pipeline: merged LoRA, fused attention, torch.compile
     fp8: bool = False  # fp8 weights and activations where the GPU has them (torchao)
+    # Marketplace profiles the shots go to once placed: delivered by whoever runs the request
+    # (the placement job, `packshot place --profile`) through `deliver.deliver_run`; `place`
+    # itself only places, and a re-run may ask for other profiles.
+    profiles: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +94,8 @@ class PlacedShot:
     device_seconds: float
     reused: bool  # written by an earlier run of the same request
     scores: dict[str, Any] | None = None
+    # Each marketplace profile's verdict when delivered (`artifacts.shots.ShotRecord.badges`)
+    badges: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -105,6 +111,8 @@ class PlaceResult:
     flagged: list[str]  # shots the judges couldn't find the product in
     warnings: list[str]
     timings: dict[str, float]
+    # With profiles: the delivery in `out_dir` (`DeliveryReport.record`, relative to out_dir)
+    delivery: dict[str, Any] | None = None
 
     def to_dict(self, relative_to: Path | str | None = None) -> dict[str, Any]:
         """JSON-ready; paths relative to `relative_to` when given (a job's workdir)."""

@@ -27,6 +27,7 @@ from packshot.api.routes.jobs import (
     check_fair_use,
     check_model,
     check_reference_model,
+    delivery_public,
     succeeded_training,
 )
 from packshot.api.routes.products import get_product, photos_dir
@@ -40,7 +41,6 @@ from packshot.api.schemas import (
 from packshot.api.settings import ApiSettings
 from packshot.artifacts.catalogue import CatalogueProduct, handle_for
 from packshot.artifacts.product_model import ProductModel
-from packshot.deliver.profiles import get_profiles
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, CatalogueParams
 from packshot.jobs.models import Job, JobEvent, Photo
@@ -102,6 +102,7 @@ def catalogue_public(session: SessionDep, job: Job) -> CatalogueShootPublic:
         contact_sheet_url=f"/v1/{KIND.plural}/{job.id}/contact-sheet"
         if result and result.contact_sheet
         else None,
+        delivery=delivery_public(KIND, job, result.delivery if result else None),
         **_times(job),
     )
 
@@ -120,8 +121,6 @@ def create_catalogue_shoot(
     reference images; the others shot with their latest model. One product's failure (photos
     not enough, a refused training) is reported for that product only."""
     check_webhook(settings, body.webhook)
-    if body.profiles:
-        get_profiles(body.profiles)  # unknown names refused, naming the known ones
     shots = [entry.model_dump(exclude_none=True) for entry in body.shots]
     shot_list = ShotList.from_dict({"shots": shots}, where="`shots`")
     request = body.model_dump(exclude_none=True, exclude={"webhook"})

@@ -42,8 +42,10 @@ from packshot.api.errors import ApiError, not_found
 from packshot.api.routes.products import get_product, photos_dir
 from packshot.api.schemas import (
     CutoutPublic,
+    DeliveryPublic,
     ErrorPublic,
     FilePublic,
+    MarketplacePublic,
     PlacedShotPublic,
     PlacementCreate,
     PlacementPublic,
@@ -65,8 +67,9 @@ from packshot.artifacts.product_model import (
     work_dir_for,
 )
 from packshot.artifacts.shots import sidecar_path
+from packshot.deliver.profiles import load_profiles
 from packshot.deliver.report import DELIVERY_DIR, REPORT_FILE
-from packshot.deliver.shop import export_delivery
+from packshot.deliver.shop import FORMATS, export_delivery
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, JobEvent, Photo, Product, ShotRow
@@ -424,10 +427,25 @@ def _shots(session: SessionDep, job: Job, model: type[ShotPublic]) -> list[Any]:
                 height=info.get("height"),
                 scores=scores,
                 product_missing=bool(scores) and scores.get("present") is False,
+                badges=info.get("badges"),
                 **extra,
             )
         )
     return shots
+
+
+def delivery_public(
+    kind: JobKind, job: Job, delivery: dict[str, Any] | None
+) -> DeliveryPublic | None:
+    """A finished job's marketplace delivery (its result's `DeliveryReport.record`): the
+    verdicts counted per profile and the exports' URLs; None without one."""
+    if not delivery:
+        return None
+    return DeliveryPublic(
+        profiles=list(delivery["profiles"]),
+        compliance=delivery.get("counts", {}),  # a catalogue's delivered before: per product
+        exports={fmt: f"/v1/{kind.plural}/{job.id}/exports/{fmt}" for fmt in FORMATS},
+    )
 
 
 def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
@@ -444,6 +462,7 @@ def shoot_public(session: SessionDep, job: Job) -> ShootPublic:
         warnings=list(result.warnings) if result else [],
         download_url=f"/v1/shoots/{job.id}/download",
         contact_sheet_url=f"/v1/shoots/{job.id}/contact-sheet" if result else None,
+        delivery=delivery_public(KINDS["shoot"], job, result.delivery if result else None),
         **_times(job),
     )
 
@@ -472,6 +491,7 @@ def placement_public(session: SessionDep, job: Job) -> PlacementPublic:
         warnings=list(result.warnings) if result else [],
         download_url=f"/v1/placements/{job.id}/download",
         contact_sheet_url=f"/v1/placements/{job.id}/contact-sheet" if result else None,
+        delivery=delivery_public(KINDS["placement"], job, result.delivery if result else None),
         **_times(job),
     )
 
@@ -494,6 +514,26 @@ def list_presets(merchant: CurrentMerchant):
         )
         for n, p in load_presets().items()
     ]
+
+
+@router.get("/marketplaces", response_model=list[MarketplacePublic], responses=E)
+def list_marketplaces(merchant: CurrentMerchant):
+    """The marketplace profiles a shoot, a placement or a catalogue shoot may deliver to
+    (`profiles`): each with its page of rules and what it makes of an image the model drew."""
+    marketplaces = []
+    for profile in load_profiles().values():
+        rule = profile.rules.get("generated")
+        marketplaces.append(
+            MarketplacePublic(
+                name=profile.name,
+                label=profile.label,
+                source=profile.source,
+                generated=profile.generated,  # type: ignore[arg-type]
+                generated_rule=rule.says if rule else None,
+                white_background=profile.white_background,
+            )
+        )
+    return marketplaces
 
 
 def _check_presets(names: list[str], pixel_true: bool = False) -> None:
