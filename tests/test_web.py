@@ -420,8 +420,15 @@ def test_whole_flow_in_chromium(
     page.locator("#shoot details.advanced summary").click()
     page.get_by_label("Shots per description").fill("1")
     page.get_by_label("Sampling steps").fill("2")
+    # Delivered to Shopify and to Amazon's main image, which takes no drawn shot: the badge
+    # says so.
+    for marketplace in ("Amazon main", "Shopify"):
+        page.get_by_test_id("profiles").get_by_text(marketplace, exact=True).click()
+        expect(page.get_by_label(marketplace)).to_be_checked()
     camera.shoot("shoot-form")
     page.get_by_test_id("start-shoot").click()
+    # The new shoot's block, above the instant one (which is done: a zip to download already).
+    expect(page.get_by_test_id("shoot")).to_have_count(2)
     shoot = page.get_by_test_id("shoot").first
     expect(shoot).to_be_visible()
     expect(shoot.get_by_test_id("download-zip")).to_be_visible(timeout=120_000)
@@ -434,12 +441,25 @@ def test_whole_flow_in_chromium(
     assert from_api["status"] == "succeeded"
     flagged = sum(shot["product_missing"] for shot in from_api["shots"])
     expect(shoot.get_by_test_id("product-missing")).to_have_count(flagged)
+    badge = shots.first.get_by_test_id("badge").filter(has_text="Amazon main")
+    expect(badge).to_have_text("Amazon main: fail")
+    expect(badge).to_have_attribute("title", re.compile("drawn by the model"))
+    export_zip = shoot.get_by_test_id("export-zip")
+    expect(export_zip).to_have_attribute("href", f"/v1/shoots/{shoot_id}/exports/zip")
+    # The shop's CSV links every image where the merchant puts the zip's folders online.
+    shopify_csv = shoot.get_by_test_id("export-shopify")
+    expect(shopify_csv).to_have_attribute("aria-disabled", "true")
+    shoot.get_by_label("Where the images will be online").fill("https://cdn.example.com/bag/")
+    expect(shopify_csv).to_have_attribute(
+        "href", re.compile(r"/exports/shopify\?image_base_url=https%3A%2F%2Fcdn.*&profile=shopify$")
+    )
     camera.shoot("gallery")
 
     shots.first.get_by_role("button", name="View this shot larger").click()
     viewer = page.locator("dialog.viewer")
     expect(viewer).to_be_visible()
     expect(viewer).to_contain_text("Seed")
+    expect(viewer.get_by_test_id("verdicts")).to_contain_text("drawn by the model")
     camera.shoot("shot-viewer", full_page=False)
     viewer.get_by_role("button", name="Close").click()
     expect(viewer).to_have_count(0)
@@ -451,6 +471,11 @@ def test_whole_flow_in_chromium(
     with zipfile.ZipFile(zip_path) as archive:
         pngs = [n for n in archive.namelist() if n.endswith(".png")]
     assert len(pngs) >= 2, archive.namelist()
+    with page.expect_download() as delivery_download:
+        export_zip.click()
+    with zipfile.ZipFile(delivery_download.value.path()) as archive:
+        names = archive.namelist()
+    assert "delivery.json" in names and sum(n.endswith(".jpg") for n in names) == 2, names
 
     with page.expect_download() as shot_download:
         shots.first.get_by_test_id("download-shot").click()

@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { busy, field, h, icon, markInvalid, mount, plural, rich } from "./dom.js";
+import { badgeList, complianceBadges, deliveryDownloads, loadMarketplaces, pickedProfiles, profilesField } from "./market.js";
 
 const SLOTS = [
   ["main", "Main image"],
@@ -11,15 +12,6 @@ const SLOTS = [
   ["lifestyle", "Lifestyle image"],
 ];
 const ASPECTS = ["1:1", "4:5", "3:4", "16:9", "9:16"];
-// The marketplace profiles of presets/marketplaces.json (`packshot deliver --profile`).
-const PROFILES = [
-  ["amazon-main", "Amazon main"],
-  ["amazon-additional", "Amazon additional"],
-  ["shopify", "Shopify"],
-  ["google", "Google Merchant Center"],
-  ["ebay", "eBay"],
-  ["etsy", "Etsy"],
-];
 const DEFAULT_SHOTS = [
   { slot: "main", preset: "studio", description: "", aspect: "1:1", count: 1 },
   { slot: "additional", preset: "", description: "the {product} seen from the side on a light grey table", aspect: "4:5", count: 1 },
@@ -48,6 +40,7 @@ class CataloguePage {
     this.timer = null;
     this.left = false;
     this.presets = [];
+    this.marketplaces = [];
   }
 
   leave() {
@@ -69,10 +62,11 @@ class CataloguePage {
     );
     let products, shoots;
     try {
-      [products, shoots, this.presets] = await Promise.all([
+      [products, shoots, this.presets, this.marketplaces] = await Promise.all([
         api.get("/v1/products").then((b) => b.data),
         api.get("/v1/catalogue-shoots").then((b) => b.data),
         api.get("/v1/presets"),
+        loadMarketplaces(),
       ]);
     } catch (exc) {
       mount(this.table, h("div.notice.bad", icon("alert"), h("div.grow", rich(exc.message))));
@@ -121,7 +115,7 @@ class CataloguePage {
         h("td", photos),
         h("td", model),
         h("td", { "data-testid": "catalogue-shots" }, shotsCell(state)),
-        h("td", { "data-testid": "compliance" }, complianceCell(state)),
+        h("td", { "data-testid": "compliance" }, complianceCell(state, this.marketplaces)),
       );
     });
     mount(
@@ -142,12 +136,7 @@ class CataloguePage {
     const list = h("div.shot-rows", { "data-testid": "shot-list" });
     const addRow = (shot) => list.append(this.shotRow(shot, list));
     DEFAULT_SHOTS.forEach(addRow);
-    const profiles = h(
-      "div.chips",
-      PROFILES.map(([name, label]) =>
-        h("label.chip", h("input", { type: "checkbox", name: "profiles", value: name }), label),
-      ),
-    );
+    const profiles = profilesField(this.marketplaces, { drawn: true }); // every shot is drawn
     const model = h("input.input", { id: "catalogue-model", name: "model", value: TRAINING_MODEL, autocomplete: "off", spellcheck: "false" });
     // Instant shots: no training; the base model follows the choice while it holds a default.
     const instant = h("input", {
@@ -183,7 +172,7 @@ class CataloguePage {
           if (!ids.length) return fail("Add a product first.");
           const body = { product_ids: ids, shots, instant: instant.checked };
           if (model.value.trim()) body.model = model.value.trim();
-          const picked = [...profiles.querySelectorAll("input:checked")].map((i) => i.value);
+          const picked = pickedProfiles(profiles);
           if (picked.length) body.profiles = picked;
           if (trainSteps.value && !instant.checked) body.max_train_steps = Number(trainSteps.value);
           if (steps.value) body.num_inference_steps = Number(steps.value);
@@ -202,7 +191,7 @@ class CataloguePage {
       h("p.sub", "The shots every product gets, main image first. Use {product} for the product in your words."),
       list,
       h("div.row", h("button.btn.ghost.small", { type: "button", "data-testid": "add-shot", onclick: () => addRow({ slot: "additional", preset: "", description: "", aspect: "1:1", count: 1 }) }, icon("plus"), "Add a shot")),
-      h("div.field", h("span.label", "Deliver to marketplaces"), profiles, h("span.hint", "Each image is checked against each marketplace's rules and fixed where that is honest.")),
+      profiles,
       h(
         "div.field",
         h("span.label", "Products without a model"),
@@ -253,7 +242,7 @@ class CataloguePage {
   /** Show a catalogue shoot and poll it until it ends, then redraw the table. */
   follow(shoot) {
     clearTimeout(this.timer);
-    mount(this.jobBox, jobCard(shoot));
+    mount(this.jobBox, jobCard(shoot, this.marketplaces));
     if (["queued", "running"].includes(shoot.status)) {
       this.timer = setTimeout(async () => {
         if (this.left) return;
@@ -286,22 +275,12 @@ function shotsCell(state) {
   return h("span.badge", "Queued");
 }
 
-function complianceCell(state) {
-  const profiles = Object.entries(state?.compliance || {});
-  if (!profiles.length) return h("span.muted", "—");
-  const label = Object.fromEntries(PROFILES);
-  return h(
-    "div.cell-stack",
-    profiles.map(([name, counts]) => {
-      const bad = counts.fail || 0;
-      const kind = bad ? "bad" : counts.warn ? "warn" : "ok";
-      const ok = (counts.pass || 0) + (counts.fixed || 0);
-      return h(`span.badge.${kind}`, { "data-profile": name }, `${label[name] || name}: ${bad ? `${bad} fail` : `${ok} ok`}`);
-    }),
-  );
+function complianceCell(state, marketplaces) {
+  const badges = complianceBadges(state?.compliance, marketplaces);
+  return badges ? h("div.cell-stack", badges) : h("span.muted", "—");
 }
 
-function jobCard(shoot) {
+function jobCard(shoot, marketplaces) {
   const running = ["queued", "running"].includes(shoot.status);
   const products = shoot.products.map((p) =>
     h(
@@ -320,7 +299,7 @@ function jobCard(shoot) {
               "figure.catalogue-shot",
               { "data-testid": "catalogue-shot", "data-slot": s.slot },
               h("img", { src: s.url, alt: `${p.name}, ${s.slot} image`, loading: "lazy" }),
-              h("figcaption", s.slot, (s.badges || []).map((b) => h(`span.badge.${{ pass: "ok", fixed: "ok", warn: "warn", fail: "bad" }[b.status]}`, { title: b.title }, `${b.label}: ${b.status}`))),
+              h("figcaption", s.slot, badgeList(s.badges)),
             ),
           ),
       ),
@@ -339,5 +318,6 @@ function jobCard(shoot) {
     shoot.status === "succeeded"
       ? h("div.row", h("a.btn.ghost", { href: shoot.download_url, download: "", "data-testid": "catalogue-download" }, icon("download"), "Download all"))
       : null,
+    shoot.delivery ? deliveryDownloads(shoot.delivery, marketplaces) : null,
   );
 }

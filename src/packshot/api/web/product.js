@@ -6,6 +6,7 @@
 
 import * as api from "./api.js";
 import { busy, duration, field, h, markInvalid, rich, icon, mount, plural, spinner, timeAgo, toast } from "./dom.js";
+import { badgeList, badgeReasons, deliveryDownloads, loadMarketplaces, pickedProfiles, profilesField } from "./market.js";
 
 const ACCEPT = "image/jpeg,image/png,image/webp,image/gif,image/heic,image/heif,image/avif";
 const PRESET_STEPS = { quick: 300, standard: 500, best: 1000 }; // presets/training.json
@@ -79,6 +80,7 @@ class ProductPage {
     this.placements = [];
     this.mode = null; // "generate" (the trained model) or "place" (the product's own pixels)
     this.presets = []; // the shot presets
+    this.marketplaces = []; // the marketplace profiles a shoot may deliver to
   }
 
   base() {
@@ -88,11 +90,13 @@ class ProductPage {
   async load() {
     mount(this.main, h("div.loading", spinner(), "Loading product…"));
     try {
-      const [product, photos, presets] = await Promise.all([
+      const [product, photos, presets, marketplaces] = await Promise.all([
         api.get(this.base()),
         api.get(`${this.base()}/photos`),
         api.get("/v1/presets").catch(() => null),
+        loadMarketplaces(),
       ]);
+      this.marketplaces = marketplaces;
       this.product = product;
       this.photos = listOf(photos);
       this.presets = listOf(presets);
@@ -671,6 +675,7 @@ class ProductPage {
     const keep = h("input", { id: "place-keep", name: "keep_framing", type: "checkbox" });
     const model = h("input.input", { id: "place-model", name: "model", placeholder: "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", spellcheck: "false", autocomplete: "off" });
     const useModel = this.hasModel ? h("input", { id: "place-lora", name: "training_id", type: "checkbox" }) : null;
+    const deliver = profilesField(this.marketplaces); // pixel-true: eligible for main images on white
     const { error, fail } = formError();
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-placement" }, icon("camera"), "Place in scene");
     const form = h(
@@ -702,6 +707,8 @@ class ProductPage {
             const trained = this.training?.status === "succeeded" ? this.training.id : null;
             if (trained) body.training_id = trained;
           }
+          const profiles = pickedProfiles(deliver);
+          if (profiles.length) body.profiles = profiles;
           let placement;
           try {
             placement = await busy(submit, () => api.post(`${this.base()}/placements`, body));
@@ -724,6 +731,7 @@ class ProductPage {
       presets.length
         ? h("div.field", h("span.label", "Shot presets"), chips, h("span.hint", "Presets that show the product held or worn need it drawn: use “Generate with my model” for those."))
         : null,
+      deliver,
       h(
         "details.advanced",
         h("summary", "Options"),
@@ -764,6 +772,7 @@ class ProductPage {
     );
     n.value = 1;
     const model = h("input.input", { id: "instant-model", name: "model", placeholder: INSTANT_MODEL, spellcheck: "false", autocomplete: "off" });
+    const deliver = profilesField(this.marketplaces, { drawn: true });
     const { error, fail } = formError();
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-instant" }, icon("spark"), "Shoot now");
     const form = h(
@@ -781,6 +790,8 @@ class ProductPage {
           if (aspect.value) body.aspect = aspect.value;
           if (steps.value) body.num_inference_steps = Number(steps.value);
           if (model.value.trim()) body.base = model.value.trim();
+          const profiles = pickedProfiles(deliver);
+          if (profiles.length) body.profiles = profiles;
           let shoot;
           try {
             shoot = await busy(submit, () => api.post(`${this.base()}/shoots`, body));
@@ -794,6 +805,7 @@ class ProductPage {
         oninput: () => (error.hidden = true),
       },
       field(descriptions, "Describe your instant shots", "One shot idea per line. The studio picks your best photos to show the model your product; every shot is checked against them."),
+      deliver,
       h(
         "details.advanced",
         h("summary", "Options"),
@@ -819,6 +831,7 @@ class ProductPage {
       `the ${this.product.class_name} on a marble kitchen counter\na model wearing the ${this.product.class_name}, walking in the park`,
     );
     const best = h("input", { id: "shoot-best", name: "best", type: "checkbox" });
+    const deliver = profilesField(this.marketplaces, { drawn: true });
     const { error, fail } = formError();
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-shoot" }, icon("camera"), "Shoot");
     const form = h(
@@ -844,6 +857,8 @@ class ProductPage {
             delete body.count;
             body.best = count;
           }
+          const profiles = pickedProfiles(deliver);
+          if (profiles.length) body.profiles = profiles;
           let shoot;
           try {
             shoot = await busy(submit, () => api.post(`${this.base()}/shoots`, body));
@@ -859,6 +874,7 @@ class ProductPage {
       presets.length
         ? h("div.field", h("span.label", "Shot presets"), chips, h("span.hint", "Each description is shot in every preset you pick."))
         : null,
+      deliver,
       h(
         "details.advanced",
         h("summary", "Options"),
@@ -889,7 +905,8 @@ class ProductPage {
     const draw = () => {
       const s = state.job;
       const shots = s.shots || [];
-      const expected = s.progress?.total || shots.length;
+      const delivering = s.progress?.stage === "deliver"; // every shot made: now the marketplaces
+      const expected = (!delivering && s.progress?.total) || shots.length;
       const active = ACTIVE.has(s.status);
       const missing = shots.filter(isMissing).length;
       const url = `/v1/${spec.path}/${enc(s.id)}`;
@@ -899,7 +916,7 @@ class ProductPage {
           "div.job-title",
           h(`span.badge.plain.mode${kind === "placement" ? ".pixels" : ""}`, { "data-testid": "job-mode" }, s.request?.mode === "instant" ? "Instant" : spec.badge),
           h("strong", (s.request?.descriptions || s.descriptions || []).join(" · ") || spec.title),
-          h("div.small.muted", [statusText(s, shots.length, expected), missing ? ` · ${missing} flagged` : ""].join("")),
+          h("div.small.muted", [delivering && active ? "Delivering to marketplaces…" : statusText(s, shots.length, expected), missing ? ` · ${missing} flagged` : ""].join("")),
         ),
         s.status === "succeeded"
           ? h("a.btn.small", { href: `${url}/download`, download: "", "data-testid": "download-zip" }, icon("download"), "Download all (.zip)")
@@ -908,7 +925,8 @@ class ProductPage {
             : statusBadge(s.status),
       );
       const gallery = h("div.gallery", { "data-testid": "gallery" }, shots.map((shot) => shotCard(shot)));
-      if (active) {
+      const downloads = s.delivery ? deliveryDownloads(s.delivery, this.marketplaces) : null;
+      if (active && !delivering) {
         for (let i = shots.length; i < Math.max(expected, shots.length + 1); i++) {
           gallery.append(h("div.card.shot", h("div.placeholder", spinner())));
         }
@@ -944,16 +962,22 @@ class ProductPage {
         bar = h("div.progress", h("div", { style: { width: `${p.total ? (100 * p.done) / p.total : 0}%` } }));
         if (!p.total) bar.classList.add("indeterminate");
       }
-      mount(block, head, bar, notices, kept, gallery);
+      mount(block, head, bar, notices, kept, gallery, downloads);
     };
+    let asked = 0; // refreshes asked for: an answer overtaken by a later one's is dropped
     const refresh = async () => {
+      const mine = ++asked;
+      let fresh;
       try {
-        state.job = await api.get(`/v1/${spec.path}/${enc(job.id)}`);
+        fresh = await api.get(`/v1/${spec.path}/${enc(job.id)}`);
       } catch (exc) {
         toast(exc.message, "bad");
         return;
       }
-      if (this.gone) return;
+      // A slow answer to an earlier refresh (the job still running) must not draw over the
+      // finished job that a later one brought.
+      if (this.gone || mine !== asked) return;
+      state.job = fresh;
       draw();
     };
     draw();
@@ -1245,6 +1269,7 @@ function shotCard(shot) {
       "div.body",
       h("p.desc", shot.description || shot.prompt || ""),
       scoreLine(shot),
+      badgeList(shot.badges),
       h(
         "div.foot",
         shot.preset ? h("span.badge.plain", presetLabel(shot.preset)) : h("span"),
@@ -1297,6 +1322,7 @@ function shotDialog(shot) {
       missing
         ? h("p.small.muted", "The judge couldn't find your product in this shot. Leave it out of your listings.")
         : null,
+      badgeReasons(shot.badges),
       h(
         "dl",
         row("Size", shot.width && shot.height ? `${shot.width} × ${shot.height}` : null),
