@@ -3,8 +3,8 @@ diffusers format.
 
 They stand in for real weights in tests and the offline demo: same classes, same folder layout,
 same `from_pretrained` path, same 8x VAE down-sampling, a real CLIP tokenizer (SD) or a small
-byte-level BPE tokenizer with Qwen3's chat template (FLUX.2); but a few channels and random
-weights, so the images they make are noise. Component shapes follow the
+byte-level BPE tokenizer with Qwen3's chat template (FLUX.2); but a few channels and
+random weights, so the images they make are noise. Component shapes follow the
 `get_dummy_components()` of diffusers' own pipeline tests.
 """
 
@@ -50,11 +50,10 @@ from transformers import (
 
 from packshot.cachedir import build_into_cache
 from packshot.errors import PackshotError, UsageError
-from packshot.models.families import stand_in_aliases
+from packshot.models.families import STAND_IN_KIND, stand_in_aliases
 
 # Bump when a change here changes what gets built: cached stand-ins with another number are rebuilt.
 BUILDER_VERSION = 1
-STAND_IN_KIND = "packshot-tiny-stand-in"  # `kind` in packshot.json, how a stand-in is recognised
 
 # CLIP's BPE vocabulary: 256 byte symbols, the same with '</w>', 48,894 merges, 2 specials.
 CLIP_VOCAB_SIZE = 49408
@@ -186,19 +185,24 @@ def _text_encoder_config(hidden_act: str, projection_dim: int | None = None) -> 
     )
 
 
+def _vae_shape(latent_channels: int, layers_per_block: int) -> dict[str, object]:
+    """A tiny VAE's shape: four blocks of `_VAE_CHANNELS` (three halvings: 8x, as the real
+    ones), for diffusers' AutoencoderKL and AutoencoderKLFlux2 alike."""
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D",) * len(_VAE_CHANNELS),
+        "up_block_types": ("UpDecoderBlock2D",) * len(_VAE_CHANNELS),
+        "block_out_channels": _VAE_CHANNELS,
+        "layers_per_block": layers_per_block,
+        "latent_channels": latent_channels,
+        "norm_num_groups": 4,  # must divide every block's channels (SD: 32)
+        "sample_size": _LATENT_SIZE * 8,
+    }
+
+
 def _vae(scaling_factor: float) -> AutoencoderKL:
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * len(_VAE_CHANNELS),
-        up_block_types=("UpDecoderBlock2D",) * len(_VAE_CHANNELS),
-        block_out_channels=_VAE_CHANNELS,
-        layers_per_block=2,
-        latent_channels=4,
-        norm_num_groups=4,  # must divide every block's channels (SD: 32)
-        sample_size=_LATENT_SIZE * 8,
-        scaling_factor=scaling_factor,
-    )
+    return AutoencoderKL(**_vae_shape(4, layers_per_block=2), scaling_factor=scaling_factor)
 
 
 def _unet(in_channels: int, cross_attention_dim: int, **extra: object) -> UNet2DConditionModel:
@@ -327,20 +331,16 @@ def build_qwen_tokenizer() -> Qwen2Tokenizer:
 
 
 _QWEN_HIDDEN = 16  # Qwen3-4B: 2560
-_QWEN_LAYERS = 28  # ≥ 28: the pipeline stacks hidden states 9, 18 and 27 (Qwen3-4B has 36)
 
 
-def _flux2() -> dict[str, object]:
-    """FLUX.2 [klein] components: a 8x VAE with 4 latent channels (klein: 32), patchified 2x2
-    into the transformer's 16 input channels; one double and two single blocks (klein 4B: 5
-    and 20); Qwen3 layers of width 16 whose three stacked outputs are the transformer's text
-    input (klein 4B: 3 x 2560 = 7680)."""
-    tokenizer = build_qwen_tokenizer()
-    text_config = Qwen3Config(
+def _qwen3_config(tokenizer: Qwen2Tokenizer, num_hidden_layers: int) -> Qwen3Config:
+    """A tiny Qwen3 text encoder's config: layers of width 16 (Qwen3-4B: 36 of 2560) over the
+    tiny tokenizer's vocabulary, 512 positions (the pipelines' prompt length)."""
+    return Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=_QWEN_HIDDEN,
         intermediate_size=37,
-        num_hidden_layers=_QWEN_LAYERS,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=2,
         num_key_value_heads=2,
         head_dim=8,
@@ -349,6 +349,15 @@ def _flux2() -> dict[str, object]:
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+
+
+def _flux2() -> dict[str, object]:
+    """FLUX.2 [klein] components: a 8x VAE with 4 latent channels (klein: 32), patchified 2x2
+    into the transformer's 16 input channels; one double and two single blocks (klein 4B: 5
+    and 20); 28 Qwen3 layers (the pipeline stacks hidden states 9, 18 and 27) whose three
+    stacked outputs are the transformer's text input (klein 4B: 3 x 2560 = 7680)."""
+    tokenizer = build_qwen_tokenizer()
+    text_config = _qwen3_config(tokenizer, num_hidden_layers=28)
     latent_channels = 4
     return {
         "scheduler": FlowMatchEulerDiscreteScheduler(
@@ -363,17 +372,7 @@ def _flux2() -> dict[str, object]:
             max_image_seq_len=4096,
             time_shift_type="exponential",
         ),
-        "vae": AutoencoderKLFlux2(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * len(_VAE_CHANNELS),
-            up_block_types=("UpDecoderBlock2D",) * len(_VAE_CHANNELS),
-            block_out_channels=_VAE_CHANNELS,
-            layers_per_block=1,
-            latent_channels=latent_channels,
-            norm_num_groups=4,
-            sample_size=_LATENT_SIZE * 8,
-        ),
+        "vae": AutoencoderKLFlux2(**_vae_shape(latent_channels, layers_per_block=1)),
         "text_encoder": Qwen3ForCausalLM(text_config),
         "tokenizer": tokenizer,
         "transformer": Flux2Transformer2DModel(

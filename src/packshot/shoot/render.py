@@ -78,7 +78,6 @@ DEFAULT_GUIDANCE = 7.0  # SD 1.5's and A1111's default CFG scale
 # --fast: a few steps with an LCM-LoRA (Luo et al. 2023; its model card: 4-8 steps, guidance
 # 1-2) or a turbo model (SD-Turbo model card: 1-4 steps, no guidance).
 FAST_STEPS = 4
-FAST_STEPS_GUIDANCE = (FAST_STEPS, 1.0)  # a step-distilled model's (FLUX.2 [klein] 4B): no CFG
 LCM_GUIDANCE = 1.0
 TURBO_GUIDANCE = 0.0
 LCM_WEIGHT_NAME = "pytorch_lora_weights.safetensors"

@@ -64,7 +64,8 @@ class ShootPlan:
     shots: list[PlannedShot]
     warnings: list[str]
     # (steps, guidance) when the request names none: the model's own (FLUX.2 [klein]: 50 and
-    # 4 for the base model, 4 and 1 for the distilled one), else packshot's
+    # 4 for the base model, 4 and 1 for the distilled one; --fast: the distilled one's), else
+    # packshot's
     sampling: tuple[int, float] = (render.DEFAULT_STEPS, render.DEFAULT_GUIDANCE)
 
 
@@ -199,11 +200,11 @@ def plan_shoot(request: ShootRequest, *, cache_dir: Path | None = None) -> Shoot
         shots=shots,
         warnings=warnings,
         sampling=(
-            render.FAST_STEPS_GUIDANCE
+            resolved.family.distilled_sampling
             if request.fast and resolved.family.fast_model
             else resolved.family.sampling_defaults(resolved.path)
-            or (render.DEFAULT_STEPS, render.DEFAULT_GUIDANCE)
-        ),
+        )
+        or (render.DEFAULT_STEPS, render.DEFAULT_GUIDANCE),
     )
 
 

@@ -1,5 +1,5 @@
-"""Model families: the interface and registry (`base`), then one module per family (`sd`,
-`flux2`).
+"""Model families: the interface and registry (`base`), what the flow-matching transformers
+share (`flow`), then one module per family (`sd`, `flux2`).
 
 Importing this package registers the built-in families; a new family is one module here,
 imported below, that calls `register_family`. No torch at import.
@@ -10,6 +10,7 @@ from packshot.models.families.base import (
     FAMILIES,
     INPAINT_IN_CHANNELS,
     PIPELINE_KINDS,
+    STAND_IN_KIND,
     CropGeometry,
     ModelFamily,
     PipelineKind,
@@ -26,6 +27,7 @@ __all__ = [
     "INPAINT_IN_CHANNELS",
     "PIPELINE_KINDS",
     "CropGeometry",
+    "STAND_IN_KIND",
     "ModelFamily",
     "PipelineKind",
     "detect_family",

@@ -22,6 +22,10 @@ PIPELINE_KINDS: tuple[str, ...] = ("text2img", "inpaint")
 # 4 noisy latents + 4 latents of the masked photo + 1 mask.
 INPAINT_IN_CHANNELS = 9
 
+# `kind` in the packshot.json of a tiny stand-in's folder (`models.standins` writes it): how a
+# stand-in is recognised, by a family too (its default size).
+STAND_IN_KIND = "packshot-tiny-stand-in"
+
 
 @dataclass(frozen=True)
 class CropGeometry:
@@ -84,6 +88,12 @@ class ModelFamily:
     # The step-distilled sibling `--fast` shoots with, the product's LoRA and all, instead of an
     # LCM-LoRA (FLUX.2 [klein] 4B: black-forest-labs/FLUX.2-klein-4B, 4 steps, no guidance).
     fast_model: str | None = None
+    # A shot's (steps, guidance scale) when none are asked for, on the base model and on the
+    # step-distilled variant (`is_step_distilled`, and `--fast` with `fast_model`); None:
+    # packshot's defaults (`shoot.render.DEFAULT_STEPS`, `DEFAULT_GUIDANCE`). Guidance is in the
+    # family's pipeline's own terms (FLUX.2: 1.0 is off; Z-Image: 0.0 is off).
+    sampling: tuple[int, float] | None = None
+    distilled_sampling: tuple[int, float] | None = None
     inpaint_model: str | None = None  # the inpainting model a placement uses for its LoRAs
     # The `strength` a placement's inpainting call passes; None: the pipeline's default (SD: 1,
     # SDXL: 0.9999 — a new scene from noise).
@@ -116,8 +126,11 @@ class ModelFamily:
 
     def sampling_defaults(self, model_dir: Path) -> tuple[int, float] | None:
         """(steps, guidance scale) of a shot on the model in `model_dir` when none are asked
-        for; None: packshot's defaults (`shoot.render.DEFAULT_STEPS`, `DEFAULT_GUIDANCE`)."""
-        return None
+        for: `distilled_sampling` on the step-distilled variant, else `sampling`; None:
+        packshot's defaults (`shoot.render.DEFAULT_STEPS`, `DEFAULT_GUIDANCE`)."""
+        if self.distilled_sampling is not None and self.is_step_distilled(model_dir):
+            return self.distilled_sampling
+        return self.sampling
 
     def is_step_distilled(self, model_dir: Path) -> bool:
         """Whether the model in `model_dir` is its family's few-step distilled variant."""
@@ -211,6 +224,17 @@ class ModelFamily:
     ) -> dict[str, Any]:
         """LoRA weights per component (peft naming) → the kohya/A1111/ComfyUI file's tensors."""
         raise self._missing("kohya_state_dict")
+
+    def comfyui_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The denoiser's LoRA weights (peft naming) → the tensors of its ComfyUI file, under
+        the names ComfyUI's LoRA loader maps to the family's layers (a transformer's layout;
+        UNet families have `kohya_state_dict`)."""
+        raise self._missing("comfyui_state_dict")
+
+    def implements(self, method: str) -> bool:
+        """Whether the family's module implements the behaviour `method` (an export format's
+        key names, say): export formats fit the families that give their keys."""
+        return getattr(type(self), method) is not getattr(ModelFamily, method)
 
 
 FAMILIES: dict[str, ModelFamily] = {}

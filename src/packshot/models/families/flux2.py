@@ -1,25 +1,30 @@
 """FLUX.2 [klein]: a flow-matching transformer (Flux2Transformer2DModel) conditioned by a Qwen3
-text encoder, trained with the rectified-flow objective; it also takes reference images.
+text encoder, trained with the rectified-flow objective (`flow.FlowMatchingFamily`); it also
+takes reference images.
 
 Everything packshot does differently for it is here: the Qwen3 chat-template prompt and the
 three hidden layers its embeddings stack, the VAE's 2x2 patchified and batch-normalised
-latents, the objective (noisy = (1 - σ)·x + σ·noise, target = noise - x, σ drawn uniformly
-from the scheduler's training sigmas, no loss weighting), the transformer's call with its
-position ids, and the LoRA targets (its ComfyUI file is `train.exports.comfyui`'s). Matched to
-diffusers examples/dreambooth/train_dreambooth_lora_flux2_klein.py and Flux2KleinPipeline.
-torch and diffusers are imported inside the methods: registering the family stays light.
+latents, the transformer's call with its position ids, the LoRA targets and the ComfyUI
+file's names (BFL's layers, q, k and v fused). Matched to diffusers
+examples/dreambooth/train_dreambooth_lora_flux2_klein.py and Flux2KleinPipeline. torch and
+diffusers are imported inside the methods: registering the family stays light.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packshot.errors import UsageError
-from packshot.models.families.base import CropGeometry, ModelFamily, register_family
+from packshot.models.families.base import register_family
+from packshot.models.families.flow import (
+    FlowMatchingFamily,
+    qwen_prompt_token_limit,
+    qwen_tokenize,
+)
 
 # Flux2KleinPipeline's defaults: prompts padded to 512 tokens, and the prompt embedding is the
 # hidden states of these three Qwen3 layers stacked along the feature axis (3 x 2560 = 7680
@@ -37,28 +42,29 @@ TRANSFORMER_LORA_TARGETS = (
     r"|.*single_transformer_blocks\.\d+\.attn\.to_out$"
 )
 
-# Flux2KleinPipeline's defaults for the base model; the distilled model's recipe (its model
-# card: 4 steps, no classifier-free guidance).
-BASE_STEPS, BASE_GUIDANCE = 50, 4.0
-DISTILLED_STEPS = 4
-
-# The side the tiny stand-in makes by default (its transformer config has no sample size).
-_STAND_IN_RESOLUTION = 64
+# ComfyUI's (BFL's) name of each diffusers layer a LoRA may sit on (comfy/lora.py maps
+# `diffusion_model.<layer>` to the layer and reads `<key>.lora_A.weight` / `.lora_B.weight`).
+# q, k and v of a double block's stream are one fused `qkv` layer there.
+_COMFYUI_FUSED_QKV = {
+    ("to_q", "to_k", "to_v"): "img_attn.qkv",
+    ("add_q_proj", "add_k_proj", "add_v_proj"): "txt_attn.qkv",
+}
+_COMFYUI_DOUBLE = {
+    "attn.to_out.0": "img_attn.proj",
+    "attn.to_add_out": "txt_attn.proj",
+    "ff.linear_in": "img_mlp.0",
+    "ff.linear_out": "img_mlp.2",
+    "ff_context.linear_in": "txt_mlp.0",
+    "ff_context.linear_out": "txt_mlp.2",
+}
+_COMFYUI_SINGLE = {"attn.to_qkv_mlp_proj": "linear1", "attn.to_out": "linear2"}
+_PEFT_KEY = re.compile(r"^(.*)\.lora_([AB])\.weight$")
+_BLOCK = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.(\d+)\.(.+)$")
 
 
 @dataclass(frozen=True)
-class Flux2Klein(ModelFamily):
+class Flux2Klein(FlowMatchingFamily):
     """FLUX.2 [klein] 4B/9B, base (guidance, ~50 steps) or step-distilled (4 steps)."""
-
-    def native_resolution(self, model_dir: Path) -> int:
-        """1024 px; the tiny stand-in's 64 px where the folder's packshot.json says so."""
-        try:
-            note = json.loads((model_dir / "packshot.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return self.resolution
-        if isinstance(note, dict) and note.get("kind") == "packshot-tiny-stand-in":
-            return _STAND_IN_RESOLUTION
-        return self.resolution
 
     def is_step_distilled(self, model_dir: Path) -> bool:
         """model_index.json's `is_distilled` (FLUX.2-klein-4B: true; -base-4B: false)."""
@@ -67,13 +73,6 @@ class Flux2Klein(ModelFamily):
         except (OSError, ValueError):
             return False
         return isinstance(index, dict) and index.get("is_distilled") is True
-
-    def sampling_defaults(self, model_dir: Path) -> tuple[int, float] | None:
-        """The base model: Flux2KleinPipeline's 50 steps at guidance 4; the distilled one: 4
-        steps, guidance off (its pipeline ignores it)."""
-        if self.is_step_distilled(model_dir):
-            return DISTILLED_STEPS, 1.0
-        return BASE_STEPS, BASE_GUIDANCE
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -117,27 +116,11 @@ class Flux2Klein(ModelFamily):
 
     # -- prompts ---------------------------------------------------------------------------
 
-    def _chat_text(self, tokenizer: Any, prompt: str) -> str:
-        """The prompt inside Qwen3's chat template, thinking off, as Flux2KleinPipeline does."""
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            tokenize=False,
-            add_generation_prompt=True,
-            enable_thinking=False,
-        )
-
     def tokenize(self, tokenizers: Sequence[Any], captions: Sequence[str]) -> list[Any]:
-        """[(n, 512) token ids, (n, 512) attention mask]: one tokenizer, whose padding the
-        encoder must see masked."""
+        """[(n, 512) token ids, (n, 512) attention mask] of the prompts in the chat
+        template, thinking off."""
         (tokenizer,) = tokenizers
-        out = tokenizer(
-            [self._chat_text(tokenizer, c) for c in captions],
-            padding="max_length",
-            max_length=MAX_SEQUENCE_LENGTH,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return [out["input_ids"], out["attention_mask"]]
+        return qwen_tokenize(tokenizer, captions, MAX_SEQUENCE_LENGTH, thinking=False)
 
     def encode_prompt(
         self, text_encoders: Sequence[Any], input_ids: Sequence[Any]
@@ -157,47 +140,11 @@ class Flux2Klein(ModelFamily):
         n, layers, length, width = stacked.shape
         return stacked.permute(0, 2, 1, 3).reshape(n, length, layers * width), None
 
-    def prompt_tokenizer(self, pipe: Any) -> Any:
-        return pipe.tokenizer
-
     def prompt_token_limit(self, tokenizer: Any) -> int:
         """512 tokens, less what the chat template wraps around the prompt."""
-        wrapper = tokenizer(self._chat_text(tokenizer, ""), add_special_tokens=False)["input_ids"]
-        return MAX_SEQUENCE_LENGTH - len(wrapper)
+        return qwen_prompt_token_limit(tokenizer, MAX_SEQUENCE_LENGTH, thinking=False)
 
-    def micro_conditioning(self, crops: Sequence[CropGeometry]) -> Any | None:
-        """None: FLUX.2 reads an image's size from its latents' position ids (`predict`)."""
-        return None
-
-    # -- the objective: rectified flow ------------------------------------------------------
-
-    def draw_timesteps(self, noise_scheduler: Any, size: int, generator: Any) -> Any:
-        """Uniform over the scheduler's training timesteps (the example's default weighting
-        scheme "none": uniform sampling, uniform loss)."""
-        import torch
-
-        steps = noise_scheduler.config.num_train_timesteps
-        u = torch.rand(size, generator=generator)
-        return noise_scheduler.timesteps[(u * steps).long().clamp(max=steps - 1)]
-
-    def _sigmas(self, noise_scheduler: Any, timesteps: Any, ndim: int) -> Any:
-        schedule = noise_scheduler.timesteps.to(timesteps.device)
-        index = (schedule[None, :] == timesteps[:, None]).float().argmax(dim=1)
-        sigma = noise_scheduler.sigmas.to(timesteps.device)[index]
-        return sigma.view(-1, *([1] * (ndim - 1)))
-
-    def noisy_and_target(
-        self, noise_scheduler: Any, latents: Any, noise: Any, timesteps: Any
-    ) -> tuple[Any, Any]:
-        """zσ = (1 - σ)·x + σ·noise; the transformer predicts the velocity noise - x."""
-        sigma = self._sigmas(noise_scheduler, timesteps, latents.ndim).to(latents.dtype)
-        return (1.0 - sigma) * latents + sigma * noise, noise - latents
-
-    def loss_weights(self, noise_scheduler: Any, timesteps: Any, snr_gamma: float) -> Any:
-        """Ones: min-SNR-γ is a diffusion weighting; the example's flow loss is unweighted."""
-        import torch
-
-        return torch.ones(timesteps.shape[0], device=timesteps.device)
+    # -- the denoiser ----------------------------------------------------------------------
 
     def predict(
         self,
@@ -238,13 +185,65 @@ class Flux2Klein(ModelFamily):
     def denoiser_lora_targets(self) -> str:  # type: ignore[override]
         return TRANSFORMER_LORA_TARGETS
 
-    @property
-    def text_encoder_lora_targets(self) -> list[str]:
-        raise UsageError(
-            f"packshot trains {self.label} LoRAs on the transformer only, as the diffusers "
-            "example does: its Qwen3 text encoder stays frozen. Train without "
-            "--train-text-encoder."
-        )
+    def comfyui_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Peft-named transformer LoRA weights → the layout ComfyUI loads for FLUX.2 models.
+
+        Keys are `diffusion_model.<BFL layer name>.lora_A.weight` (down) and `.lora_B.weight`
+        (up): `double_blocks.N.img_attn.qkv`, `img_attn.proj`, `img_mlp.0` / `.2`, the `txt_…`
+        stream, `single_blocks.N.linear1` / `linear2` (ComfyUI's generic layout for every
+        model; also ai-toolkit's FLUX.2 layout, which diffusers' Flux2KleinPipeline converts on
+        reading). A LoRA on q, k and v becomes one LoRA on the fused layer of rank 3r: the
+        three down matrices stacked, the up matrices block-diagonal, so that up @ down is
+        exactly the three updates stacked. No `.alpha`: both ComfyUI and diffusers then apply
+        up @ down at scale 1, which is the trained scale (alpha = rank).
+        """
+        import torch
+
+        layers: dict[str, dict[str, Any]] = {}
+        for key, weight in state.items():
+            match = _PEFT_KEY.match(key)
+            if match is None:
+                raise ValueError(f"Not a LoRA weight in peft naming: `{key}`")
+            layers.setdefault(match.group(1), {})[match.group(2)] = weight
+
+        out: dict[str, Any] = {}
+
+        def put(name: str, down: Any, up: Any) -> None:
+            out[f"diffusion_model.{name}.lora_A.weight"] = down.contiguous()
+            out[f"diffusion_model.{name}.lora_B.weight"] = up.contiguous()
+
+        for module in list(layers):
+            if module not in layers:  # consumed by a fused qkv group
+                continue
+            block = _BLOCK.match(module)
+            if block is None:
+                raise ValueError(f"No ComfyUI name for the LoRA layer `{module}`.")
+            kind, index, rest = block.groups()
+            if kind == "single_transformer_blocks":
+                if rest not in _COMFYUI_SINGLE:
+                    raise ValueError(f"No ComfyUI name for the LoRA layer `{module}`.")
+                weights = layers.pop(module)
+                put(f"single_blocks.{index}.{_COMFYUI_SINGLE[rest]}", weights["A"], weights["B"])
+                continue
+            prefix = f"transformer_blocks.{index}"
+            group = next((g for g in _COMFYUI_FUSED_QKV if rest.removeprefix("attn.") in g), None)
+            if group is not None and rest.startswith("attn."):
+                names = [f"{prefix}.attn.{p}" for p in group]
+                missing = [n for n in names if n not in layers]
+                if missing:
+                    raise ValueError(
+                        f"ComfyUI fuses q, k and v: a LoRA on {module} needs all three ({missing})."
+                    )
+                parts = [layers.pop(n) for n in names]
+                down = torch.cat([p["A"] for p in parts], dim=0)
+                up = torch.block_diag(*[p["B"] for p in parts])
+                put(f"double_blocks.{index}.{_COMFYUI_FUSED_QKV[group]}", down, up)
+                continue
+            if rest not in _COMFYUI_DOUBLE:
+                raise ValueError(f"No ComfyUI name for the LoRA layer `{module}`.")
+            weights = layers.pop(module)
+            put(f"double_blocks.{index}.{_COMFYUI_DOUBLE[rest]}", weights["A"], weights["B"])
+        return out
 
 
 FLUX2_KLEIN = register_family(
@@ -269,6 +268,10 @@ FLUX2_KLEIN = register_family(
         lora_file_diffusers_names=False,
         negative_prompts=False,  # its guidance runs against the empty prompt
         fast_model="black-forest-labs/FLUX.2-klein-4B",  # the step-distilled 4B
+        # Flux2KleinPipeline's defaults for the base model; the distilled model's recipe (its
+        # model card: 4 steps, no classifier-free guidance, which 1.0 is in its pipeline).
+        sampling=(50, 4.0),
+        distilled_sampling=(4, 1.0),
         reference_images=4,  # the instant mode's 1-4 photos (intake.references)
         inpaint_model=None,  # the base model inpaints: Flux2KleinInpaintPipeline
         inpaint_strength=1.0,  # its pipeline's default is 0.8: the grey canvas would show

@@ -30,11 +30,12 @@ class ExportFormat:
     file_name: str  # in the model folder
     readers: str  # the tools that load it, for people: "AUTOMATIC1111, ComfyUI"
     write: Writer
-    # The LoRA families (`ModelFamily.lora_family`) it can express; empty: every family.
-    families: tuple[str, ...] = ()
+    # The `ModelFamily` method that gives the file's key names (`kohya_state_dict`): the format
+    # fits the families whose module implements it; None: every family.
+    family_method: str | None = None
 
     def fits(self, family: ModelFamily) -> bool:
-        return not self.families or family.lora_family in self.families
+        return self.family_method is None or family.implements(self.family_method)
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {}

@@ -40,6 +40,6 @@ KOHYA = register_export_format(
         file_name=KOHYA_WEIGHT_NAME,
         readers="AUTOMATIC1111, ComfyUI, SD.Next, InvokeAI",
         write=save_kohya_lora,
-        families=("sd15", "sdxl"),  # a UNet layout; FLUX.2's ComfyUI file is `comfyui`'s
+        family_method="kohya_state_dict",  # a UNet layout: SD 1.5, SDXL
     )
 )
