@@ -3,10 +3,15 @@ background-removal model built offline, and plain-numpy checks of the pixel guar
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from packshot.artifacts.shots import sidecar_path
+from packshot.place import GUARANTEE_BAND_PX, compose
 
 PRODUCT_RGB = (200, 40, 40)
 
@@ -50,6 +55,24 @@ def erode_square(mask: np.ndarray, band: int) -> np.ndarray:
         for dx in range(2 * band + 1):
             out &= padded[dy : dy + h, dx : dx + w]
     return out
+
+
+def first_shot_keeps_the_product(placed_dir: Path, photo: Path) -> dict[str, Any]:
+    """Check the pixel guarantee on the first shot `packshot place` wrote into `placed_dir`
+    from `photo`: the product's core (its placed mask less the guarantee band) is the photo's
+    own pixels. Returns that shot's sidecar."""
+    shot = sorted(placed_dir.glob("0*.png"))[0]
+    sidecar = json.loads(sidecar_path(shot).read_text())
+    image = np.asarray(Image.open(shot).convert("RGB"))
+    pixels = np.asarray(Image.open(photo).convert("RGB"))
+    mask = (np.asarray(Image.open(placed_dir / "product" / "mask.png")) > 127).astype(np.uint8)
+    placement, _ = compose.place_product(
+        pixels, mask, image.shape[1::-1], compose.get_composition(sidecar["composition"])
+    )
+    inner = erode_square(placement.mask, GUARANTEE_BAND_PX)
+    assert inner.sum() > 20, "the product's core is too small to check"
+    assert np.array_equal(image[inner], placement.rgb[inner]), "the product's pixels changed"
+    return sidecar
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -17,10 +17,10 @@ from PIL import Image, ImageFilter
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from packshot.artifacts.product_model import ProductModel, work_dir_for
+from packshot.artifacts.product_model import ProductModel
 from packshot.artifacts.shots import read_parameters, recipe_from_parameters, sidecar_path
 from packshot.cli import app
-from packshot.errors import PackshotError, UsageError
+from packshot.errors import UsageError
 from packshot.flows.dreambench import run_dreambench
 from packshot.intake import check_photos
 from packshot.intake.references import pick_references
@@ -28,16 +28,14 @@ from packshot.judge import JudgeConfig
 from packshot.models.describe import describe_model
 from packshot.models.families import detect_family, get_family
 from packshot.models.load import load_pipeline, resolve_model
-from packshot.place import GUARANTEE_BAND_PX, compose
 from packshot.progress import ProgressEvent
 from packshot.shoot import ShootRequest, shoot
 from packshot.shoot.run import plan_shoot
 from packshot.shoot.sizes import size_for
 from packshot.train import TrainConfig, train
-from packshot.train.checkpoints import latest_checkpoint
 from packshot.train.exports import COMFYUI_WEIGHT_NAME
-from placing_support import erode_square, write_photo
-from training_support import kill_at_first_checkpoint
+from placing_support import first_shot_keeps_the_product, write_photo
+from training_support import fail_then_resume, kill_at_first_checkpoint, lora_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
@@ -71,28 +69,7 @@ def flux2_run(
     cache_dir: Path, training_set: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]]:
     out = tmp_path_factory.mktemp("flux2") / "model"
-    failed: list[ProgressEvent] = []
-    with pytest.raises(PackshotError, match="again after rolling back"):
-        train(CONFIG, training_set, out, progress=failed.append, cache_dir=cache_dir)
-    assert latest_checkpoint(work_dir_for(out) / "checkpoints").step == 2  # type: ignore[union-attr]
-    resumed: list[ProgressEvent] = []
-    config = CONFIG.model_copy(update={"debug_nan_at_step": None})  # not part of a run's identity
-    result = train(
-        config, training_set, out, resume=True, progress=resumed.append, cache_dir=cache_dir
-    )
-    return result, failed, resumed
-
-
-def _images(pipe: Flux2KleinPipeline) -> np.ndarray:
-    pipe.set_progress_bar_config(disable=True)
-    return pipe(
-        prompt="a photo of sks backpack",
-        height=64,
-        width=64,
-        num_inference_steps=2,
-        generator=torch.Generator("cpu").manual_seed(0),
-        output_type="np",
-    ).images
+    return fail_then_resume(CONFIG, training_set, out, cache_dir)
 
 
 @pytest.mark.parametrize("kind", ["text2img", "inpaint"])
@@ -173,19 +150,19 @@ def test_lora_loads_in_plain_diffusers_and_comfyui_file_matches(
     flux2_run: tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]], pipe_dir: Path
 ) -> None:
     result, _, _ = flux2_run
-    base = _images(Flux2KleinPipeline.from_pretrained(pipe_dir))
+    base = lora_images(Flux2KleinPipeline.from_pretrained(pipe_dir))
     tuned_pipe = Flux2KleinPipeline.from_pretrained(pipe_dir)
     tuned_pipe.load_lora_weights(result.model_dir)
     trained = {
         name for name, module in tuned_pipe.transformer.named_modules() if hasattr(module, "lora_A")
     }
     assert len(trained) == 8  # q, k, v, out of the double block; 2 x 2 in the single blocks
-    tuned = _images(tuned_pipe)
+    tuned = lora_images(tuned_pipe)
     assert np.abs(tuned - base).max() > 1e-3
     # the ComfyUI file, read back by diffusers' own FLUX.2 converter: the same images
     comfy_pipe = Flux2KleinPipeline.from_pretrained(pipe_dir)
     comfy_pipe.load_lora_weights(result.model_dir, weight_name=COMFYUI_WEIGHT_NAME)
-    np.testing.assert_allclose(_images(comfy_pipe), tuned, atol=1e-5)
+    np.testing.assert_allclose(lora_images(comfy_pipe), tuned, atol=1e-5)
 
 
 def test_comfyui_file_has_comfyuis_names_and_shapes(
@@ -261,16 +238,8 @@ def test_shoot_place_and_score_on_the_trained_model(
     place_args += ["--cutout-model", "grabcut", "--json"]
     run = runner.invoke(app, place_args)
     assert run.exit_code == 0, run.output
+    first_shot_keeps_the_product(placed_dir, photo)
     placed_shot = sorted(placed_dir.glob("0*.png"))[0]
-    sidecar = json.loads(sidecar_path(placed_shot).read_text())
-    image = np.asarray(Image.open(placed_shot).convert("RGB"))
-    pixels = np.asarray(Image.open(photo).convert("RGB"))
-    mask = (np.asarray(Image.open(placed_dir / "product" / "mask.png")) > 127).astype(np.uint8)
-    placement, _ = compose.place_product(
-        pixels, mask, image.shape[1::-1], compose.get_composition(sidecar["composition"])
-    )
-    inner = erode_square(placement.mask, GUARANTEE_BAND_PX)
-    assert inner.sum() > 20 and np.array_equal(image[inner], placement.rgb[inner])
     placed_recipe = recipe_from_parameters(read_parameters(placed_shot) or "")
     assert placed_recipe.model == "tiny-flux2"
 

@@ -1,5 +1,7 @@
 """Test support for training runs: a run in another process, killed with SIGKILL as soon as
-its first checkpoint is complete (what a crash or an out-of-memory kill leaves behind)."""
+its first checkpoint is complete (what a crash or an out-of-memory kill leaves behind); a run
+that fails on NaNs after its roll-back, then resumed; a tiny pipeline's images, with or
+without the LoRA."""
 
 from __future__ import annotations
 
@@ -9,12 +11,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
-from packshot.artifacts.product_model import work_dir_for
-from packshot.train import TrainConfig
+from packshot.artifacts.product_model import ProductModel, work_dir_for
+from packshot.errors import PackshotError
+from packshot.progress import ProgressEvent
+from packshot.train import TrainConfig, train
 from packshot.train.checkpoints import Checkpoint, latest_checkpoint
+
+FailedAndResumed = tuple[ProductModel, list[ProgressEvent], list[ProgressEvent]]
 
 
 def product_model_config(**overrides: object) -> TrainConfig:
@@ -67,3 +76,34 @@ def kill_at_first_checkpoint(
     killed_at = latest_checkpoint(checkpoints)
     assert killed_at is not None and killed_at.step < config.max_train_steps
     return killed_at
+
+
+def fail_then_resume(
+    config: TrainConfig, photos: Path, out: Path, cache_dir: Path
+) -> FailedAndResumed:
+    """`train(config)`, whose loss is NaN at `config.debug_nan_at_step` more often than one
+    roll-back forgives: it must fail, its last checkpoint the one before that step; then the
+    same run resumed without the NaNs. (The model, the failed run's events, the resumed's.)"""
+    failed: list[ProgressEvent] = []
+    with pytest.raises(PackshotError, match="again after rolling back"):
+        train(config, photos, out, progress=failed.append, cache_dir=cache_dir)
+    checkpoint = latest_checkpoint(work_dir_for(out) / "checkpoints")
+    assert checkpoint is not None and checkpoint.step < (config.debug_nan_at_step or 0)
+    resumed: list[ProgressEvent] = []
+    config = config.model_copy(update={"debug_nan_at_step": None})  # not part of its identity
+    result = train(config, photos, out, resume=True, progress=resumed.append, cache_dir=cache_dir)
+    return result, failed, resumed
+
+
+def lora_images(pipe: Any, prompt: str = "a photo of sks backpack") -> np.ndarray:
+    """A tiny pipeline's 64 px image of `prompt` in 2 steps from seed 0, as numbers: the same
+    call with and without a LoRA tells whether the LoRA changes what it draws."""
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(
+        prompt=prompt,
+        height=64,
+        width=64,
+        num_inference_steps=2,
+        generator=torch.Generator("cpu").manual_seed(0),
+        output_type="np",
+    ).images
