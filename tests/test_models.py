@@ -484,4 +484,10 @@ def test_resolved_model_is_a_plain_record(cache_dir: Path) -> None:
         stand_in=True,  # by the note in its folder, not by its name
     )
     assert describe_model(resolved).tiny_stand_in is True
-    assert set(stand_in_aliases()) == {"tiny", "tiny-sdxl", "tiny-inpaint", "tiny-flux2"}
+    assert set(stand_in_aliases()) == {
+        "tiny",
+        "tiny-sdxl",
+        "tiny-inpaint",
+        "tiny-flux2",
+        "tiny-zimage",
+    }

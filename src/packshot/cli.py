@@ -457,7 +457,9 @@ def train_command(
     out_dir: Path = typer.Option(..., "--out", help="Where to write the model folder."),
     model: str = typer.Option(
         "stabilityai/stable-diffusion-xl-base-1.0",
-        help="Base model: Hub id, local diffusers folder, or tiny / tiny-sdxl / tiny-flux2.",
+        help="Base model: Hub id, local diffusers folder, or a built-in stand-in ("
+        + ", ".join(sorted(a for a, f in stand_in_aliases().items() if f.trainable))
+        + ").",
     ),
     product: str | None = typer.Option(None, help='The product\'s name, e.g. "bose headphones".'),
     preset: str = typer.Option("standard", help="quick, standard or best."),

@@ -1,9 +1,9 @@
-"""Tiny, randomly initialised SD 1.5 / SDXL / SD 1.5-inpainting / FLUX.2 [klein] pipelines in
-diffusers format.
+"""Tiny, randomly initialised SD 1.5 / SDXL / SD 1.5-inpainting / FLUX.2 [klein] / Z-Image
+pipelines in diffusers format.
 
 They stand in for real weights in tests and the offline demo: same classes, same folder layout,
 same `from_pretrained` path, same 8x VAE down-sampling, a real CLIP tokenizer (SD) or a small
-byte-level BPE tokenizer with Qwen3's chat template (FLUX.2); but a few channels and
+byte-level BPE tokenizer with Qwen3's chat template (FLUX.2, Z-Image); but a few channels and
 random weights, so the images they make are noise. Component shapes follow the
 `get_dummy_components()` of diffusers' own pipeline tests.
 """
@@ -37,6 +37,8 @@ from diffusers import (
     StableDiffusionUpscalePipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
 )
 from transformers import (
     CLIPTextConfig,
@@ -46,6 +48,7 @@ from transformers import (
     Qwen2Tokenizer,
     Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3Model,
 )
 
 from packshot.cachedir import build_into_cache
@@ -392,6 +395,52 @@ def _flux2() -> dict[str, object]:
     }
 
 
+def _zimage() -> dict[str, object]:
+    """Z-Image components, shaped as diffusers' own Z-Image pipeline tests: the FLUX.1-style
+    8x VAE with 16 latent channels and its shift and scale; a transformer of width 32 with two
+    main layers and one noise and one context refiner (Z-Image: 30 and 2 and 2, width 3840)
+    reading 2x2 patches; a Qwen3 encoder (no language-model head, as Z-Image's) of two
+    layers, the second-to-last being the transformer's text input (Z-Image: 2560 wide)."""
+    tokenizer = build_qwen_tokenizer()
+    latent_channels = 16
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=latent_channels,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        norm_eps=1e-5,
+        qk_norm=True,
+        cap_feat_dim=_QWEN_HIDDEN,
+        rope_theta=256.0,
+        t_scale=1000.0,
+        axes_dims=[8, 4, 4],  # sums to the head width, 32 / 2
+        axes_lens=[256, 32, 32],
+    )
+    # The padding tokens start as `torch.empty` (uninitialised memory, NaN at times): fixed,
+    # as diffusers' tests fix them.
+    with torch.no_grad():
+        transformer.x_pad_token.fill_(1.0)
+        transformer.cap_pad_token.fill_(1.0)
+    return {
+        # The scheduler config of Tongyi-MAI/Z-Image-Turbo: a fixed shift of 3.
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False
+        ),
+        "vae": AutoencoderKL(
+            **_vae_shape(latent_channels, layers_per_block=1),
+            scaling_factor=0.3611,  # the FLUX.1 VAE's, which Z-Image uses
+            shift_factor=0.1159,
+        ),
+        "text_encoder": Qwen3Model(_qwen3_config(tokenizer, num_hidden_layers=2)),
+        "tokenizer": tokenizer,
+        "transformer": transformer,
+    }
+
+
 TINY_UPSCALER = "tiny-upscaler"  # diffusers' x4 upscaler (no model family: it trains no LoRA)
 
 
@@ -430,6 +479,7 @@ _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "tiny-sdxl": lambda: StableDiffusionXLPipeline(**_sdxl()),
     "tiny-inpaint": lambda: StableDiffusionInpaintPipeline(**_sd15(in_channels=9)),
     "tiny-flux2": lambda: Flux2KleinPipeline(**_flux2()),
+    "tiny-zimage": lambda: ZImagePipeline(**_zimage()),
     TINY_UPSCALER: _x4_upscaler,
 }
 _NO_FAMILY = {TINY_UPSCALER}

@@ -1,11 +1,11 @@
 """Model families: the interface and registry (`base`), what the flow-matching transformers
-share (`flow`), then one module per family (`sd`, `flux2`).
+share (`flow`), then one module per family (`sd`, `flux2`, `zimage`).
 
 Importing this package registers the built-in families; a new family is one module here,
 imported below, that calls `register_family`. No torch at import.
 """
 
-from packshot.models.families import flux2, sd
+from packshot.models.families import flux2, sd, zimage
 from packshot.models.families.base import (
     FAMILIES,
     INPAINT_IN_CHANNELS,
@@ -38,4 +38,5 @@ __all__ = [
     "sd",
     "stand_in_aliases",
     "trainable_families",
+    "zimage",
 ]
