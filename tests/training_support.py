@@ -95,14 +95,17 @@ def fail_then_resume(
     return result, failed, resumed
 
 
-def lora_images(pipe: Any, prompt: str = "a photo of sks backpack") -> np.ndarray:
-    """A tiny pipeline's 64 px image of `prompt` in 2 steps from seed 0, as numbers: the same
-    call with and without a LoRA tells whether the LoRA changes what it draws."""
+def lora_images(
+    pipe: Any, prompt: str = "a photo of sks backpack", size: tuple[int, int] = (64, 64)
+) -> np.ndarray:
+    """A tiny pipeline's image of `prompt` at `size` (width, height) in 2 steps from seed 0,
+    as numbers: the same call with and without a LoRA tells whether the LoRA changes what it
+    draws."""
     pipe.set_progress_bar_config(disable=True)
     return pipe(
         prompt=prompt,
-        height=64,
-        width=64,
+        width=size[0],
+        height=size[1],
         num_inference_steps=2,
         generator=torch.Generator("cpu").manual_seed(0),
         output_type="np",
