@@ -22,7 +22,7 @@ from packshot.errors import UsageError
 from packshot.models.describe import describe_model
 from packshot.models.families import detect_family, get_family
 from packshot.models.load import load_pipeline, resolve_model
-from packshot.shoot import ShootRequest
+from packshot.shoot import ShootRequest, shoot
 from packshot.shoot.run import plan_shoot
 from packshot.shoot.sizes import size_for
 from packshot.train import TrainConfig, train
@@ -318,6 +318,29 @@ def test_shoot_place_and_score_on_the_trained_model(
     assert run.exit_code == 0, run.output
     scores = json.loads((shots / "scores.json").read_text())
     assert len(scores["shots"]) == 1
+
+
+def test_merged_lora_and_fused_projections_shoot_like_eager(
+    zimage_run: FailedAndResumed, cache_dir: Path, tmp_path: Path
+) -> None:
+    """The fast pipeline (models.speed) on Z-Image: the product's LoRA merged into the
+    weights and fused QKV projections draw what the eager pipeline draws."""
+    result, _, _ = zimage_run
+
+    def run(name: str, **levers: bool) -> tuple[np.ndarray, list[str]]:
+        request = ShootRequest(
+            result.model_dir, ["{product} on a desk"], count=2, num_inference_steps=2, seed=4
+        )
+        for key, value in levers.items():
+            setattr(request, key, value)
+        shot = shoot(request, tmp_path / name, cache_dir=cache_dir)
+        pixels = np.stack([np.asarray(Image.open(s.path), dtype=np.int16) for s in shot.shots])
+        return pixels, json.loads(shot.shots[0].sidecar.read_text())["speed"]
+
+    eager, _ = run("eager")
+    fused, levers = run("fused", fp8=True)  # fp8 itself is off on a CPU, with a warning
+    assert "fused-qkv" in levers and "merged-loras" in levers
+    assert np.abs(fused - eager).max() <= 2
 
 
 def test_fast_is_turbos_recipe_and_instant_is_refused(
