@@ -29,34 +29,25 @@ from packshot.models.describe import describe_model
 from packshot.models.families import detect_family, get_family
 from packshot.models.load import load_pipeline, resolve_model
 from packshot.progress import ProgressEvent
-from packshot.shoot import ShootRequest, shoot
+from packshot.shoot import ShootRequest
 from packshot.shoot.run import plan_shoot
 from packshot.shoot.sizes import size_for
-from packshot.train import TrainConfig, train
+from packshot.train import train
 from packshot.train.exports import COMFYUI_WEIGHT_NAME
 from placing_support import first_shot_keeps_the_product, write_photo
-from training_support import fail_then_resume, kill_at_first_checkpoint, lora_images
+from training_support import (
+    fail_then_resume,
+    fast_against_eager,
+    kill_at_first_checkpoint,
+    lora_images,
+    nan_twice_config,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
 
 FAMILY = get_family("flux2-klein")
-CONFIG = TrainConfig(
-    model="tiny-flux2",
-    class_word="backpack",
-    resolution=64,
-    max_train_steps=4,
-    learning_rate=1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
-    rank=4,
-    checkpointing_steps=2,
-    validation_inference_steps=2,
-    validation_seeds=[0],
-    snr_gamma=None,
-    noise_offset=0.0,
-    # the loss of step 3 is NaN twice: rolled back to step 2 once, then the run gives up
-    debug_nan_at_step=3,
-    debug_nan_times=2,
-)
+CONFIG = nan_twice_config("tiny-flux2")
 
 
 @pytest.fixture(scope="module")
@@ -262,22 +253,10 @@ def test_merged_lora_and_fused_projections_shoot_like_eager(
     weights and diffusers' fused QKV projections (the joint attention's text side too) draw
     what the eager pipeline draws; --fp8 on a CPU says why it is off."""
     result, _, _ = flux2_run
-
-    def run(name: str, **levers: bool) -> tuple[np.ndarray, list[str], list[str]]:
-        request = ShootRequest(
-            result.model_dir, ["{product} on a desk"], count=2, num_inference_steps=2, seed=4
-        )
-        for key, value in levers.items():
-            setattr(request, key, value)
-        shot = shoot(request, tmp_path / name, cache_dir=cache_dir)
-        pixels = np.stack([np.asarray(Image.open(s.path), dtype=np.int16) for s in shot.shots])
-        return pixels, shot.warnings, json.loads(shot.shots[0].sidecar.read_text())["speed"]
-
-    eager, _, _ = run("eager")
-    fused, warnings, levers = run("fused", fp8=True)
+    difference, warnings, levers = fast_against_eager(result.model_dir, tmp_path, cache_dir)
     assert "fused-qkv" in levers and "merged-loras" in levers and "fp8" not in levers
     assert any("fp8 needs an NVIDIA GPU" in w for w in warnings)
-    assert np.abs(fused - eager).max() <= 2
+    assert difference <= 2
 
 
 def test_fast_is_the_distilled_recipe(

@@ -22,39 +22,26 @@ from packshot.errors import UsageError
 from packshot.models.describe import describe_model
 from packshot.models.families import detect_family, get_family
 from packshot.models.load import load_pipeline, resolve_model
-from packshot.shoot import ShootRequest, shoot
+from packshot.shoot import ShootRequest
 from packshot.shoot.run import plan_shoot
 from packshot.shoot.sizes import size_for
-from packshot.train import TrainConfig, train
+from packshot.train import train
 from packshot.train.exports import COMFYUI_WEIGHT_NAME
 from placing_support import first_shot_keeps_the_product, write_photo
 from training_support import (
     FailedAndResumed,
     fail_then_resume,
+    fast_against_eager,
     kill_at_first_checkpoint,
     lora_images,
+    nan_twice_config,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
 
 FAMILY = get_family("z-image")
-CONFIG = TrainConfig(
-    model="tiny-zimage",
-    class_word="backpack",
-    resolution=64,
-    max_train_steps=4,
-    learning_rate=1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
-    rank=4,
-    checkpointing_steps=2,
-    validation_inference_steps=2,
-    validation_seeds=[0],
-    snr_gamma=None,
-    noise_offset=0.0,
-    # the loss of step 3 is NaN twice: rolled back to step 2 once, then the run gives up
-    debug_nan_at_step=3,
-    debug_nan_times=2,
-)
+CONFIG = nan_twice_config("tiny-zimage")
 
 
 @pytest.fixture(scope="module")
@@ -326,21 +313,9 @@ def test_merged_lora_and_fused_projections_shoot_like_eager(
     """The fast pipeline (models.speed) on Z-Image: the product's LoRA merged into the
     weights and fused QKV projections draw what the eager pipeline draws."""
     result, _, _ = zimage_run
-
-    def run(name: str, **levers: bool) -> tuple[np.ndarray, list[str]]:
-        request = ShootRequest(
-            result.model_dir, ["{product} on a desk"], count=2, num_inference_steps=2, seed=4
-        )
-        for key, value in levers.items():
-            setattr(request, key, value)
-        shot = shoot(request, tmp_path / name, cache_dir=cache_dir)
-        pixels = np.stack([np.asarray(Image.open(s.path), dtype=np.int16) for s in shot.shots])
-        return pixels, json.loads(shot.shots[0].sidecar.read_text())["speed"]
-
-    eager, _ = run("eager")
-    fused, levers = run("fused", fp8=True)  # fp8 itself is off on a CPU, with a warning
+    difference, _, levers = fast_against_eager(result.model_dir, tmp_path, cache_dir)
     assert "fused-qkv" in levers and "merged-loras" in levers
-    assert np.abs(fused - eager).max() <= 2
+    assert difference <= 2
 
 
 def test_fast_is_turbos_recipe_and_instant_is_refused(

@@ -1,10 +1,11 @@
 """Test support for training runs: a run in another process, killed with SIGKILL as soon as
 its first checkpoint is complete (what a crash or an out-of-memory kill leaves behind); a run
 that fails on NaNs after its roll-back, then resumed; a tiny pipeline's images, with or
-without the LoRA."""
+without the LoRA; a product model's shots through the eager and the fast pipeline."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from packshot.artifacts.product_model import ProductModel, work_dir_for
 from packshot.errors import PackshotError
 from packshot.progress import ProgressEvent
+from packshot.shoot import ShootRequest, shoot
 from packshot.train import TrainConfig, train
 from packshot.train.checkpoints import Checkpoint, latest_checkpoint
 
@@ -78,6 +81,28 @@ def kill_at_first_checkpoint(
     return killed_at
 
 
+def nan_twice_config(model: str, **overrides: object) -> TrainConfig:
+    """A tiny flow-matching model's 4-step run at 64 px with a checkpoint every 2 steps, whose
+    loss is NaN twice at step 3: rolled back to step 2 once, then the run gives up
+    (`fail_then_resume`). No min-SNR weights or offset noise: the flow examples use neither."""
+    values: dict[str, object] = {
+        "model": model,
+        "class_word": "backpack",
+        "resolution": 64,
+        "max_train_steps": 4,
+        "learning_rate": 1e-2,  # large, so that 4 steps move the LoRA visibly on a random model
+        "rank": 4,
+        "checkpointing_steps": 2,
+        "validation_inference_steps": 2,
+        "validation_seeds": [0],
+        "snr_gamma": None,
+        "noise_offset": 0.0,
+        "debug_nan_at_step": 3,
+        "debug_nan_times": 2,
+    }
+    return TrainConfig(**{**values, **overrides})
+
+
 def fail_then_resume(
     config: TrainConfig, photos: Path, out: Path, cache_dir: Path
 ) -> FailedAndResumed:
@@ -110,3 +135,26 @@ def lora_images(
         generator=torch.Generator("cpu").manual_seed(0),
         output_type="np",
     ).images
+
+
+def fast_against_eager(
+    model_dir: Path, out: Path, cache_dir: Path
+) -> tuple[int, list[str], list[str]]:
+    """Two shots of the product model in `model_dir`, eager and through the fast pipeline
+    (`models.speed`; asked with fp8, which a CPU switches off with a warning: the LoRA merged
+    into the weights, QKV fused): the largest pixel difference between them, the fast shoot's
+    warnings and the levers its sidecar says were in effect."""
+
+    def run(name: str, **levers: bool) -> tuple[np.ndarray, list[str], list[str]]:
+        request = ShootRequest(
+            model_dir, ["{product} on a desk"], count=2, num_inference_steps=2, seed=4
+        )
+        for key, value in levers.items():
+            setattr(request, key, value)
+        shot = shoot(request, out / name, cache_dir=cache_dir)
+        pixels = np.stack([np.asarray(Image.open(s.path), dtype=np.int16) for s in shot.shots])
+        return pixels, shot.warnings, json.loads(shot.shots[0].sidecar.read_text())["speed"]
+
+    eager, _, _ = run("eager")
+    fast, warnings, levers = run("fast", fp8=True)
+    return int(np.abs(fast - eager).max()), warnings, levers
