@@ -134,12 +134,10 @@ class ZImage(FlowMatchingFamily):
         mask = pooled_prompt_embeds.bool()
         prompts = [embeds[keep] for embeds, keep in zip(prompt_embeds, mask, strict=True)]
         latents = list(noisy.unsqueeze(2).unbind(dim=0))
-        out = denoiser(
-            latents,
-            (1000 - timesteps.to(noisy.dtype)) / 1000,
-            prompts,
-            return_dict=False,
-        )[0]
+        # The time stays float32, as the pipeline passes it (the transformer embeds it in
+        # float32): bf16 steps by 4 above t = 512, so 987.3 would become 988 and the time
+        # (1000 - t) / 1000 0.012 instead of 0.0127.
+        out = denoiser(latents, (1000 - timesteps.float()) / 1000, prompts, return_dict=False)[0]
         return -torch.stack(out, dim=0).squeeze(2)
 
     # -- LoRA --------------------------------------------------------------------------------
