@@ -45,21 +45,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     skip_slow = pytest.mark.skip(reason="slow: pass --run-slow to run")
     skip_gpu = pytest.mark.skip(reason="gpu: needs a CUDA GPU")
-    ray_first = []
     for item in items:
         # Under pytest-xdist (`make test` runs two processes), the tests on the session's one
         # local Ray instance all go to the same process: one Ray, started once.
         if "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("ray"))
-            ray_first.append(item)
         if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(skip_slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
-    # The Ray group is the longest stretch one process runs alone: it goes first, so that the
-    # other process takes the rest meanwhile instead of waiting for it at the end.
-    grouped = {id(item) for item in ray_first}
-    items[:] = ray_first + [item for item in items if id(item) not in grouped]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
