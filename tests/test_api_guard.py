@@ -367,12 +367,18 @@ def test_a_merchants_queue_and_a_jobs_images_are_capped(tmp_path: Path) -> None:
     assert "2 jobs waiting" in response.json()["error"]["message"]
 
 
-def test_the_queue_takes_turns_between_merchants(tmp_path: Path) -> None:
-    studio = Studio(tmp_path)
+def _other_merchant(studio: Studio):
+    """A second merchant, with a product `prd_other`."""
     with studio.db.session() as session:
         other, _key = store.create_merchant(session, "Other shop")
         session.add(Product(id="prd_other", merchant_id=other.id, name="cup", class_name="cup"))
         session.commit()
+        return other
+
+
+def test_the_queue_takes_turns_between_merchants(tmp_path: Path) -> None:
+    studio = Studio(tmp_path)
+    other = _other_merchant(studio)
     mine = studio.product()
     busy = [studio.queue_training(mine) for _ in range(3)]  # queued first
     theirs = studio.queue_training("prd_other", other.id)
@@ -386,10 +392,7 @@ def test_the_queue_takes_turns_between_merchants(tmp_path: Path) -> None:
 
 def test_a_merchant_runs_at_most_max_running_jobs(tmp_path: Path, monkeypatch) -> None:
     studio = Studio(tmp_path)
-    with studio.db.session() as session:
-        other, _key = store.create_merchant(session, "Other shop")
-        session.add(Product(id="prd_other", merchant_id=other.id, name="cup", class_name="cup"))
-        session.commit()
+    other = _other_merchant(studio)
     mine = studio.product()
     busy = [studio.queue_training(mine) for _ in range(3)]
     theirs = studio.queue_training("prd_other", other.id)
