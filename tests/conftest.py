@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import gc
+import logging
 import os
 import resource
 import time
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.logging import catching_logs
 
 REPO = Path(__file__).resolve().parents[1]
 # The repo's examples/ is a DreamBench folder with one subject (its prompts_and_classes.txt,
@@ -38,6 +41,30 @@ def pytest_configure(config: pytest.Config) -> None:
     # is faster, and on a busy 2-core machine several threads spin against each other
     # (measured here: 0.13 it/s against 14.8 it/s for the same tiny training run).
     torch.set_num_threads(1)
+    _lock_pytest_log_capture()
+
+
+def _lock_pytest_log_capture() -> None:
+    """Make pytest's per-test log capture safe against loggers made by other threads.
+
+    pytest 9.2 (pytest-dev/pytest#14375) attaches its handler to every non-propagating logger
+    by iterating `logging.root.manager.loggerDict` without logging's lock. The studio's worker,
+    webhook and server threads import modules (and so create loggers) while a test starts, and
+    CI failed once on exactly that: `RuntimeError: dictionary changed size during iteration`
+    in `_GeneratorContextManager.__enter__`. `logging.getLogger` takes the module lock
+    (`logging._lock`, an RLock), so holding it while pytest iterates closes the race.
+    """
+    enter = catching_logs.__enter__
+    if getattr(enter, "_packshot_locked", False):
+        return
+
+    @functools.wraps(enter)
+    def locked_enter(self):  # type: ignore[no-untyped-def]
+        with logging._lock:  # type: ignore[attr-defined]
+            return enter(self)
+
+    locked_enter._packshot_locked = True  # type: ignore[attr-defined]
+    catching_logs.__enter__ = locked_enter  # type: ignore[method-assign]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
