@@ -16,7 +16,7 @@ from PIL import Image
 from transformers import CLIPTokenizer
 
 from packshot.errors import ModelLoadError, ModelNotFoundError, UsageError
-from packshot.models import hub
+from packshot.models import hub, preprocessors
 from packshot.models.describe import describe_model
 from packshot.models.device import pick_device, pick_dtype
 from packshot.models.families import (
@@ -30,6 +30,7 @@ from packshot.models.families import (
 from packshot.models.hub import select_hub_files
 from packshot.models.load import ResolvedModel, clear_pipeline_cache, load_pipeline, resolve_model
 from packshot.models.names import hub_models_only, is_model_name
+from packshot.models.preprocessors import load_preprocessor, pipeline_tokenizers
 from packshot.models.standins import (
     BUILDER_VERSION,
     build_clip_tokenizer,
@@ -213,6 +214,39 @@ def test_pipeline_cache_keeps_the_last_one(cache_dir: Path) -> None:
     assert again is not first and again.unet.dtype == torch.float32
     clear_pipeline_cache()
     assert load_pipeline("tiny", cache_dir=cache_dir) is not again
+
+
+def test_tokenizers_are_loaded_once_per_process_and_again_when_saved_again(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    tiny = resolve_model("tiny-sdxl", cache_dir=cache_dir).path
+    folder = tmp_path / "tiny-sdxl"
+    shutil.copytree(tiny, folder)
+    first = pipeline_tokenizers(folder)
+    assert set(first) == {"tokenizer", "tokenizer_2"}  # what model_index.json names
+    assert first["tokenizer_2"].pad_token == "!"  # SDXL's second, from its own subfolder
+    # The pipeline, and the family's text parts for a training, get those same objects.
+    clear_pipeline_cache()
+    pipe = load_pipeline(str(folder), cache_dir=cache_dir)
+    assert pipe.tokenizer is first["tokenizer"] and pipe.tokenizer_2 is first["tokenizer_2"]
+    tokenizers, _, _ = detect_family(folder).load_text_parts(folder, torch.float32)
+    assert tokenizers == [first["tokenizer"], first["tokenizer_2"]]
+    assert pipe.tokenizer("a photo of a dog").input_ids == DOG_IDS  # a working CLIP tokenizer
+    # A folder whose files changed is read again.
+    config = folder / "tokenizer" / "tokenizer_config.json"
+    values = json.loads(config.read_text())
+    config.write_text(json.dumps({**values, "model_max_length": 60}))
+    again = pipeline_tokenizers(folder)
+    assert again["tokenizer"] is not first["tokenizer"]
+    assert again["tokenizer"].model_max_length == 60
+    assert again["tokenizer_2"] is first["tokenizer_2"]
+    # Only the last few are kept.
+    for n in range(preprocessors.KEPT):
+        copy = tmp_path / f"copy-{n}"
+        shutil.copytree(tiny / "tokenizer", copy)
+        load_preprocessor(copy, "CLIPTokenizer")
+    assert pipeline_tokenizers(folder)["tokenizer_2"] is not first["tokenizer_2"]
+    clear_pipeline_cache()
 
 
 # -- building and caching the aliases --------------------------------------------------------

@@ -29,6 +29,7 @@ from packshot.judge.config import (
 from packshot.models.device import pick_device
 from packshot.models.hub import download_from_hub
 from packshot.models.names import HUB_ID
+from packshot.models.preprocessors import load_preprocessor
 from packshot.testing.judges import (
     JudgeKind,
     quiet_transformers,
@@ -184,7 +185,7 @@ class Embedders:
 
         def load_clip(path: Path) -> tuple[Any, Any]:
             model = transformers.CLIPModel.from_pretrained(path)
-            return model, transformers.CLIPProcessor.from_pretrained(path)
+            return model, load_preprocessor(path, "CLIPProcessor")  # its tokenizer: 0.4 s
 
         self.dino_model, self.dino_processor = _load(self.dino_ref, load_dino)
         self.clip_model, self.clip_processor = _load(self.clip_ref, load_clip)

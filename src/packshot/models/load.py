@@ -30,6 +30,7 @@ from packshot.models.device import pick_device, pick_dtype
 from packshot.models.families import ModelFamily, PipelineKind, detect_family, stand_in_aliases
 from packshot.models.hub import download_from_hub, select_hub_files
 from packshot.models.names import EXAMPLE_HUB_ID, HUB_ID, folders_allowed
+from packshot.models.preprocessors import pipeline_tokenizers
 from packshot.models.speed import EAGER, Speedups, make_fast
 from packshot.models.standins import read_stand_in_note, stand_in_folder
 
@@ -255,7 +256,8 @@ def load_pipeline(
     key = (str(resolved.path), kind, device, dtype, speedups)
     if _cached is not None and _cached[0] == key:
         return _cached[1]
-    clear_pipeline_cache()  # free the old one before loading the next
+    if _cached is not None:
+        clear_pipeline_cache()  # free the old one before loading the next
 
     # 3. Check the folder, then load it.
     _check_parts(resolved.path)
@@ -264,6 +266,7 @@ def load_pipeline(
         options.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
         with _quiet_loading():
+            options.update(pipeline_tokenizers(resolved.path))  # loaded once per process
             pipe = cls.from_pretrained(resolved.path, **options)
     except Exception as error:
         broken = _find_broken_weights(resolved.path)

@@ -38,6 +38,7 @@ from packshot.intake.prepare import KIND, MANIFEST
 from packshot.models.device import pick_device, pick_dtype, return_freed_memory_to_os
 from packshot.models.families import ModelFamily, get_family, trainable_families
 from packshot.models.load import load_pipeline, resolve_model
+from packshot.models.preprocessors import pipeline_tokenizers
 from packshot.models.sizes import check_bucket
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
 from packshot.train.card import write_model_card
@@ -521,6 +522,7 @@ def _run(
     def render(step: int) -> list[Path]:
         """Sample shots with the LoRA as it is now; the VAE and text encoders load just for this."""
         kwargs: dict[str, Any] = {**trainer.named_models, "dtype": weight_dtype}
+        kwargs.update(pipeline_tokenizers(resolved.path))  # the ones training loaded
         if "safety_checker" in inspect.signature(pipeline_class.__init__).parameters:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
 

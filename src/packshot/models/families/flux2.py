@@ -84,9 +84,11 @@ class Flux2Klein(FlowMatchingFamily):
         """The Qwen2 tokenizer, the Qwen3 encoder and the FLUX.2 VAE (fp32: it runs once)."""
         import torch
         from diffusers import AutoencoderKLFlux2
-        from transformers import AutoTokenizer, Qwen3ForCausalLM
+        from transformers import Qwen3ForCausalLM
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+        from packshot.models.preprocessors import load_preprocessor
+
+        tokenizer = load_preprocessor(model_dir / "tokenizer", "AutoTokenizer")
         encoder = Qwen3ForCausalLM.from_pretrained(model_dir, subfolder="text_encoder", dtype=dtype)
         vae = AutoencoderKLFlux2.from_pretrained(model_dir, subfolder="vae", dtype=torch.float32)
         return [tokenizer], [encoder], vae

@@ -191,9 +191,11 @@ class StableDiffusion15(StableDiffusionFamily):
         return ("text_encoder",)
 
     def load_text_parts(self, model_dir: Path, dtype: Any) -> tuple[list[Any], list[Any], Any]:
-        from transformers import CLIPTextModel, CLIPTokenizer
+        from transformers import CLIPTextModel
 
-        tokenizer = CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer")
+        from packshot.models.preprocessors import load_preprocessor
+
+        tokenizer = load_preprocessor(model_dir / "tokenizer", "CLIPTokenizer")
         encoder = CLIPTextModel.from_pretrained(model_dir, subfolder="text_encoder", dtype=dtype)
         return [tokenizer], [encoder], self._vae(model_dir)
 
@@ -232,12 +234,14 @@ class StableDiffusionXL(StableDiffusionFamily):
         return ("text_encoder", "text_encoder_2")
 
     def load_text_parts(self, model_dir: Path, dtype: Any) -> tuple[list[Any], list[Any], Any]:
-        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-        tokenizer = CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer")
+        from packshot.models.preprocessors import load_preprocessor
+
+        tokenizer = load_preprocessor(model_dir / "tokenizer", "CLIPTokenizer")
         encoder = CLIPTextModel.from_pretrained(model_dir, subfolder="text_encoder", dtype=dtype)
         vae = self._vae(model_dir)
-        tokenizer_2 = CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer_2")
+        tokenizer_2 = load_preprocessor(model_dir / "tokenizer_2", "CLIPTokenizer")
         encoder_2 = CLIPTextModelWithProjection.from_pretrained(
             model_dir, subfolder="text_encoder_2", dtype=dtype
         )

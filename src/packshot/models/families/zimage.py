@@ -59,9 +59,11 @@ class ZImage(FlowMatchingFamily):
         """The Qwen2 tokenizer, the Qwen3 encoder and the FLUX.1 VAE (fp32: it runs once)."""
         import torch
         from diffusers import AutoencoderKL
-        from transformers import AutoTokenizer, Qwen3Model
+        from transformers import Qwen3Model
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+        from packshot.models.preprocessors import load_preprocessor
+
+        tokenizer = load_preprocessor(model_dir / "tokenizer", "AutoTokenizer")
         encoder = Qwen3Model.from_pretrained(model_dir, subfolder="text_encoder", dtype=dtype)
         vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae", dtype=torch.float32)
         return [tokenizer], [encoder], vae
