@@ -91,6 +91,36 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # `_free_memory`). Measured on four modules (shoot, place, train, models): 22 explicit
     # collections took 21 s of a 145 s run under load, 1.6 s of an 89 s run frozen.
     gc.freeze()
+    gc.callbacks.append(_time_collections)
+
+
+# Full collections (generation 2), timed: how many, and the seconds they took in this process.
+# The modules imported after the collection (diffusers' pipelines, transformers' models, Ray,
+# Playwright, matplotlib: imported by the tests that use them) and what session and module
+# fixtures keep grow the heap again: measured, 186 full collections took 86.7 s of a 287 s run
+# (-n 2). So after a test whose process saw a slow full collection, what is alive then (after
+# one more collection: garbage is never frozen) is frozen too.
+REFREEZE_AFTER_S = 0.1
+_collections = {"count": 0, "seconds": 0.0, "started": 0.0, "last": 0.0, "refrozen": 0}
+
+
+def _time_collections(phase: str, info: dict[str, int]) -> None:
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        _collections["started"] = time.perf_counter()
+    else:
+        _collections["last"] = time.perf_counter() - _collections["started"]
+        _collections["count"] += 1
+        _collections["seconds"] += _collections["last"]
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    if _collections["last"] > REFREEZE_AFTER_S:
+        gc.collect()
+        gc.freeze()
+        _collections["last"] = 0.0
+        _collections["refrozen"] += 1
 
 
 @pytest.fixture(scope="session")
@@ -205,8 +235,12 @@ SLOWEST_SHOWN = 12
 _session_started = [time.monotonic()]
 _test_times: dict[str, tuple[float, float]] = {}  # nodeid -> (wall s, CPU s), all phases
 _over_budget: list[tuple[str, str, float, float]] = []  # nodeid, phase, seconds, budget
+_busy: dict[str, list[float]] = {}  # pytest-xdist process -> [seconds in tests, last report at]
 _CPU_AT_START = pytest.StashKey[float]()
 _PHASE_CPU = pytest.StashKey[float]()
+_GC_AT_START = pytest.StashKey[tuple[int, float]]()
+_PHASE_GC = pytest.StashKey[tuple[int, float]]()
+_gc_total = [0, 0.0]  # full collections in tests, and their seconds, over every process
 
 
 def _cpu_s() -> float:
@@ -224,8 +258,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # process that writes the summary sees them also when pytest-xdist runs the tests elsewhere.
 def _timed_phase(item: pytest.Item) -> Iterator[None]:
     item.stash[_CPU_AT_START] = _cpu_s()
+    item.stash[_GC_AT_START] = (_collections["count"], _collections["seconds"])
     yield
     item.stash[_PHASE_CPU] = _cpu_s() - item.stash[_CPU_AT_START]
+    count, seconds = item.stash[_GC_AT_START]
+    item.stash[_PHASE_GC] = (_collections["count"] - count, _collections["seconds"] - seconds)
 
 
 pytest_runtest_setup = pytest.hookimpl(hookwrapper=True)(_timed_phase)
@@ -241,6 +278,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     budget = float(marker.args[0]) if marker else TEST_BUDGET_S
     report.user_properties.append(("budget_s", budget))
     report.user_properties.append(("cpu_s", item.stash.get(_PHASE_CPU, 0.0)))
+    report.user_properties.append(("gc", item.stash.get(_PHASE_GC, (0, 0.0))))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -248,7 +286,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if "budget_s" not in properties:
         return
     wall, cpu = _test_times.get(report.nodeid, (0.0, 0.0))
+    # Under pytest-xdist the report names the process that ran it: how busy each was, and
+    # when each ran out of tests, shows an unbalanced split (one process idle at the end).
+    node = getattr(report, "node", None)
+    process = getattr(getattr(node, "gateway", None), "id", "main")
+    busy = _busy.setdefault(process, [0.0, 0.0])
+    busy[0] += report.duration
+    busy[1] = time.monotonic() - _session_started[0]
     _test_times[report.nodeid] = (wall + report.duration, cpu + float(properties["cpu_s"]))
+    collections, gc_seconds = properties.get("gc", (0, 0.0))
+    _gc_total[0] += int(collections)
+    _gc_total[1] += float(gc_seconds)
     budget = float(properties["budget_s"])
     if report.duration > budget and not report.skipped:
         _over_budget.append((report.nodeid, report.when, report.duration, budget))
@@ -270,6 +318,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     write(
         f"this run: {elapsed:.0f} s, {wall:.0f} s of it in {len(_test_times)} tests; the whole "
         f"default suite's budget is {SUITE_BUDGET_S:.0f} s on a quiet 2-core machine"
+    )
+    if len(_busy) > 1:
+        write(
+            "processes: "
+            + ", ".join(
+                f"{name} {busy:.0f} s in tests, done at {done:.0f} s"
+                for name, (busy, done) in sorted(_busy.items())
+            )
+        )
+    write(
+        f"full garbage collections in tests: {_gc_total[0]}, {_gc_total[1]:.1f} s "
+        "(the objects made by the imports and the collection are frozen out of their reach)"
     )
     write("slowest tests (setup + call + teardown): wall s, CPU s")
     ranked = sorted(_test_times.items(), key=lambda kv: kv[1][0], reverse=True)
