@@ -274,6 +274,9 @@ def test_catalogue_shoot_instant_draws_from_the_photos_without_training(
     assert "FLUX.2 [klein]" in refused.stderr and not out.exists()
     steps = CliRunner().invoke(app, [*command, "--model", "tiny-flux2", "--train-steps", "4"])
     assert steps.exit_code == 2 and "--instant trains nothing" in steps.stderr
+    preset = CliRunner().invoke(app, [*command, "--model", "tiny-flux2", "--preset", "best"])
+    assert preset.exit_code == 2 and "--preset" in preset.stderr
+    assert "--instant trains nothing" in preset.stderr
 
     # 2. The tote (photos, no model) drawn from its best photos; the backpack by its own model;
     #    the lamp (no usable photo) fails alone.

@@ -1077,7 +1077,9 @@ def catalogue_shoot(
         help="No training: a product without a model is shot from its best 1-4 photos as "
         "reference images, as `packshot instant` does (a model that takes them: FLUX.2 [klein]).",
     ),
-    preset: str = typer.Option("standard", help="Training preset: quick, standard or best."),
+    preset: str | None = typer.Option(
+        None, help="Training preset: quick, standard (the default) or best."
+    ),
     train_steps: int | None = typer.Option(
         None, "--train-steps", help="Training steps of each product trained (max_train_steps)."
     ),
@@ -1110,14 +1112,15 @@ def catalogue_shoot(
     """
     from packshot.flows.instant import reference_model
 
-    if preset not in ("quick", "standard", "best"):
+    if preset is not None and preset not in ("quick", "standard", "best"):
         raise typer.BadParameter(
             f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
         )
-    if instant and train_steps is not None:
-        raise typer.BadParameter(
-            "is for trainings, and --instant trains nothing", param_hint="--train-steps"
-        )
+    for value, hint in ((train_steps, "--train-steps"), (preset, "--preset")):
+        if instant and value is not None:
+            raise typer.BadParameter(
+                "is for trainings, and --instant trains nothing", param_hint=hint
+            )
     shot_list = load_shot_list(shots)
     products = read_catalogue(catalogue_dir)
     profiles = _profiles(profile)
@@ -1129,7 +1132,7 @@ def catalogue_shoot(
         shots=list(shot_list.shots),
         model=model,
         instant=instant,
-        preset=preset,
+        preset=preset or "standard",
         max_train_steps=train_steps,
         seed=seed,
         num_inference_steps=steps,

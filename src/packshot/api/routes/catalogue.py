@@ -128,8 +128,9 @@ def create_catalogue_shoot(
     params = CatalogueParams(products=[], shots=list(shot_list.shots), **values)
     if params.instant:  # refused here where the web process can tell, else by the job at once
         check_reference_model(params.base_model())
-        if params.max_train_steps is not None:
-            raise ApiError(422, "`max_train_steps` is for trainings: `instant` trains nothing.")
+        for field in ("max_train_steps", "preset"):
+            if field in body.model_fields_set and getattr(body, field) is not None:
+                raise ApiError(422, f"`{field}` is for trainings: `instant` trains nothing.")
     check_model(settings, params.base_model(), "model")
     if len(set(body.product_ids)) != len(body.product_ids):
         raise ApiError(422, "`product_ids` names a product twice: name each once.")
