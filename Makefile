@@ -14,7 +14,7 @@ TORCH := torch==2.13.0
 OPEN_CLIP := open_clip_torch==3.3.0
 LINTED := src tests $(wildcard benchmarks)
 # The suite runs in two processes (pytest-xdist): most tests run tiny models on one thread or
-# wait on a server, a worker or Ray, so two keep both cores busy (360 s -> 249 s here). The
+# wait on a server, a worker or Ray, so two keep both cores busy (360 s -> 206 s here, with the collector refreezes of tests/conftest.py). The
 # tests on the session's local Ray stay in one of them (tests/conftest.py). TEST_WORKERS=0:
 # one process.
 TEST_WORKERS ?= 2
