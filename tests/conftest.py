@@ -55,15 +55,12 @@ def _lock_pytest_log_capture() -> None:
     (`logging._lock`, an RLock), so holding it while pytest iterates closes the race.
     """
     enter = catching_logs.__enter__
-    if getattr(enter, "_packshot_locked", False):
-        return
 
     @functools.wraps(enter)
     def locked_enter(self):  # type: ignore[no-untyped-def]
         with logging._lock:  # type: ignore[attr-defined]
             return enter(self)
 
-    locked_enter._packshot_locked = True  # type: ignore[attr-defined]
     catching_logs.__enter__ = locked_enter  # type: ignore[method-assign]
 
 
@@ -101,7 +98,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 # (-n 2). So after a test whose process saw a slow full collection, what is alive then (after
 # one more collection: garbage is never frozen) is frozen too.
 REFREEZE_AFTER_S = 0.1
-_collections = {"count": 0, "seconds": 0.0, "started": 0.0, "last": 0.0, "refrozen": 0}
+_collections = {"count": 0, "seconds": 0.0, "started": 0.0, "last": 0.0}
 
 
 def _time_collections(phase: str, info: dict[str, int]) -> None:
@@ -120,7 +117,6 @@ def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str])
         gc.collect()
         gc.freeze()
         _collections["last"] = 0.0
-        _collections["refrozen"] += 1
 
 
 @pytest.fixture(scope="session")

@@ -277,6 +277,8 @@ def test_catalogue_shoot_instant_draws_from_the_photos_without_training(
     preset = CliRunner().invoke(app, [*command, "--model", "tiny-flux2", "--preset", "best"])
     assert preset.exit_code == 2 and "--preset" in preset.stderr
     assert "--instant trains nothing" in preset.stderr
+    unknown = CliRunner().invoke(app, [*command, "--model", "tiny-flux2", "--preset", "nope"])
+    assert unknown.exit_code == 2 and "choose quick, standard, best" in unknown.stderr
 
     # 2. The tote (photos, no model) drawn from its best photos; the backpack by its own model;
     #    the lamp (no usable photo) fails alone.

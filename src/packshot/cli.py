@@ -59,6 +59,7 @@ from packshot.progress import ProgressCallback, ProgressEvent
 from packshot.shoot import load_presets
 from packshot.shoot.request import INSTANT_MODEL
 from packshot.shoot.shotlist import load_shot_list
+from packshot.train.config import PRESET_NAMES
 from packshot.train.hub import push_to_hub as push
 
 # Human output goes to stderr so that `--json` output on stdout stays machine-readable.
@@ -519,10 +520,7 @@ def train_command(
     """
     from packshot.train import train
 
-    if preset not in ("quick", "standard", "best"):
-        raise typer.BadParameter(
-            f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
-        )
+    _check_preset(preset)
     params = TrainingParams(
         photos_dir=str(photos.resolve()),
         model=model,
@@ -609,6 +607,13 @@ def _judge_config(
         token=token,
         class_word=class_word,
     )
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESET_NAMES:
+        raise typer.BadParameter(
+            f"unknown preset {preset!r}; choose {', '.join(PRESET_NAMES)}", param_hint="--preset"
+        )
 
 
 def _fmt(value: float | None) -> str:
@@ -1112,27 +1117,27 @@ def catalogue_shoot(
     """
     from packshot.flows.instant import reference_model
 
-    if preset is not None and preset not in ("quick", "standard", "best"):
-        raise typer.BadParameter(
-            f"unknown preset {preset!r}; choose quick, standard or best", param_hint="--preset"
-        )
-    for value, hint in ((train_steps, "--train-steps"), (preset, "--preset")):
-        if instant and value is not None:
-            raise typer.BadParameter(
-                "is for trainings, and --instant trains nothing", param_hint=hint
-            )
+    if preset is not None:
+        _check_preset(preset)
+    if instant:
+        for value, hint in ((train_steps, "--train-steps"), (preset, "--preset")):
+            if value is not None:
+                raise typer.BadParameter(
+                    "is for trainings, and --instant trains nothing", param_hint=hint
+                )
     shot_list = load_shot_list(shots)
     products = read_catalogue(catalogue_dir)
     profiles = _profiles(profile)
     values: dict[str, Any] = {}
     if gpu_price is not None:
         values["gpu_price_per_hour"] = gpu_price
+    if preset is not None:
+        values["preset"] = preset
     params = CatalogueParams(
         products=products,
         shots=list(shot_list.shots),
         model=model,
         instant=instant,
-        preset=preset or "standard",
         max_train_steps=train_steps,
         seed=seed,
         num_inference_steps=steps,
