@@ -22,6 +22,8 @@ import pytest
 from api_support import ENV_POSTGRES, example_photos, postgres_database, studio_for, upload
 from packshot.jobs import store
 from packshot.jobs.webhooks import verify
+from packshot.models.families import INSTANT_MODEL, TRAINING_MODEL, get_family
+from packshot.train import load_presets as load_training_presets
 
 TRAINING = {
     "model": "tiny",
@@ -691,6 +693,24 @@ def test_marketplaces_say_which_take_drawn_shots(studio) -> None:
     assert "photograph" in marketplaces["amazon-main"]["generated_rule"]
     assert marketplaces["shopify"]["generated"] == "ok"
     assert studio.client.get("/v1/marketplaces").status_code == 401
+
+
+def test_models_suggest_every_familys_base_models_with_what_each_needs(studio) -> None:
+    body = studio.a.get("/v1/models").json()
+    models = {m["id"]: m for m in body["data"]}
+    assert body["data"][0]["id"] == body["training_default"] == TRAINING_MODEL
+    assert body["instant_default"] == INSTANT_MODEL and models[INSTANT_MODEL]["takes_references"]
+    # Every family's base models, from the families themselves: Z-Image too.
+    assert {m["family"] for m in body["data"]} == {"sd15", "sdxl", "flux2-klein", "z-image"}
+    assert models["Tongyi-MAI/Z-Image"]["trains"]
+    assert not models["Tongyi-MAI/Z-Image"]["takes_references"]
+    assert models[TRAINING_MODEL]["training_steps"] == {
+        name: preset["max_train_steps"] for name, preset in load_training_presets("sdxl").items()
+    }
+    # Each says what it is, in its family's name, and more than that.
+    for m in body["data"]:
+        assert m["label"].startswith(get_family(m["family"]).label) and ": " in m["label"]
+    assert studio.client.get("/v1/models").status_code == 401
 
 
 def test_presets_say_which_keep_the_pixels(studio) -> None:

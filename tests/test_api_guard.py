@@ -309,7 +309,14 @@ def test_models_are_names_and_the_operators_list_holds_for_every_job(
     with pytest.raises(UsageError, match="PACKSHOT_MODELS"):
         ApiSettings.from_env(service)
 
-    studio = Studio(tmp_path, models=("tiny-sdxl", "tiny-inpaint"))
+    studio = Studio(tmp_path, models=("tiny-sdxl", "tiny-inpaint", "org/sdxl-base"))
+    # The page suggests the allowed models only, in the operator's order.
+    listed = studio.client.get("/v1/models", headers=studio.auth).json()["data"]
+    assert [(m["id"], m["family"], m["trains"]) for m in listed] == [
+        ("tiny-sdxl", "sdxl", True),
+        ("tiny-inpaint", "sd15-inpaint", False),
+        ("org/sdxl-base", None, False),
+    ]
     product = studio.product()
     _with_photo(studio, product)
     url = f"/v1/products/{product}"

@@ -359,6 +359,18 @@ def test_whole_flow_in_chromium(
 
     # 4. Train tiny for a few steps: the bar moves to done, samples appear, LoRA files listed.
     page.locator("#training details.advanced summary").click()
+    # The presets' steps and the base models suggested come from the model families (/v1/models).
+    models = studio.api("GET", "/v1/models")
+    quick = models["data"][0]["training_steps"]["quick"]
+    expect(page.locator("#training small[data-preset=quick]")).to_have_text(
+        f"{quick} steps · a first look"
+    )
+    suggested = page.locator("#base-models option").evaluate_all("(os) => os.map((o) => o.value)")
+    assert suggested == [m["id"] for m in models["data"] if m["trains"]]
+    assert "Tongyi-MAI/Z-Image" in suggested
+    expect(page.get_by_label("Base model")).to_have_attribute(
+        "placeholder", models["training_default"]
+    )
     page.get_by_label("Steps", exact=True).fill(str(TRAIN_STEPS))
     page.get_by_text("Quick", exact=True).click()
     # A bad value comes back from the API as a sentence next to the form, nothing starts.
@@ -588,6 +600,10 @@ def test_whole_flow_in_chromium(
     instant = page.get_by_label("Instant shots, no training")
     instant.check()
     expect(page.get_by_label("Training steps")).to_be_disabled()
+    offered = page.locator("#catalogue-models option").evaluate_all(
+        "(os) => os.map((o) => o.value)"
+    )
+    assert offered == [m["id"] for m in models["data"] if m["takes_references"]]
     page.get_by_test_id("start-catalogue").click()
     refused = page.get_by_role("alert").filter(has_text="takes no reference images")
     expect(refused).to_contain_text("FLUX.2 [klein]")

@@ -44,7 +44,6 @@ from packshot.errors import PackshotError
 from packshot.jobs.execute import build_train_config, run_job
 from packshot.jobs.kinds import (
     KINDS,
-    TRAINING_MODEL,
     CatalogueParams,
     ShootParams,
     TrainingParams,
@@ -54,10 +53,9 @@ from packshot.jobs.ray.driver import RaySettings, run_on_ray
 from packshot.jobs.runner import make_runner
 from packshot.jobs.settings import ServiceSettings
 from packshot.judge import JudgeConfig
-from packshot.models.families import stand_in_aliases
+from packshot.models.families import INSTANT_MODEL, TRAINING_MODEL, stand_in_aliases
 from packshot.progress import ProgressCallback, ProgressEvent
 from packshot.shoot import load_presets
-from packshot.shoot.request import INSTANT_MODEL
 from packshot.shoot.shotlist import load_shot_list
 from packshot.train.config import PRESET_NAMES
 from packshot.train.hub import push_to_hub as push
@@ -457,7 +455,7 @@ def train_command(
     class_word: str = typer.Option(..., "--class", help='The kind of product, e.g. "headphones".'),
     out_dir: Path = typer.Option(..., "--out", help="Where to write the model folder."),
     model: str = typer.Option(
-        "stabilityai/stable-diffusion-xl-base-1.0",
+        TRAINING_MODEL,
         help="Base model: Hub id, local diffusers folder, or a built-in stand-in ("
         + ", ".join(sorted(a for a, f in stand_in_aliases().items() if f.trainable))
         + ").",
@@ -634,8 +632,8 @@ def instant_command(
     model: str | None = typer.Option(
         None,
         "--model",
-        help="A base model that takes reference images (default "
-        "black-forest-labs/FLUX.2-klein-4B; tiny-flux2 offline).",
+        help=f"A base model that takes reference images (default {INSTANT_MODEL}; tiny-flux2 "
+        "offline).",
     ),
     model_dir: Path | None = typer.Option(
         None, "--product-model", help="A trained product model: its LoRA joins the references."

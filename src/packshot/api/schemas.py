@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from packshot.deliver.profiles import get_profiles, load_profiles
 from packshot.errors import UsageError
+from packshot.models.families import INSTANT_MODEL, TRAINING_MODEL
 from packshot.models.names import is_model_name
 from packshot.shoot.plan import (
     JOB_MAX_BEST,
@@ -189,7 +190,7 @@ class TrainsFields(WebhookField):
     """What every request that trains gives: the base model and a training preset."""
 
     model: str = Field(
-        "stabilityai/stable-diffusion-xl-base-1.0",
+        TRAINING_MODEL,
         max_length=200,
         description="Base model: a Hugging Face Hub id, or tiny / tiny-sdxl (test stand-ins).",
     )
@@ -317,7 +318,7 @@ class ShootCreate(SceneFields, DeliversFields):
         None,
         max_length=200,
         description="instant: a base model that takes reference images (a Hugging Face Hub id, "
-        "or tiny-flux2, the test stand-in). Default: black-forest-labs/FLUX.2-klein-4B.",
+        f"or tiny-flux2, the test stand-in). Default: {INSTANT_MODEL}.",
     )
 
     @field_validator("base")
@@ -500,6 +501,33 @@ class MarketplacePublic(BaseModel):
     white_background: bool
 
 
+class BaseModelPublic(BaseModel):
+    """A base model a merchant may pick for a training or instant shots (`GET /v1/models`)."""
+
+    id: str = Field(..., description="The Hugging Face Hub id (or a built-in stand-in's alias).")
+    family: str | None = Field(None, description="Its model family; null: not known here.")
+    label: str = Field(..., description="What it is and what it needs, for people.")
+    trains: bool = Field(..., description="packshot trains product models on it.")
+    takes_references: bool = Field(
+        ..., description="It takes reference photos: instant shots, with no training."
+    )
+    training_steps: dict[str, int] = Field(
+        default_factory=dict,
+        description="Each training preset's steps on this model (quick, standard, best).",
+    )
+
+
+class BaseModelsPublic(BaseModel):
+    training_default: str = Field(..., description="A training's base model when none is named.")
+    instant_default: str = Field(..., description="Instant shots' model when none is named.")
+    data: list[BaseModelPublic] = Field(
+        ...,
+        description="The models to suggest: the operator's allowed ones (PACKSHOT_MODELS) when "
+        "set, else packshot's suggestions, the training default first. Any Hub id works "
+        "unless the operator allows only some.",
+    )
+
+
 class PresetPublic(BaseModel):
     name: str
     label: str
@@ -539,8 +567,8 @@ class CatalogueShootCreate(TrainsFields, DeliversFields):
         None,
         max_length=200,
         description="Base model of the products without one: a Hugging Face Hub id, or tiny / "
-        "tiny-sdxl / tiny-flux2 (test stand-ins). Default: stabilityai/stable-diffusion-xl-"
-        "base-1.0 for their trainings; with `instant`, black-forest-labs/FLUX.2-klein-4B.",
+        f"tiny-sdxl / tiny-flux2 (test stand-ins). Default: {TRAINING_MODEL} for their "
+        f"trainings; with `instant`, {INSTANT_MODEL}.",
     )
     instant: bool = Field(
         False,

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from packshot.errors import UsageError
 from packshot.jobs.settings import ServiceSettings, env_number
-from packshot.models.names import EXAMPLE_HUB_ID, is_model_name
+from packshot.models.families import TRAINING_MODEL
+from packshot.models.names import is_model_name
 
 MIB = 1024 * 1024
 
@@ -20,7 +21,7 @@ def _env_models() -> tuple[str, ...]:
     if wrong:
         raise UsageError(
             f"PACKSHOT_MODELS names {', '.join(wrong)}, which is not a Hugging Face Hub id "
-            f"(owner/name) or a built-in alias: list Hub ids such as {EXAMPLE_HUB_ID}."
+            f"(owner/name) or a built-in alias: list Hub ids such as {TRAINING_MODEL}."
         )
     return names
 

@@ -18,14 +18,13 @@ from packshot.intake import check_photos, prepare_training_set
 from packshot.judge import JudgeConfig
 from packshot.models.describe import describe_model
 from packshot.models.device import pick_device
+from packshot.models.families import TRAINING_MODEL
 from packshot.models.load import resolve_model
 from packshot.models.standins import STAND_IN_SAMPLE_STEPS
 from packshot.progress import ProgressCallback
 from packshot.shoot import ShootRequest
 from packshot.train import TrainConfig, train
 
-# The real default model for real work (needs a GPU and a download of ~7 GB).
-DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SAMPLE_PRODUCT = {"name": "backpack", "class_word": "backpack", "token": "sks"}
 DEMO_DESCRIPTION = "{product} on a wooden bench in a sunny park"
 TINY_TRAIN_STEPS = 20  # with the tiny stand-in: enough to show checkpoints and samples
@@ -58,7 +57,7 @@ def run_demo(
     # 1. Pick the model: the real default on a GPU, the tiny stand-in without one.
     device = pick_device()
     if model is None:
-        model = DEFAULT_MODEL if device == "cuda" else "tiny"
+        model = TRAINING_MODEL if device == "cuda" else "tiny"
     resolved = resolve_model(model)
     tiny = resolved.stand_in
     if tiny:
@@ -69,7 +68,7 @@ def run_demo(
             f"[bold yellow]No GPU here ({device}):[/] using packshot's built-in tiny model "
             f"`{model}`. It has random weights, so its images are noise, but every step of "
             "the flow is the real one. On a machine with a GPU the demo uses "
-            f"{DEFAULT_MODEL}."
+            f"{TRAINING_MODEL}."
         )
     else:
         console.print(f"Device: {device}; model: {model}")

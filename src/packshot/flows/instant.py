@@ -19,10 +19,10 @@ from packshot.flows.judged import JudgedShoot, shoot_and_judge
 from packshot.intake import PhotoSetReport, check_photos
 from packshot.intake.references import MAX_REFERENCES, Reference, pick_references
 from packshot.judge import JudgeConfig
-from packshot.models.families import ModelFamily
+from packshot.models.families import INSTANT_MODEL, ModelFamily
 from packshot.models.load import ResolvedModel, resolve_model
 from packshot.progress import ProgressCallback, ProgressEvent, no_progress
-from packshot.shoot.request import INSTANT_MODEL, ShootRequest, check_takes_references
+from packshot.shoot.request import ShootRequest, check_takes_references
 
 DEFAULT_PRODUCT = "product"  # what {product} says when the merchant names it not
 

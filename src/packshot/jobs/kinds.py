@@ -25,8 +25,9 @@ from pydantic import TypeAdapter, ValidationError
 from packshot.artifacts.catalogue import CatalogueProduct
 from packshot.artifacts.shots import ShotRecord
 from packshot.errors import UsageError
+from packshot.models.families import INSTANT_MODEL, TRAINING_MODEL
 from packshot.progress import ProgressCallback
-from packshot.shoot.request import INSTANT_MODEL, ShootRequest
+from packshot.shoot.request import ShootRequest
 from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
 from packshot.shoot.shotlist import ShotList, ShotListEntry
 
@@ -87,9 +88,6 @@ class ShootParams(ShootRequest):
     def request(self) -> ShootRequest:
         """The shoot itself, without the judging."""
         return ShootRequest(**{f.name: getattr(self, f.name) for f in fields(ShootRequest)})
-
-
-TRAINING_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"  # a catalogue's trainings' base
 
 
 @dataclass

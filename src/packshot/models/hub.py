@@ -28,7 +28,8 @@ from huggingface_hub.utils import (
 )
 
 from packshot.errors import ModelLoadError, ModelNotFoundError, ModelUnavailableError
-from packshot.models.names import EXAMPLE_HUB_ID, folders_allowed
+from packshot.models.families import TRAINING_MODEL
+from packshot.models.names import folders_allowed
 
 T = TypeVar("T")
 
@@ -128,7 +129,7 @@ def _hub_answer_error(repo_id: str, error: BaseException) -> ModelNotFoundError 
     if isinstance(error, HFValidationError):
         return ModelNotFoundError(
             f"`{repo_id}` is not a valid Hugging Face Hub id ({error}). Hub ids look like "
-            f"owner/name, such as {EXAMPLE_HUB_ID}."
+            f"owner/name, such as {TRAINING_MODEL}."
         )
     if isinstance(error, GatedRepoError):
         return ModelUnavailableError(
@@ -140,7 +141,7 @@ def _hub_answer_error(repo_id: str, error: BaseException) -> ModelNotFoundError 
         folder = f", nor as a folder ({Path(repo_id).absolute()})" if folders_allowed() else ""
         return ModelNotFoundError(
             f"`{repo_id}` was not found on the Hugging Face Hub{folder}. Check the spelling "
-            f"(owner/name, such as {EXAMPLE_HUB_ID}). If it is a private model, log in first "
+            f"(owner/name, such as {TRAINING_MODEL}). If it is a private model, log in first "
             f"with {_LOGIN}."
         )
     if isinstance(error, HfHubHTTPError):

@@ -27,9 +27,15 @@ from diffusers import DiffusionPipeline
 from packshot.config import default_cache_dir
 from packshot.errors import ModelLoadError, ModelNotFoundError, PackshotError, UsageError
 from packshot.models.device import pick_device, pick_dtype
-from packshot.models.families import ModelFamily, PipelineKind, detect_family, stand_in_aliases
+from packshot.models.families import (
+    TRAINING_MODEL,
+    ModelFamily,
+    PipelineKind,
+    detect_family,
+    stand_in_aliases,
+)
 from packshot.models.hub import download_from_hub, select_hub_files
-from packshot.models.names import EXAMPLE_HUB_ID, HUB_ID, folders_allowed
+from packshot.models.names import HUB_ID, folders_allowed
 from packshot.models.preprocessors import pipeline_tokenizers
 from packshot.models.speed import EAGER, Speedups, make_fast
 from packshot.models.standins import read_stand_in_note, stand_in_folder
@@ -77,7 +83,7 @@ def resolve_model(
     if not ref:
         raise UsageError(
             f"A model is needed: a built-in alias ({', '.join(aliases)}), a diffusers "
-            f"folder, or a Hub id such as {EXAMPLE_HUB_ID}."
+            f"folder, or a Hub id such as {TRAINING_MODEL}."
         )
 
     # 2. A built-in alias (the names are reserved: pass `./tiny` for a folder called tiny).
@@ -90,7 +96,7 @@ def resolve_model(
         if not HUB_ID.match(ref):
             raise UsageError(
                 f"`{ref}` is not a model name: name a Hugging Face Hub id (owner/name, such as "
-                f"{EXAMPLE_HUB_ID}) or a built-in model ({', '.join(aliases)})."
+                f"{TRAINING_MODEL}) or a built-in model ({', '.join(aliases)})."
             )
         return _from_hub(ref, offline)
     path = Path(ref).expanduser()
@@ -98,7 +104,7 @@ def resolve_model(
         raise ModelLoadError(
             f"`{ref}` is a single file, but packshot loads diffusers folders (model_index.json "
             "plus one folder per part). Pass such a folder, or a Hub id such as "
-            f"{EXAMPLE_HUB_ID}. A single-file checkpoint can be converted with diffusers' "
+            f"{TRAINING_MODEL}. A single-file checkpoint can be converted with diffusers' "
             "`from_single_file(...).save_pretrained(folder)`."
         )
     if path.is_dir():
@@ -113,13 +119,13 @@ def resolve_model(
     if any(c in ref for c in "/\\~") or ref.startswith(".") or path.suffix:
         raise ModelNotFoundError(
             f"Model folder not found: `{ref}` ({path.absolute()}). Check the path, or pass a Hub "
-            f"id such as {EXAMPLE_HUB_ID}."
+            f"id such as {TRAINING_MODEL}."
         )
     close = difflib.get_close_matches(ref, list(aliases), n=1)
     hint = f" Did you mean `{close[0]}`?" if close else ""
     raise ModelNotFoundError(
         f"`{ref}` is not a built-in model ({', '.join(aliases)}), a folder here, or a Hub "
-        f"id (owner/name, such as {EXAMPLE_HUB_ID}).{hint}"
+        f"id (owner/name, such as {TRAINING_MODEL}).{hint}"
     )
 
 
@@ -130,7 +136,7 @@ def _from_hub(ref: str, offline: bool | None) -> ResolvedModel:
         marker="model_index.json",
         wrong_kind=(
             "it is not a diffusers pipeline (no model_index.json). Pick a diffusers version "
-            f"of the model, such as {EXAMPLE_HUB_ID}."
+            f"of the model, such as {TRAINING_MODEL}."
         ),
         offline=offline,
     )

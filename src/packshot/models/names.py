@@ -11,7 +11,6 @@ from contextvars import ContextVar
 
 from packshot.models.families import stand_in_aliases
 
-EXAMPLE_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 # owner/name, as the Hub spells repository ids: each part 1-96 letters, digits, `-`, `_`, `.`,
 # starting and ending with a letter or digit, with no `--` or `..`. So a Hub id is never `.`,
 # `..`, a hidden name or an absolute path, and names no folder by itself.

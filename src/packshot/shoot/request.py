@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packshot.errors import UsageError
-from packshot.models.families import ModelFamily, reference_families, stand_in_aliases
+from packshot.models.families import (
+    INSTANT_MODEL,
+    ModelFamily,
+    reference_families,
+    stand_in_aliases,
+)
 from packshot.shoot.sheet import GPU_PRICE_PER_HOUR, STUDIO_PRICE_PER_PHOTO
-
-# Instant shots' model when none is named: the step-distilled FLUX.2 [klein] 4B (Apache-2.0),
-# which takes reference images and draws in 4 steps.
-INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B"
 
 
 def check_takes_references(family: ModelFamily, model: str) -> None:

@@ -41,6 +41,8 @@ from packshot.api.deps import (
 from packshot.api.errors import ApiError, not_found
 from packshot.api.routes.products import get_product, photos_dir
 from packshot.api.schemas import (
+    BaseModelPublic,
+    BaseModelsPublic,
     CutoutPublic,
     DeliveryPublic,
     ErrorPublic,
@@ -73,10 +75,17 @@ from packshot.deliver.shop import FORMATS, export_delivery
 from packshot.jobs import store
 from packshot.jobs.kinds import KINDS, JobKind, ShootParams, TrainingParams
 from packshot.jobs.models import Job, JobEvent, Photo, Product, ShotRow
-from packshot.models.families import stand_in_aliases
+from packshot.models.families import (
+    INSTANT_MODEL,
+    TRAINING_MODEL,
+    ModelFamily,
+    base_models,
+    stand_in_aliases,
+)
 from packshot.shoot import load_presets
 from packshot.shoot.plan import images_planned, presets_named
-from packshot.shoot.request import INSTANT_MODEL, check_takes_references
+from packshot.shoot.request import check_takes_references
+from packshot.train import load_presets as load_training_presets
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 E = {code: {"model": ErrorPublic} for code in (401, 404, 422, 429)}
@@ -514,6 +523,39 @@ def list_presets(merchant: CurrentMerchant):
         )
         for n, p in load_presets().items()
     ]
+
+
+@router.get("/models", response_model=BaseModelsPublic, responses=E)
+def list_models(merchant: CurrentMerchant, settings: SettingsDep):
+    """The base models to suggest for trainings and instant shots, with what each needs."""
+    known = {hub_id: (note, family) for hub_id, note, family in base_models()}
+    for alias, family in stand_in_aliases().items():
+        known.setdefault(alias, (f"{family.label}: test stand-in, random weights", family))
+    names = settings.models or sorted(
+        (hub_id for hub_id, _note, _family in base_models()), key=lambda n: n != TRAINING_MODEL
+    )
+    return BaseModelsPublic(
+        training_default=TRAINING_MODEL,
+        instant_default=INSTANT_MODEL,
+        data=[_base_model(name, *known.get(name, (name, None))) for name in names],
+    )
+
+
+def _base_model(name: str, label: str, family: ModelFamily | None) -> BaseModelPublic:
+    trains = family is not None and family.trainable
+    return BaseModelPublic(
+        id=name,
+        family=family.name if family else None,
+        label=label,
+        trains=trains,
+        takes_references=bool(family and family.reference_images),
+        training_steps={
+            preset: values["max_train_steps"]
+            for preset, values in load_training_presets(family.name).items()
+        }
+        if family is not None and trains
+        else {},
+    )
 
 
 @router.get("/marketplaces", response_model=list[MarketplacePublic], responses=E)

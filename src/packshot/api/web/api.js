@@ -78,6 +78,21 @@ export const get = (path, opts) => request("GET", path, opts);
 export const post = (path, json, opts) => request("POST", path, { ...opts, json });
 export const del = (path, opts) => request("DELETE", path, opts);
 
+/** `getOnce(path, fallback)`: a GET whose answer holds for the page's life (the lists a form
+ *  offers), asked for once however many ask; an error answers `fallback` and asks again later. */
+export function getOnce(path, fallback) {
+  let pending = null;
+  return async () => {
+    pending ??= get(path);
+    try {
+      return await pending;
+    } catch {
+      pending = null;
+      return fallback;
+    }
+  };
+}
+
 // ---- session ----
 
 /** The signed-in merchant, or null. Keeps the CSRF token for later requests. */

@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import { busy, field, h, icon, markInvalid, mount, plural, rich } from "./dom.js";
 import { badgeList, complianceBadges, deliveryDownloads, loadMarketplaces, pickedProfiles, profilesField } from "./market.js";
+import { loadModels, modelOptions } from "./models.js";
 
 const SLOTS = [
   ["main", "Main image"],
@@ -18,10 +19,6 @@ const DEFAULT_SHOTS = [
   { slot: "lifestyle", preset: "lifestyle", description: "the {product} on a wooden bench in a sunny park", aspect: "16:9", count: 1 },
 ];
 const VERDICTS = { ready: ["ok", "Ready"], usable: ["warn", "Usable"], "not enough": ["bad", "Not enough"] };
-// The base model of the products without one (CatalogueParams.base_model): of their trainings,
-// or, with instant shots, a model that takes reference images.
-const TRAINING_MODEL = "stabilityai/stable-diffusion-xl-base-1.0";
-const INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B";
 // How a product of a catalogue shoot was drawn (its outcome's `route`).
 const ROUTES = { trained: "Trained in the catalogue", instant: "Instant, from its photos", model: "Its own model" };
 const POLL_MS = 1000;
@@ -62,11 +59,12 @@ class CataloguePage {
     );
     let products, shoots;
     try {
-      [products, shoots, this.presets, this.marketplaces] = await Promise.all([
+      [products, shoots, this.presets, this.marketplaces, this.models] = await Promise.all([
         api.get("/v1/products").then((b) => b.data),
         api.get("/v1/catalogue-shoots").then((b) => b.data),
         api.get("/v1/presets"),
         loadMarketplaces(),
+        loadModels(),
       ]);
     } catch (exc) {
       mount(this.table, h("div.notice.bad", icon("alert"), h("div.grow", rich(exc.message))));
@@ -137,14 +135,19 @@ class CataloguePage {
     const addRow = (shot) => list.append(this.shotRow(shot, list));
     DEFAULT_SHOTS.forEach(addRow);
     const profiles = profilesField(this.marketplaces, { drawn: true }); // every shot is drawn
-    const model = h("input.input", { id: "catalogue-model", name: "model", value: TRAINING_MODEL, autocomplete: "off", spellcheck: "false" });
+    // The base model of the products without one (CatalogueParams.base_model): of their
+    // trainings, or, with instant shots, a model that takes reference images.
+    const { training_default: trainingModel, instant_default: instantModel } = this.models;
+    const model = h("input.input", { id: "catalogue-model", name: "model", value: trainingModel, list: "catalogue-models", autocomplete: "off", spellcheck: "false" });
+    const models = modelOptions("catalogue-models", this.models, "train");
     // Instant shots: no training; the base model follows the choice while it holds a default.
     const instant = h("input", {
       id: "catalogue-instant",
       name: "instant",
       type: "checkbox",
       onchange: () => {
-        if ([TRAINING_MODEL, INSTANT_MODEL, ""].includes(model.value.trim())) model.value = instant.checked ? INSTANT_MODEL : TRAINING_MODEL;
+        if ([trainingModel, instantModel, ""].includes(model.value.trim())) model.value = instant.checked ? instantModel : trainingModel;
+        models.replaceChildren(...modelOptions("catalogue-models", this.models, instant.checked ? "instant" : "train").children);
         trainSteps.disabled = instant.checked;
         hint.textContent = routeHint();
       },
@@ -203,7 +206,8 @@ class CataloguePage {
         h("summary", "Options"),
         h(
           "div.grid-2",
-          field(model, "Base model", "For the products without a model: a Hugging Face Hub id."),
+          field(model, "Base model", "For the products without a model: a Hugging Face Hub id; the suggestions say what each needs."),
+          models,
           field(trainSteps, "Training steps"),
           field(steps, "Sampling steps", "More is slower and finer."),
         ),

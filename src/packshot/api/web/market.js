@@ -15,17 +15,8 @@ const SHOP_FILES = [
 const OWN_PROFILE = { shopify: "shopify", google: "google" }; // the images each format asks for
 const HTTP_URL = /^https?:\/\/[^\s/$.?#][^\s]*$/;
 
-let marketplaces = null;
 /** The marketplace profiles, asked for once per page load (an error: none, asked again later). */
-export async function loadMarketplaces() {
-  marketplaces ??= api.get("/v1/marketplaces");
-  try {
-    return await marketplaces;
-  } catch {
-    marketplaces = null;
-    return [];
-  }
-}
+export const loadMarketplaces = api.getOnce("/v1/marketplaces", []);
 
 /** "Deliver to marketplaces": a chip per profile. `drawn`: the form's shots are drawn by the
  * model, so the profiles that refuse them (Amazon's main image) or warn say so. */

@@ -7,9 +7,9 @@
 import * as api from "./api.js";
 import { busy, duration, field, h, markInvalid, rich, icon, mount, plural, spinner, timeAgo, toast } from "./dom.js";
 import { badgeList, badgeReasons, deliveryDownloads, loadMarketplaces, pickedProfiles, profilesField } from "./market.js";
+import { loadModels, modelNamed, modelOptions, presetSteps } from "./models.js";
 
 const ACCEPT = "image/jpeg,image/png,image/webp,image/gif,image/heic,image/heif,image/avif";
-const PRESET_STEPS = { quick: 300, standard: 500, best: 1000 }; // presets/training.json
 // The model files a merchant may want, with what each is for.
 const DOWNLOADS = {
   "pytorch_lora_weights.safetensors": ["LoRA for diffusers", "pipe.load_lora_weights()"],
@@ -31,24 +31,17 @@ const MODES = [
   ["generate", "Generate with my model", "Your trained model draws the product in any scene"],
   ["place", "Keep my product's pixels", "Cut out of your photo; only the scene is new"],
 ];
-// Base models a merchant may pick, with what each needs (the API takes any Hub id too).
-const BASE_MODELS = [
-  ["stabilityai/stable-diffusion-xl-base-1.0", "Stable Diffusion XL: trains on a 16 GB GPU"],
-  ["black-forest-labs/FLUX.2-klein-base-4B", "FLUX.2 [klein] 4B: sharper labels and text; trains in ~10 GB of GPU memory (a 24 GB card)"],
-  ["black-forest-labs/FLUX.2-klein-4B", "FLUX.2 [klein] 4B distilled: 4-step shots; trains in ~10 GB of GPU memory"],
-  ["stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5: the lightest, 8 GB"],
-];
-const INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B";
 // What each kind of job is called on the page, and where the API keeps it.
 const JOB_KINDS = {
   shoot: { path: "shoots", badge: "Generated", title: "Shoot", noun: "shoot", failed: "Shoot failed", retry: "shoot again with more training or a plainer description" },
   placement: { path: "placements", badge: "Your pixels", title: "Placement", noun: "placement", failed: "Placement failed", retry: "try another photo or a simpler scene" },
 };
 const CUTOUT_SOURCES = { mask: "your mask", alpha: "the photo's transparency", model: "the background-removal model", grabcut: "GrabCut" };
+// The training presets (presets/training.json); their steps on the picked model come from the API.
 const TRAINING_PRESETS = [
-  ["quick", "Quick", "300 steps · a first look"],
-  ["standard", "Standard", "500 steps · recommended"],
-  ["best", "Best", "1000 steps · finest detail"],
+  ["quick", "Quick", "a first look"],
+  ["standard", "Standard", "recommended"],
+  ["best", "Best", "finest detail"],
 ];
 
 /** Render the product page into `main`; returns the clean-up function (closes streams). */
@@ -90,13 +83,15 @@ class ProductPage {
   async load() {
     mount(this.main, h("div.loading", spinner(), "Loading product…"));
     try {
-      const [product, photos, presets, marketplaces] = await Promise.all([
+      const [product, photos, presets, marketplaces, models] = await Promise.all([
         api.get(this.base()),
         api.get(`${this.base()}/photos`),
         api.get("/v1/presets").catch(() => null),
         loadMarketplaces(),
+        loadModels(),
       ]);
       this.marketplaces = marketplaces;
+      this.models = models;
       this.product = product;
       this.photos = listOf(photos);
       this.presets = listOf(presets);
@@ -332,13 +327,21 @@ class ProductPage {
           "label",
           h("input", { type: "radio", name: "preset", value, checked: value === "standard" }),
           h("strong", label),
-          h("small", hint),
+          h("small", { "data-preset": value, "data-hint": hint }, hint),
         ),
       ),
     );
+    // Each preset's steps on the model picked (the default while the field is empty).
+    const showSteps = () => {
+      for (const small of seg.querySelectorAll("small[data-preset]")) {
+        const n = presetSteps(this.models, model.value, small.dataset.preset);
+        small.textContent = n ? `${n} steps · ${small.dataset.hint}` : small.dataset.hint;
+      }
+    };
     const steps = h("input.input", { id: "train-steps", name: "max_train_steps", type: "number", min: 1, max: 20000, placeholder: "from the preset", inputmode: "numeric" });
-    const model = h("input.input", { id: "train-model", name: "model", list: "base-models", placeholder: "stabilityai/stable-diffusion-xl-base-1.0", spellcheck: "false", autocomplete: "off" });
-    const models = h("datalist", { id: "base-models" }, BASE_MODELS.map(([id, note]) => h("option", { value: id, label: note })));
+    const model = h("input.input", { id: "train-model", name: "model", list: "base-models", placeholder: this.models.training_default, spellcheck: "false", autocomplete: "off", oninput: () => showSteps() });
+    const models = modelOptions("base-models", this.models, "train");
+    showSteps();
     const error = h("div.notice.bad", { role: "alert", hidden: true });
     const start = h("button.btn.accent", { type: "submit", "data-testid": "start-training" }, icon("spark"), again ? "Train again" : "Start training");
     const warn =
@@ -369,7 +372,7 @@ class ProductPage {
             body.max_train_steps = n;
           }
           // Samples along the way (at a third and two thirds), not only at the end.
-          const planned = body.max_train_steps || PRESET_STEPS[body.preset];
+          const planned = body.max_train_steps || presetSteps(this.models, model.value, body.preset);
           if (planned >= 3) body.validation_steps = Math.ceil(planned / 3);
           if (verdict === "not enough") body.force = true;
           try {
@@ -391,7 +394,7 @@ class ProductPage {
         h(
           "div.grid-2",
           field(steps, "Steps", "Overrides the preset's step count."),
-          field(model, "Base model", "A Hugging Face Hub id. Empty: Stable Diffusion XL. FLUX.2 [klein] 4B draws labels and text sharper and trains in ~10 GB of GPU memory (a 24 GB card)."),
+          field(model, "Base model", `A Hugging Face Hub id; the suggestions say what each needs. Empty: ${modelNamed(this.models, "", "train")?.label || this.models.training_default}.`),
           models,
         ),
       ),
@@ -771,7 +774,8 @@ class ProductPage {
       `the ${this.product.class_name} on a marble kitchen counter\nthe ${this.product.class_name} on a wooden table by a window`,
     );
     n.value = 1;
-    const model = h("input.input", { id: "instant-model", name: "model", placeholder: INSTANT_MODEL, spellcheck: "false", autocomplete: "off" });
+    const model = h("input.input", { id: "instant-model", name: "model", list: "instant-models", placeholder: this.models.instant_default, spellcheck: "false", autocomplete: "off" });
+    const models = modelOptions("instant-models", this.models, "instant");
     const deliver = profilesField(this.marketplaces, { drawn: true });
     const { error, fail } = formError();
     const submit = h("button.btn.accent", { type: "submit", "data-testid": "start-instant" }, icon("spark"), "Shoot now");
@@ -814,7 +818,8 @@ class ProductPage {
           field(n, "Shots per description"),
           field(aspect, "Aspect ratio"),
           field(steps, "Sampling steps", "Empty: the model's own (4 for FLUX.2 [klein] 4B)."),
-          field(model, "Reference model", "A model that takes reference images: FLUX.2 [klein]. Empty: FLUX.2 [klein] 4B."),
+          field(model, "Reference model", `A model that takes reference images. Empty: ${modelNamed(this.models, "", "instant")?.label || this.models.instant_default}.`),
+          models,
         ),
       ),
       error,

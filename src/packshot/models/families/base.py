@@ -100,6 +100,9 @@ class ModelFamily:
     inpaint_strength: float | None = None
     # ... and for those trained on its tiny stand-in.
     stand_in_inpaint_model: str | None = None
+    # The base models of this family a merchant may pick (Hub id, what it is and needs, for
+    # people), as the studio suggests them (`base_models`); any other Hub id works too.
+    hub_models: tuple[tuple[str, str], ...] = ()
 
     @property
     def lora_family(self) -> str:
@@ -239,6 +242,12 @@ class ModelFamily:
 
 FAMILIES: dict[str, ModelFamily] = {}
 
+# The base model of a training when none is named: SDXL base 1.0, the default for real work.
+TRAINING_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+# Instant shots' model when none is named: the step-distilled FLUX.2 [klein] 4B (Apache-2.0),
+# which takes reference images and draws in 4 steps.
+INSTANT_MODEL = "black-forest-labs/FLUX.2-klein-4B"
+
 
 def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
     """Add `family` to FAMILIES, so that `detect_family` and `load_pipeline` know it."""
@@ -266,6 +275,11 @@ def trainable_families() -> tuple[str, ...]:
 def reference_families() -> tuple[str, ...]:
     """Labels of the families whose pipelines take reference images ("FLUX.2 [klein]")."""
     return tuple(dict.fromkeys(f.label for f in FAMILIES.values() if f.reference_images))
+
+
+def base_models() -> list[tuple[str, str, ModelFamily]]:
+    """Every registered family's suggested base models: (Hub id, note, family)."""
+    return [(hub_id, note, f) for f in FAMILIES.values() for hub_id, note in f.hub_models]
 
 
 def stand_in_aliases() -> dict[str, ModelFamily]:
@@ -303,8 +317,7 @@ def detect_family(model_dir: Path) -> ModelFamily:
     if not index_path.is_file():
         raise ModelLoadError(
             f"`{model_dir}` is a folder but not a diffusers pipeline (no model_index.json). "
-            "Pass a folder saved with `save_pretrained`, or a Hub id such as "
-            "stabilityai/stable-diffusion-xl-base-1.0"
+            f"Pass a folder saved with `save_pretrained`, or a Hub id such as {TRAINING_MODEL}."
         )
     index = _read_json(index_path, model_dir)
     class_name = index.get("_class_name")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packshot.models.families.base import register_family
+from packshot.models.families.base import INSTANT_MODEL, register_family
 from packshot.models.families.flow import (
     FlowMatchingFamily,
     qwen_prompt_token_limit,
@@ -269,7 +269,7 @@ FLUX2_KLEIN = register_family(
         text_encoder_trainable=False,
         lora_file_diffusers_names=False,
         negative_prompts=False,  # its guidance runs against the empty prompt
-        fast_model="black-forest-labs/FLUX.2-klein-4B",  # the step-distilled 4B
+        fast_model=INSTANT_MODEL,  # the step-distilled 4B, black-forest-labs/FLUX.2-klein-4B
         # Flux2KleinPipeline's defaults for the base model; the distilled model's recipe (its
         # model card: 4 steps, no classifier-free guidance, which 1.0 is in its pipeline).
         sampling=(50, 4.0),
@@ -278,5 +278,17 @@ FLUX2_KLEIN = register_family(
         inpaint_model=None,  # the base model inpaints: Flux2KleinInpaintPipeline
         inpaint_strength=1.0,  # its pipeline's default is 0.8: the grey canvas would show
         stand_in_inpaint_model=None,
+        hub_models=(
+            (
+                "black-forest-labs/FLUX.2-klein-base-4B",
+                "FLUX.2 [klein] 4B: sharper labels and text; trains in ~10 GB of GPU memory "
+                "(a 24 GB card)",
+            ),
+            (
+                INSTANT_MODEL,
+                "FLUX.2 [klein] 4B distilled: 4-step shots, instant shots from your photos; "
+                "trains in ~10 GB of GPU memory",
+            ),
+        ),
     )
 )

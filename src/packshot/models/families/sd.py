@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packshot.errors import UsageError
-from packshot.models.families.base import CropGeometry, ModelFamily, register_family
+from packshot.models.families.base import (
+    TRAINING_MODEL,
+    CropGeometry,
+    ModelFamily,
+    register_family,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -326,6 +331,12 @@ SD15 = register_family(
         is_inpaint=False,
         stand_in="tiny",
         trainable=True,
+        hub_models=(
+            (
+                "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                "Stable Diffusion 1.5: the lightest, trains on an 8 GB GPU",
+            ),
+        ),
         **_SD15_FACTS,
     )
 )
@@ -338,6 +349,7 @@ SDXL = register_family(
         is_inpaint=False,
         stand_in="tiny-sdxl",
         trainable=True,
+        hub_models=((TRAINING_MODEL, "Stable Diffusion XL: trains on a 16 GB GPU"),),
         **_SDXL_FACTS,
     )
 )

@@ -32,6 +32,9 @@ MAX_SEQUENCE_LENGTH = 512
 # main layers and in the noise and context refiners.
 TRANSFORMER_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 
+# The step-distilled 6B: `--fast`'s model, and a base model of its own.
+TURBO_MODEL = "Tongyi-MAI/Z-Image-Turbo"
+
 _PEFT_KEY = re.compile(r"^(.*)\.lora_([AB])\.weight$")
 
 
@@ -186,7 +189,7 @@ Z_IMAGE = register_family(
         text_encoder_trainable=False,
         lora_file_diffusers_names=False,  # peft's names, as the example saves them
         negative_prompts=True,  # its guidance runs against the negative prompt ("" by default)
-        fast_model="Tongyi-MAI/Z-Image-Turbo",  # the step-distilled 6B
+        fast_model=TURBO_MODEL,
         # ZImagePipeline's defaults for the foundation model; Z-Image-Turbo's model card: 9
         # steps (8 forward passes), guidance 0.0, which is off in its pipeline.
         sampling=(50, 5.0),
@@ -195,5 +198,12 @@ Z_IMAGE = register_family(
         inpaint_model=None,  # the base model inpaints: ZImageInpaintPipeline
         inpaint_strength=None,  # its pipeline's default, 1.0: a new scene from noise
         stand_in_inpaint_model=None,
+        hub_models=(
+            (
+                "Tongyi-MAI/Z-Image",
+                "Z-Image 6B: sharp printed text; more GPU memory than FLUX.2 [klein] 4B",
+            ),
+            (TURBO_MODEL, "Z-Image 6B Turbo: 9-step shots"),
+        ),
     )
 )
